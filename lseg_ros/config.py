@@ -1,0 +1,243 @@
+"""One typed configuration for the segmentation engine.
+
+Every field here is, under the same (dotted) name:
+  * a key in ``config/lseg.yaml``,
+  * a ``--name`` option of the command-line tools,
+  * a declared ROS parameter of ``lseg_node``.
+Defaults are written here once; everything else derives from these dataclasses.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping
+
+import yaml
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
+    """A dataclass field carrying its documentation in metadata['doc']."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"doc": text})
+    return field(default=default, metadata={"doc": text})
+
+
+@dataclass
+class DenseClipConfig:
+    mode: str = _doc("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
+    gaussian_std: float = _doc("naclip: std (in patches) of the neighbourhood prior.", 5.0)
+    window: int = _doc("Sliding-window size in model-input pixels; 0 disables.", 0)
+    stride: int = _doc("Sliding-window stride in model-input pixels.", 224)
+
+
+@dataclass
+class LSegConfig:
+    block_depth: int = _doc("Spatial-regularization blocks after the head (0 = none).", 0)
+    activation: str = _doc("Activation in the spatial-regularization blocks: lrelu | tanh | relu.", "lrelu")
+
+
+@dataclass
+class PostprocessConfig:
+    cluster_k: int = _doc("ViL-Seg-style clustering: group pixel embeddings into K clusters "
+                          "and classify each cluster as a whole; 0 disables.", 0)
+    cluster_iters: int = _doc("k-means iterations for clustering.", 10)
+    pamr_iters: int = _doc("PAMR refinement iterations on the logits; 0 disables.", 0)
+    pamr_dilations: List[int] = _doc("PAMR neighbourhood dilations.", factory=lambda: [1, 2])
+
+
+@dataclass
+class SegmenterConfig:
+    backend: str = _doc("Registered backend: dense_clip | lseg.", "dense_clip")
+    model: str = _doc("Architecture: an open_clip model name (dense_clip) or an LSeg preset "
+                      "(lseg_vitl16_384, lseg_vitb16_384, lseg_tiny).", "ViT-B-16")
+    pretrained: str = _doc("Weights: an open_clip pretrained tag (e.g. openai), a local file "
+                           "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only).", "openai")
+    device: str = _doc("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
+    precision: str = _doc("fp32 | fp16 | bf16 (half precisions on CUDA).", "fp32")
+    short_side: int = _doc("Model input short side in pixels.", 448)
+    max_long_side: int = _doc("Cap on the model input long side in pixels.", 896)
+    output_height: int = _doc("Output mask height; 0 = the input image height.", 0)
+    output_width: int = _doc("Output mask width; 0 = the input image width.", 0)
+    logit_scale: float = _doc("Softmax temperature over labels; 0 = the backend's own "
+                              "(100 for CLIP, 1/0.07 for LSeg).", 0.0)
+    threshold: float = _doc("Default minimum confidence; pixels below get unknown_value.", 0.0)
+    unknown_value: int = _doc("Mask value for pixels below their label's threshold.", 255)
+    prompt_templates: str = _doc("none | single | imagenet | default (the backend's own: "
+                                 "imagenet for dense_clip, none for lseg).", "default")
+    description_pooling: str = _doc("How a label's prompts and descriptions combine: mean | max.", "mean")
+    labels: List[str] = _doc("Labels used until a query sets others.",
+                             factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
+    dense_clip: DenseClipConfig = _doc("dense_clip backend options.", factory=DenseClipConfig)
+    lseg: LSegConfig = _doc("lseg backend options.", factory=LSegConfig)
+    postprocess: PostprocessConfig = _doc("Optional post-processing.", factory=PostprocessConfig)
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> "SegmenterConfig":
+        with open(path, "r", encoding="utf-8") as stream:
+            data = yaml.safe_load(stream) or {}
+        return from_dict(cls, data, source=str(path))
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "SegmenterConfig":
+        checks = [
+            (self.precision in ("fp32", "fp16", "bf16"), "precision", "fp32, fp16, bf16"),
+            (self.short_side >= 32, "short_side", "an integer >= 32"),
+            (self.max_long_side >= self.short_side, "max_long_side", f">= short_side ({self.short_side})"),
+            (self.output_height >= 0 and self.output_width >= 0, "output_height/output_width", ">= 0"),
+            (self.logit_scale >= 0, "logit_scale", ">= 0"),
+            (0.0 <= self.threshold <= 1.0, "threshold", "a value in [0, 1]"),
+            (0 <= self.unknown_value <= 65535, "unknown_value", "an integer in [0, 65535]"),
+            (self.prompt_templates in ("none", "single", "imagenet", "default"), "prompt_templates",
+             "none, single, imagenet, default"),
+            (self.description_pooling in ("mean", "max"), "description_pooling", "mean, max"),
+            (self.dense_clip.mode in ("maskclip", "sclip", "clearclip", "naclip"), "dense_clip.mode",
+             "maskclip, sclip, clearclip, naclip"),
+            (self.dense_clip.window >= 0 and self.dense_clip.stride > 0, "dense_clip.window/stride",
+             "window >= 0 and stride > 0"),
+            (self.postprocess.cluster_k >= 0, "postprocess.cluster_k", ">= 0"),
+            (self.postprocess.pamr_iters >= 0, "postprocess.pamr_iters", ">= 0"),
+        ]
+        for ok, name, accepted in checks:
+            if not ok:
+                value = flatten(self).get(name, None)
+                if value is None:
+                    value = {k: v for k, v in flatten(self).items() if k in name.split("/")}
+                raise ValueError(f"invalid config value {name}={value!r}; accepted: {accepted}")
+        return self
+
+
+# ---------------------------------------------------------------------- helpers
+def _field_types(cls) -> Dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _is_dataclass_type(tp: Any) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _coerce(value: Any, tp: Any, name: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (list, List):
+        (item_tp,) = typing.get_args(tp) or (str,)
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"config field {name} expects a list, got {value!r}")
+        return [_coerce(v, item_tp, name) for v in value]
+    if tp is bool:
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"config field {name} expects a boolean, got {value!r}")
+        return bool(value)
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ValueError(f"config field {name} expects {tp.__name__}, got {value!r}")
+        try:
+            converted = tp(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"config field {name} expects {tp.__name__}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and value != converted:
+            raise ValueError(f"config field {name} expects an integer, got {value!r}")
+        return converted
+    if tp is str:
+        if not isinstance(value, (str, int, float)):
+            raise ValueError(f"config field {name} expects a string, got {value!r}")
+        return str(value)
+    return value
+
+
+def from_dict(cls, data: Mapping[str, Any], source: str = "config", prefix: str = ""):
+    """Build dataclass ``cls`` from a nested dict; unknown keys are an error."""
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{source}: expected a mapping for {prefix or cls.__name__}, got {data!r}")
+    types = _field_types(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"{source}: unknown config key(s) {[prefix + k for k in unknown]}; "
+                         f"known: {sorted(prefix + k for k in known)}")
+    kwargs = {}
+    for name, value in data.items():
+        tp = types[name]
+        if _is_dataclass_type(tp):
+            kwargs[name] = from_dict(tp, value or {}, source, prefix + name + ".")
+        else:
+            kwargs[name] = _coerce(value, tp, prefix + name)
+    return cls(**kwargs)
+
+
+def flatten(config: Any, prefix: str = "") -> Dict[str, Any]:
+    """Nested dataclass -> {'dense_clip.mode': 'naclip', ...}."""
+    flat: Dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            flat.update(flatten(value, prefix + f.name + "."))
+        else:
+            flat[prefix + f.name] = value
+    return flat
+
+
+def field_docs(cls, prefix: str = "") -> Dict[str, tuple]:
+    """{'dotted.name': (type, default, doc)} for every leaf field of ``cls``."""
+    docs: Dict[str, tuple] = {}
+    types = _field_types(cls)
+    default = cls()
+    for f in dataclasses.fields(cls):
+        tp = types[f.name]
+        if _is_dataclass_type(tp):
+            docs.update(field_docs(tp, prefix + f.name + "."))
+        else:
+            docs[prefix + f.name] = (tp, getattr(default, f.name), f.metadata.get("doc", ""))
+    return docs
+
+
+def with_overrides(config: Any, overrides: Mapping[str, Any]):
+    """Return a copy of ``config`` with dotted-name overrides applied (values coerced)."""
+    nested = dataclasses.asdict(config)
+    for dotted, value in overrides.items():
+        parts = dotted.split(".")
+        node = nested
+        for part in parts[:-1]:
+            if part not in node or not isinstance(node[part], dict):
+                raise ValueError(f"unknown config key {dotted!r}")
+            node = node[part]
+        if parts[-1] not in node:
+            raise ValueError(f"unknown config key {dotted!r}; known: {sorted(flatten(config))}")
+        node[parts[-1]] = value
+    return from_dict(type(config), nested)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls=SegmenterConfig) -> None:
+    """Add ``--dotted.name`` (and ``--dotted-name``) options for every config field."""
+    group = parser.add_argument_group("configuration (override --config file values)")
+    for name, (tp, default, doc) in field_docs(cls).items():
+        flags = [f"--{name}"]
+        if "_" in name or "." in name:
+            flags.append("--" + name.replace("_", "-").replace(".", "-"))
+        group.add_argument(*flags, dest=f"cfg:{name}", default=None, metavar=_metavar(tp),
+                           help=f"{doc} (default: {default})")
+
+
+def _metavar(tp) -> str:
+    if typing.get_origin(tp) in (list, List):
+        return "A,B,..."
+    return getattr(tp, "__name__", "VALUE").upper()
+
+
+def config_from_args(args: argparse.Namespace, cls=SegmenterConfig):
+    """Config from ``--config FILE`` (if given) plus command-line overrides."""
+    path = getattr(args, "config", None)
+    config = cls.from_yaml(path) if path else cls()
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:") and v is not None}
+    config = with_overrides(config, overrides) if overrides else config
+    return config.validate() if hasattr(config, "validate") else config

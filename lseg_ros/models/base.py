@@ -1,0 +1,96 @@
+"""The interface every segmentation backend implements, and the backend registry.
+
+A backend is a torch module that maps normalized images to dense pixel embeddings in
+the embedding space of its own text encoder:
+
+    forward(images [B, 3, H, W]) -> pixel_embeddings [B, D, h, w]
+    encode_text(token_ids [N, T]) -> text_embeddings [N, D]   (not normalized)
+
+Backends register under a name with :func:`register_backend`; everything (CLI, node,
+training, evaluation) builds them through :func:`build_backend`.
+"""
+from __future__ import annotations
+
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from ..config import SegmenterConfig
+
+_BACKENDS: Dict[str, Callable[[SegmenterConfig], "SegmentationBackend"]] = {}
+
+
+def register_backend(name: str):
+    """Decorator: ``@register_backend("dense_clip") def build(config) -> SegmentationBackend``."""
+
+    def decorator(builder):
+        if name in _BACKENDS:
+            raise ValueError(f"backend {name!r} is already registered")
+        _BACKENDS[name] = builder
+        return builder
+
+    return decorator
+
+
+def available_backends() -> List[str]:
+    _import_builtin_backends()
+    return sorted(_BACKENDS)
+
+
+def build_backend(config: SegmenterConfig) -> "SegmentationBackend":
+    """Build the backend ``config.backend`` with the weights ``config.pretrained``."""
+    _import_builtin_backends()
+    try:
+        builder = _BACKENDS[config.backend]
+    except KeyError:
+        raise ValueError(f"unknown backend {config.backend!r}; available: {sorted(_BACKENDS)}") from None
+    return builder(config)
+
+
+def _import_builtin_backends() -> None:
+    # Importing the modules runs their @register_backend decorators.
+    from . import dense_clip, lseg  # noqa: F401
+
+
+class SegmentationBackend(nn.Module):
+    """Base class: image -> pixel embeddings, token ids -> text embeddings."""
+
+    #: registry name of the backend
+    backend_name: str = ""
+    #: input normalization (RGB, applied to [0, 1] images)
+    image_mean: Tuple[float, float, float] = (0.48145466, 0.4578275, 0.40821073)
+    image_std: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
+    #: the model input's height and width are rounded to a multiple of this
+    input_multiple: int = 16
+    #: softmax temperature over labels when the config leaves it at 0
+    default_logit_scale: float = 100.0
+    #: prompt template set when the config says "default"
+    default_prompt_templates: str = "imagenet"
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: describes architecture and weights, e.g. "dense_clip/naclip ViT-B-16 (openai)"
+        self.description = ""
+        #: identifies the text encoder for the label-embedding cache
+        self.text_model_id = ""
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        """Token ids [N, T] for the text encoder."""
+        raise NotImplementedError
+
+    def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
+        """Text embeddings [N, D] (not normalized) from token ids [N, T]."""
+        raise NotImplementedError
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixel embeddings [B, D, h, w] (not necessarily normalized) from normalized images."""
+        raise NotImplementedError
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype

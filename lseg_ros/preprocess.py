@@ -1,0 +1,67 @@
+"""Image validation, sizing and normalization: the one place an RGB array becomes a model input."""
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """Validate one image and return it as HxWx3 uint8.
+
+    Accepted: HxWx3 uint8 RGB; HxW or HxWx1 uint8 grayscale (replicated to RGB);
+    HxWx4 uint8 RGBA (alpha dropped). Anything else raises ValueError naming it.
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image must be a numpy array, got {type(image).__name__}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image dtype must be uint8 (RGB 0..255), got {image.dtype}")
+    if image.ndim == 2:
+        image = image[:, :, None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"image shape must be HxWx3 (RGB), HxW/HxWx1 (gray) or HxWx4 (RGBA), "
+                         f"got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"image has zero size: {image.shape}")
+    if image.shape[2] == 1:
+        return np.repeat(image, 3, axis=2)
+    if image.shape[2] == 4:
+        return image[:, :, :3]
+    return image
+
+
+def split_batch(images) -> Tuple[list, bool]:
+    """(list of HxWx3 uint8 images, whether the input was a batch)."""
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        return [as_rgb_uint8(image) for image in images], True
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("empty image batch")
+        return [as_rgb_uint8(image) for image in images], True
+    return [as_rgb_uint8(images)], False
+
+
+def model_input_size(height: int, width: int, short_side: int, max_long_side: int,
+                     multiple: int) -> Tuple[int, int]:
+    """(h, w) with the short side ~short_side, the long side capped, both multiples of ``multiple``."""
+    scale = short_side / min(height, width)
+    scale = min(scale, max_long_side / max(height, width))
+
+    def snap(value: float) -> int:
+        return max(multiple, int(round(value / multiple)) * multiple)
+
+    return snap(height * scale), snap(width * scale)
+
+
+def to_model_input(images: Sequence[np.ndarray], size: Tuple[int, int], mean: Sequence[float],
+                   std: Sequence[float], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """uint8 HxWx3 images (same size) -> normalized [B, 3, h, w] on ``device`` in ``dtype``."""
+    batch = torch.from_numpy(np.stack(images)).to(device, non_blocking=True)  # [B, H, W, 3] uint8
+    batch = batch.permute(0, 3, 1, 2).float().div_(255.0)  # [B, 3, H, W]
+    if tuple(batch.shape[-2:]) != tuple(size):
+        batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+    mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    return ((batch - mean_t) / std_t).to(dtype)

@@ -1,0 +1,256 @@
+"""The public engine API: build from a config, set labels, segment images.
+
+    segmenter = Segmenter(SegmenterConfig(backend="dense_clip", model="ViT-B-16"))
+    segmenter.set_labels(["door", "chair", "floor"])
+    result = segmenter.segment(rgb)          # HxWx3 uint8
+    result.mask, result.confidences, result.labels, result.timings
+
+Label embeddings are computed once per label (cached); every frame reuses them.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import SegmenterConfig
+from .models import build_backend
+from .postprocess import cluster_pixel_embeddings, pamr
+from .preprocess import model_input_size, split_batch, to_model_input
+from .text import LabelEncoder
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+@dataclass
+class SegmentationResult:
+    """Output for one image."""
+
+    #: [H, W] label indices: value i is labels[i]; below-threshold pixels are unknown_value.
+    #: uint8 while every value fits in 8 bits, else uint16.
+    mask: np.ndarray
+    #: [N, H, W] float32 softmax over labels, or None when not requested
+    confidences: Optional[np.ndarray]
+    labels: List[str]
+    unknown_value: int
+    #: seconds per stage: preprocess, backbone, classify, postprocess (shared by a batch)
+    timings: Dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class LabelSet:
+    """The active labels, their per-label thresholds and their cached embeddings."""
+
+    names: List[str]
+    descriptions: List[List[str]]
+    thresholds: torch.Tensor  # [N] float32
+    label_embeddings: torch.Tensor  # [N, D] float32, L2-normalized
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"invalid device {name!r}; accepted: auto, cpu, cuda, cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use device:=cpu or auto")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"unsupported device {name!r}; accepted: auto, cpu, cuda, cuda:N")
+    return device
+
+
+class Segmenter:
+    """Open-vocabulary semantic segmentation with a registered backend."""
+
+    max_labels = 1024
+    max_label_chars = 256
+
+    def __init__(self, config: Optional[SegmenterConfig] = None) -> None:
+        self.config = (config or SegmenterConfig()).validate()
+        self.device = resolve_device(self.config.device)
+        self.dtype = PRECISIONS[self.config.precision]
+        if self.device.type == "cpu" and self.dtype == torch.float16:
+            raise ValueError("precision 'fp16' needs CUDA; on the CPU use fp32 or bf16")
+        backend = build_backend(self.config)
+        backend.requires_grad_(False)
+        self.backend = backend.to(self.device, self.dtype).eval()
+        templates = self.config.prompt_templates
+        if templates == "default":
+            templates = self.backend.default_prompt_templates
+        self.label_encoder = LabelEncoder(self.backend, templates, self.config.description_pooling)
+        self.logit_scale = self.config.logit_scale or self.backend.default_logit_scale
+        self.label_set: Optional[LabelSet] = None
+        if self.config.labels:
+            self.set_labels(self.config.labels)
+
+    # ----------------------------------------------------------------- labels
+    @property
+    def labels(self) -> List[str]:
+        return list(self.label_set.names) if self.label_set else []
+
+    @property
+    def description(self) -> str:
+        return self.backend.description
+
+    def validate_labels(self, labels: Sequence[str], descriptions=None, thresholds=None):
+        """Checked copies of (labels, descriptions, thresholds); ValueError names the bad value."""
+        if isinstance(labels, str):
+            raise ValueError(f"labels must be a list of strings, got the string {labels!r}; "
+                             "use parse_label_text() for 'door, chair'")
+        labels = [str(label).strip() for label in labels]
+        if not labels:
+            raise ValueError("empty label list; give at least one label, e.g. ['floor', 'door']")
+        if len(labels) > self.max_labels:
+            raise ValueError(f"{len(labels)} labels requested; at most {self.max_labels} are accepted")
+        for label in labels:
+            if not label:
+                raise ValueError(f"empty label name in {labels!r}")
+            if len(label) > self.max_label_chars:
+                raise ValueError(f"label {label[:40]!r}... is {len(label)} characters long; "
+                                 f"at most {self.max_label_chars} are accepted")
+        seen = set()
+        for label in labels:
+            if label in seen:
+                raise ValueError(f"duplicate label {label!r} in {labels!r}; each label must be unique")
+            seen.add(label)
+        unknown = self.config.unknown_value
+        if unknown < len(labels):
+            raise ValueError(f"unknown_value {unknown} collides with label index {unknown} "
+                             f"({len(labels)} labels); set unknown_value to 65535")
+        descriptions = [list(d) for d in descriptions] if descriptions is not None else [[] for _ in labels]
+        if len(descriptions) != len(labels):
+            raise ValueError(f"{len(descriptions)} description lists for {len(labels)} labels")
+        for desc_list in descriptions:
+            for desc in desc_list:
+                if not isinstance(desc, str) or not desc.strip() or len(desc) > self.max_label_chars:
+                    raise ValueError(f"invalid description {str(desc)[:40]!r}: must be a non-empty string "
+                                     f"of at most {self.max_label_chars} characters")
+        default = self.config.threshold
+        if thresholds is None:
+            thresholds = [default] * len(labels)
+        if len(thresholds) != len(labels):
+            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
+        checked = []
+        for value in thresholds:
+            value = default if value is None or (isinstance(value, float) and math.isnan(value)) \
+                or value == 0 else float(value)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"threshold {value} out of range; accepted: [0, 1] (0 or NaN = default)")
+            checked.append(value)
+        return labels, [[d.strip() for d in ds] for ds in descriptions], checked
+
+    def set_labels(self, labels: Sequence[str], descriptions: Optional[Sequence[Sequence[str]]] = None,
+                   thresholds: Optional[Sequence[Optional[float]]] = None) -> List[str]:
+        """Replace the active label set. Known labels cost no text forward."""
+        labels, descriptions, thresholds = self.validate_labels(labels, descriptions, thresholds)
+        label_embeddings = self.label_encoder.encode(labels, descriptions)  # [N, D]
+        self.label_set = LabelSet(labels, descriptions,
+                                  torch.tensor(thresholds, dtype=torch.float32, device=self.device),
+                                  label_embeddings)
+        return list(labels)
+
+    # ---------------------------------------------------------------- segment
+    @torch.inference_mode()
+    def segment(self, images, return_confidences: bool = True,
+                output_size: Optional[tuple] = None) -> Union[SegmentationResult, List[SegmentationResult]]:
+        """Segment an RGB uint8 HxWx3 image (or a batch: BxHxWx3 array or list of images).
+
+        Returns one SegmentationResult, or a list for a batch. ``output_size`` (H, W)
+        overrides the config's output size; the default is each image's own size.
+        """
+        label_set = self.label_set
+        if label_set is None:
+            raise RuntimeError("no labels set; call set_labels([...]) first")
+        rgb_images, is_batch = split_batch(images)
+        if is_batch and len({image.shape for image in rgb_images}) > 1:
+            results = [self.segment(image, return_confidences, output_size) for image in rgb_images]
+            return results
+        timings: Dict[str, float] = {}
+        clock = _StageClock(self.device, timings)
+
+        height, width = rgb_images[0].shape[:2]
+        size = model_input_size(height, width, self.config.short_side, self.config.max_long_side,
+                                self.backend.input_multiple)
+        model_input = to_model_input(rgb_images, size, self.backend.image_mean, self.backend.image_std,
+                                     self.device, self.dtype)  # [B, 3, h, w]
+        clock.lap("preprocess")
+
+        pixel_embeddings = self.backend(model_input)  # [B, D, h', w']
+        clock.lap("backbone")
+
+        logits = self.classify(pixel_embeddings, label_set.label_embeddings, model_input)  # [B, N, h', w']
+        clock.lap("classify")
+
+        out_size = output_size or (self.config.output_height or height, self.config.output_width or width)
+        results = self._finish(logits, label_set, tuple(out_size), return_confidences, timings)
+        clock.lap("postprocess")
+        for result in results:
+            result.timings = dict(timings)
+        return results if is_batch else results[0]
+
+    def classify(self, pixel_embeddings: torch.Tensor, label_embeddings: torch.Tensor,
+                 model_input: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Logits [B, N, h, w] = logit_scale * cosine(pixel embedding, label embedding)."""
+        pixel_embeddings = F.normalize(pixel_embeddings.float(), dim=1)  # [B, D, h, w]
+        post = self.config.postprocess
+        if post.cluster_k > 0:
+            pixel_embeddings = cluster_pixel_embeddings(pixel_embeddings, post.cluster_k, post.cluster_iters)
+        logits = torch.einsum("bdhw,nd->bnhw", pixel_embeddings, label_embeddings) * self.logit_scale
+        if post.pamr_iters > 0 and model_input is not None:
+            guide = F.interpolate(model_input.float(), size=logits.shape[-2:], mode="bilinear",
+                                  align_corners=False, antialias=True)
+            probabilities = pamr(guide, logits.softmax(1), post.pamr_iters, post.pamr_dilations)
+            logits = probabilities.clamp_min(1e-8).log()
+        return logits
+
+    def _finish(self, logits: torch.Tensor, label_set: LabelSet, out_size: tuple,
+                return_confidences: bool, timings: Dict[str, float]) -> List[SegmentationResult]:
+        logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)  # [B, N, H, W]
+        unknown = self.config.unknown_value
+        mask_dtype = torch.uint8 if max(unknown, len(label_set.names) - 1) <= 255 else torch.int32
+        thresholded = bool((label_set.thresholds > 0).any())
+        if return_confidences or thresholded:
+            confidences = logits.softmax(dim=1)  # [B, N, H, W]
+            best_confidence, mask = confidences.max(dim=1)  # [B, H, W]
+            if thresholded:
+                mask = torch.where(best_confidence < label_set.thresholds[mask],
+                                   torch.full_like(mask, unknown), mask)
+        else:
+            confidences = None
+            mask = logits.argmax(dim=1)
+        mask_np = mask.to(mask_dtype).cpu().numpy()
+        if mask_dtype != torch.uint8:
+            mask_np = mask_np.astype(np.uint16)
+        confidences_np = confidences.cpu().numpy() if return_confidences else None
+        return [SegmentationResult(mask_np[i], None if confidences_np is None else confidences_np[i],
+                                   list(label_set.names), unknown) for i in range(mask_np.shape[0])]
+
+
+class _StageClock:
+    """Wall time per pipeline stage; synchronizes CUDA so each stage is charged its own work."""
+
+    def __init__(self, device: torch.device, timings: Dict[str, float]) -> None:
+        self.sync = device.type == "cuda"
+        self.timings = timings
+        self.last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.sync:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        self.timings[stage] = now - self.last
+        self.last = now
+
+
+def parse_label_text(text: str) -> List[str]:
+    """'door, chair ,floor' -> ['door', 'chair', 'floor'] (also ';' and newlines)."""
+    for separator in (";", "\n"):
+        text = text.replace(separator, ",")
+    return [part.strip() for part in text.split(",") if part.strip()]

@@ -1,0 +1,95 @@
+"""Label text -> L2-normalized label embeddings, computed once and cached.
+
+A label is encoded through every template of a template set (embeddings averaged, as in
+CLIP's prompt ensembling). Optional descriptions or synonyms of the label (LMSeg-style
+enriched prompts, e.g. "a wooden door with a handle") are encoded as written and pooled
+with the label's own embedding by mean or element-wise max.
+
+The cache key is (text model, template set, pooling, label, descriptions): a robot that
+switches its query from "door" to "chair" and back pays one text forward for "chair"
+and none for the return to "door".
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from .prompts import get_templates
+
+CacheKey = Tuple[str, str, str, str, Tuple[str, ...]]
+
+
+class LabelEncoder:
+    """Encodes label sets with a backend's text tower and caches label embeddings."""
+
+    def __init__(self, backend, template_set: str = "imagenet", pooling: str = "mean",
+                 batch_size: int = 256, max_cache_entries: int = 4096) -> None:
+        if pooling not in ("mean", "max"):
+            raise ValueError(f"unknown description pooling {pooling!r}; accepted: mean, max")
+        self.backend = backend
+        self.template_set = template_set
+        self.templates = get_templates(template_set)
+        self.pooling = pooling
+        self.batch_size = batch_size
+        self.max_cache_entries = max_cache_entries
+        self._cache: Dict[CacheKey, torch.Tensor] = {}
+        #: number of text-encoder forward passes run so far (for tests and diagnostics)
+        self.forward_count = 0
+
+    def cache_key(self, label: str, descriptions: Sequence[str] = ()) -> CacheKey:
+        return (self.backend.text_model_id, self.template_set, self.pooling, label, tuple(descriptions))
+
+    def is_cached(self, label: str, descriptions: Sequence[str] = ()) -> bool:
+        return self.cache_key(label, descriptions) in self._cache
+
+    @torch.inference_mode()
+    def encode(self, labels: Sequence[str],
+               descriptions: Optional[Sequence[Sequence[str]]] = None) -> torch.Tensor:
+        """label_embeddings [N, D], float32, L2-normalized, on the backend's device."""
+        descriptions = descriptions or [()] * len(labels)
+        if len(descriptions) != len(labels):
+            raise ValueError(f"got {len(descriptions)} description lists for {len(labels)} labels")
+        keys = [self.cache_key(label, tuple(desc)) for label, desc in zip(labels, descriptions)]
+        missing = [key for key in dict.fromkeys(keys) if key not in self._cache]
+        if missing:
+            self._encode_missing(missing)
+        device = self.backend.device
+        return torch.stack([self._cache[key] for key in keys]).to(device)
+
+    def _encode_missing(self, keys: List[CacheKey]) -> None:
+        # Every prompt of every missing label, in one flat list, encoded in few forwards.
+        prompts: List[str] = []
+        spans = []
+        for _, _, _, label, desc in keys:
+            start = len(prompts)
+            prompts.extend(template.format(label) for template in self.templates)
+            prompts.extend(desc)
+            spans.append((start, len(self.templates), len(desc)))
+        prompt_embeddings = self._encode_prompts(prompts)  # [P, D]
+        for key, (start, n_templates, n_desc) in zip(keys, spans):
+            label_embedding = F.normalize(prompt_embeddings[start:start + n_templates].mean(0), dim=-1)
+            if n_desc:
+                desc = prompt_embeddings[start + n_templates:start + n_templates + n_desc]
+                phrases = torch.cat([label_embedding[None], desc], dim=0)  # [1 + n_desc, D]
+                pooled = phrases.mean(0) if self.pooling == "mean" else phrases.max(0).values
+                label_embedding = F.normalize(pooled, dim=-1)
+            if len(self._cache) >= self.max_cache_entries:
+                self._cache.pop(next(iter(self._cache)))
+            self._cache[key] = label_embedding
+
+    def _encode_prompts(self, prompts: List[str]) -> torch.Tensor:
+        """Normalized prompt embeddings [P, D], float32."""
+        chunks = []
+        for start in range(0, len(prompts), self.batch_size):
+            token_ids = self.backend.tokenize(prompts[start:start + self.batch_size]).to(self.backend.device)
+            self.forward_count += 1
+            chunks.append(F.normalize(self.backend.encode_text(token_ids).float(), dim=-1))
+        return torch.cat(chunks, dim=0)
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def __len__(self) -> int:
+        return len(self._cache)

@@ -1,0 +1,100 @@
+"""Safe checkpoint reading and strict state-dict loading.
+
+Checkpoints are read without executing pickled code: ``.safetensors`` with safetensors,
+``.pt/.pth/.ckpt/.bin`` with ``torch.load(weights_only=True)``. Nothing here ever falls
+back to random weights: every failure raises :class:`WeightsError` naming what was tried.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, Mapping, Optional
+
+import torch
+from torch import nn
+
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+SAFETENSORS_SUFFIXES = (".safetensors",)
+HOW_TO_SUPPLY = ("Supply weights as a local file with pretrained:=/path/to/weights.safetensors "
+                 "(or .pt/.pth/.ckpt), or use pretrained:=random explicitly for tests.")
+
+
+class WeightsError(RuntimeError):
+    """Weights were asked for and cannot be had; the message says what was tried."""
+
+
+def looks_like_path(pretrained: str) -> bool:
+    """True when ``pretrained`` names a file rather than a pretrained tag."""
+    return (os.sep in pretrained or pretrained.startswith((".", "~"))
+            or pretrained.endswith(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES))
+
+
+def read_checkpoint(path: str | os.PathLike) -> Dict[str, object]:
+    """Read a checkpoint file into a dict without unpickling arbitrary objects."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"weights file {str(path)!r} does not exist. {HOW_TO_SUPPLY}")
+    suffix = path.suffix.lower()
+    if suffix in SAFETENSORS_SUFFIXES:
+        from safetensors.torch import load_file
+
+        try:
+            return dict(load_file(str(path), device="cpu"))
+        except Exception as error:  # safetensors raises several types
+            raise WeightsError(f"cannot read safetensors file {str(path)!r}: {error}") from error
+    if suffix in TORCH_SUFFIXES:
+        try:
+            data = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as error:
+            raise WeightsError(
+                f"refusing or unable to load {str(path)!r} with torch.load(weights_only=True): "
+                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. Checkpoints "
+                "that need arbitrary code to unpickle are not loaded; convert them to safetensors."
+            ) from error
+        if not isinstance(data, Mapping):
+            raise WeightsError(f"{str(path)!r} holds a {type(data).__name__}, not a state dict")
+        return dict(data)
+    raise WeightsError(f"unsupported weights file type {suffix!r} for {str(path)!r}; "
+                       f"accepted: {', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)}")
+
+
+def extract_state_dict(checkpoint: Mapping[str, object], prefix: str = "") -> Dict[str, torch.Tensor]:
+    """The tensors of a plain state dict or of a Lightning-style ``{'state_dict': ...}``,
+    with ``prefix`` stripped (keys without it are kept only when prefix is empty)."""
+    state = checkpoint.get("state_dict", checkpoint)
+    if not isinstance(state, Mapping):
+        raise WeightsError("checkpoint 'state_dict' entry is not a mapping")
+    tensors = {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if prefix:
+        tensors = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    return tensors
+
+
+def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str,
+                ignore_missing: Optional[set] = None) -> None:
+    """Load ``state_dict`` into ``module`` key for key; any missing, unexpected or
+    mis-shaped key raises :class:`WeightsError` naming it."""
+    ignore_missing = ignore_missing or set()
+    expected = module.state_dict()
+    missing = sorted(k for k in expected if k not in state_dict and k not in ignore_missing)
+    unexpected = sorted(k for k in state_dict if k not in expected)
+    mismatched = sorted(k for k in expected if k in state_dict
+                        and tuple(state_dict[k].shape) != tuple(expected[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing key(s) {_head(missing)}")
+    if unexpected:
+        problems.append(f"unexpected key(s) {_head(unexpected)}")
+    if mismatched:
+        problems.append("shape mismatch for " + ", ".join(
+            f"{k}: file {tuple(state_dict[k].shape)} vs model {tuple(expected[k].shape)}"
+            for k in mismatched[:5]))
+    if problems:
+        raise WeightsError(f"weights {source!r} do not match the model: " + "; ".join(problems)
+                           + f". {HOW_TO_SUPPLY}")
+    module.load_state_dict(dict(state_dict), strict=not ignore_missing)
+
+
+def _head(keys, count: int = 8) -> str:
+    shown = ", ".join(repr(k) for k in keys[:count])
+    return shown + (f" and {len(keys) - count} more" if len(keys) > count else "")

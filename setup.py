@@ -1,0 +1,38 @@
+"""pip installation of the lseg_ros Python package (the ROS build uses CMakeLists.txt)."""
+from setuptools import find_packages, setup
+
+setup(
+    name="lseg_ros",
+    version="0.1.0",
+    description="Language-driven open-vocabulary semantic segmentation for ROS 2 (LSeg, dense CLIP)",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["lseg_ros", "lseg_ros.*"]),
+    package_data={
+        "lseg_ros": [
+            "model_configs/*.json",
+            "data/class_names/*.txt",
+            "weights/*.safetensors",
+            "weights/*.yaml",
+        ],
+    },
+    install_requires=[
+        # Users bring their own torch build (Jetson, CUDA desktop); dev/CI pins it in requirements/dev.txt.
+        "torch>=2.1",
+        "open_clip_torch>=2.24",
+        "timm>=0.9",
+        "numpy>=1.22",
+        "pillow>=9",
+        "pyyaml>=5.4",
+        "safetensors>=0.4",
+        "tqdm>=4.60",
+    ],
+    extras_require={"eval": ["matplotlib>=3.5"]},
+    entry_points={
+        "console_scripts": [
+            "lseg-segment = lseg_ros.cli:main",
+            "lseg-train = lseg_ros.train:main",
+            "lseg-eval = lseg_ros.evaluate:main",
+        ],
+    },
+)

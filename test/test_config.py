@@ -1,0 +1,64 @@
+"""The config type is the one source of truth for YAML, CLI options and node parameters."""
+import argparse
+
+import pytest
+
+from lseg_ros.config import (SegmenterConfig, add_config_arguments, config_from_args, field_docs, flatten,
+                             with_overrides)
+
+
+def test_every_leaf_field_is_documented():
+    for name, (_, _, doc) in field_docs(SegmenterConfig).items():
+        assert doc, f"config field {name} has no documentation"
+
+
+def test_yaml_loads_nested_fields(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("backend: lseg\ndense_clip:\n  mode: sclip\nlabels: [door, chair]\n")
+    config = SegmenterConfig.from_yaml(path)
+    assert config.backend == "lseg" and config.dense_clip.mode == "sclip"
+    assert config.labels == ["door", "chair"]
+    assert config.short_side == SegmenterConfig().short_side
+
+
+def test_yaml_with_unknown_key_names_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("dense_clip:\n  mdoe: sclip\n")
+    with pytest.raises(ValueError, match="dense_clip.mdoe"):
+        SegmenterConfig.from_yaml(path)
+
+
+def test_command_line_overrides_file_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("short_side: 320\ndevice: cpu\n")
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    add_config_arguments(parser)
+    args = parser.parse_args(["--config", str(path), "--short_side", "256", "--dense_clip.mode", "maskclip",
+                              "--labels", "door, chair"])
+    config = config_from_args(args)
+    assert config.short_side == 256 and config.device == "cpu"
+    assert config.dense_clip.mode == "maskclip" and config.labels == ["door", "chair"]
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("precision", "fp8", "precision='fp8'"),
+    ("short_side", 8, "short_side=8"),
+    ("dense_clip.mode", "magic", "dense_clip.mode='magic'"),
+    ("threshold", 1.5, "threshold=1.5"),
+])
+def test_invalid_values_are_rejected_naming_field_and_value(name, value, message):
+    with pytest.raises(ValueError) as error:
+        with_overrides(SegmenterConfig(), {name: value}).validate()
+    assert message in str(error.value)
+
+
+def test_wrongly_typed_value_names_the_field():
+    with pytest.raises(ValueError, match="short_side expects int"):
+        with_overrides(SegmenterConfig(), {"short_side": "big"})
+
+
+def test_flatten_uses_dotted_names_for_nested_fields():
+    flat = flatten(SegmenterConfig())
+    assert flat["dense_clip.mode"] == "naclip"
+    assert "postprocess.pamr_iters" in flat and "dense_clip" not in flat

@@ -1,0 +1,271 @@
+"""Segmenter behaviour, checked against plain reference computations on a small fake backend."""
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lseg_ros.config import SegmenterConfig
+from lseg_ros.models.base import SegmentationBackend, register_backend
+from lseg_ros.segmenter import Segmenter, parse_label_text
+
+EMBED_DIM = 8
+
+
+class FakeBackend(SegmentationBackend):
+    """Patch-16 average pooling + 1x1 conv; text = bag of character embeddings."""
+
+    backend_name = "fake"
+    input_multiple = 16
+    default_logit_scale = 10.0
+    default_prompt_templates = "none"
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.proj = torch.nn.Conv2d(3, EMBED_DIM, 1)
+        self.chars = torch.nn.Embedding(256, EMBED_DIM)
+        self.description = "fake"
+        self.text_model_id = "fake"
+
+    def tokenize(self, texts):
+        ids = torch.zeros(len(texts), 32, dtype=torch.long)
+        for row, text in enumerate(texts):
+            codes = [min(ord(c), 255) for c in text[:32]]
+            ids[row, :len(codes)] = torch.tensor(codes)
+        return ids
+
+    def encode_text(self, token_ids):
+        return self.chars(token_ids).sum(1)
+
+    def forward(self, images):
+        return self.proj(F.avg_pool2d(images, 16))  # [B, D, H/16, W/16]
+
+
+register_backend("fake_for_tests")(lambda config: FakeBackend())
+
+
+def make_segmenter(**overrides) -> Segmenter:
+    config = SegmenterConfig(backend="fake_for_tests", model="fake", pretrained="random", device="cpu",
+                             short_side=64, max_long_side=128, labels=["floor", "wall", "door"])
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return Segmenter(config)
+
+
+def random_image(height=48, width=80, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def reference_logits(segmenter, image):
+    """Plain computation: resize, normalize, backend, cosine * scale, upsample."""
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+    x = F.interpolate(x, size=(64, 112), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(segmenter.backend.image_mean).view(1, 3, 1, 1)
+    std = torch.tensor(segmenter.backend.image_std).view(1, 3, 1, 1)
+    with torch.no_grad():
+        pixel = F.normalize(segmenter.backend((x - mean) / std), dim=1)
+        text = F.normalize(segmenter.backend.encode_text(segmenter.backend.tokenize(segmenter.labels)), dim=1)
+    logits = torch.einsum("bdhw,nd->bnhw", pixel, text) * segmenter.logit_scale
+    return F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)[0]
+
+
+def test_mask_and_confidences_match_reference_computation():
+    segmenter = make_segmenter()
+    image = random_image()
+    result = segmenter.segment(image)
+    logits = reference_logits(segmenter, image)
+    assert result.mask.shape == (48, 80) and result.mask.dtype == np.uint8
+    assert result.confidences.shape == (3, 48, 80) and result.confidences.dtype == np.float32
+    np.testing.assert_allclose(result.confidences, logits.softmax(0).numpy(), atol=1e-5)
+    assert (result.mask == logits.argmax(0).numpy()).mean() > 0.999
+    assert result.labels == ["floor", "wall", "door"]
+
+
+def test_confidences_sum_to_one_per_pixel():
+    result = make_segmenter().segment(random_image())
+    np.testing.assert_allclose(result.confidences.sum(0), 1.0, atol=1e-5)
+
+
+def test_mask_without_confidences_equals_mask_with_them():
+    segmenter = make_segmenter()
+    image = random_image(seed=3)
+    plain = segmenter.segment(image, return_confidences=False)
+    assert plain.confidences is None
+    np.testing.assert_array_equal(plain.mask, segmenter.segment(image).mask)
+
+
+def test_model_input_follows_short_side_and_multiple():
+    from lseg_ros.preprocess import model_input_size
+    assert model_input_size(480, 640, 448, 896, 16) == (448, 592)
+    assert model_input_size(100, 1000, 448, 896, 16) == (96, 896)  # long side capped
+    assert model_input_size(640, 480, 448, 896, 14) == (602, 448)
+
+
+def test_output_size_overrides_input_size():
+    segmenter = make_segmenter(output_height=24, output_width=40)
+    result = segmenter.segment(random_image())
+    assert result.mask.shape == (24, 40) and result.confidences.shape == (3, 24, 40)
+
+
+def test_default_threshold_marks_low_confidence_pixels_unknown():
+    segmenter = make_segmenter(threshold=0.999, unknown_value=200)
+    result = segmenter.segment(random_image())
+    low = result.confidences.max(0) < 0.999
+    assert low.any()
+    assert np.all(result.mask[low] == 200)
+    assert np.all(result.mask[~low] < 3)
+
+
+def test_per_label_thresholds_apply_to_their_label_only():
+    segmenter = make_segmenter()
+    image = random_image()
+    base = segmenter.segment(image)
+    segmenter.set_labels(["floor", "wall", "door"], thresholds=[1.0, float("nan"), 0.0])
+    result = segmenter.segment(image)
+    was_floor = base.mask == 0
+    assert np.all(result.mask[was_floor] == segmenter.config.unknown_value)
+    np.testing.assert_array_equal(result.mask[~was_floor], base.mask[~was_floor])
+
+
+def test_batch_gives_same_results_as_single_images():
+    segmenter = make_segmenter()
+    images = np.stack([random_image(seed=1), random_image(seed=2)])
+    batch = segmenter.segment(images)
+    assert isinstance(batch, list) and len(batch) == 2
+    for image, result in zip(images, batch):
+        single = segmenter.segment(image)
+        np.testing.assert_allclose(result.confidences, single.confidences, atol=1e-5)
+
+
+def test_batch_of_different_sizes_is_segmented_per_image():
+    segmenter = make_segmenter()
+    results = segmenter.segment([random_image(48, 80), random_image(64, 64)])
+    assert [r.mask.shape for r in results] == [(48, 80), (64, 64)]
+
+
+def test_timings_report_each_stage():
+    result = make_segmenter().segment(random_image())
+    assert set(result.timings) == {"preprocess", "backbone", "classify", "postprocess"}
+    assert all(value >= 0 for value in result.timings.values())
+
+
+def test_grayscale_and_rgba_images_are_accepted():
+    segmenter = make_segmenter()
+    rgb = random_image()
+    gray = rgb[:, :, 0]
+    expected = segmenter.segment(np.repeat(gray[:, :, None], 3, axis=2)).mask
+    np.testing.assert_array_equal(segmenter.segment(gray).mask, expected)
+    np.testing.assert_array_equal(segmenter.segment(gray[:, :, None]).mask, expected)
+    rgba = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 7, np.uint8)], axis=2)
+    np.testing.assert_array_equal(segmenter.segment(rgba).mask, segmenter.segment(rgb).mask)
+
+
+@pytest.mark.parametrize("image, message", [
+    (np.zeros((8, 8, 3), np.float32), "uint8"),
+    (np.zeros((8, 8, 2), np.uint8), "HxWx3"),
+    (np.zeros((0, 8, 3), np.uint8), "zero size"),
+    (np.zeros((2, 3, 8, 8, 3), np.uint8), "HxWx3"),
+    ("not an image", "numpy array"),
+])
+def test_bad_images_are_rejected_with_the_bad_value_named(image, message):
+    with pytest.raises(ValueError, match=message):
+        make_segmenter().segment(image)
+
+
+@pytest.mark.parametrize("labels, message", [
+    ([], "empty label list"),
+    (["door", "door"], "duplicate label 'door'"),
+    (["door", "  "], "empty label name"),
+    (["x" * 2000], "2000 characters"),
+    (["label%d" % i for i in range(2000)], "2000 labels"),
+    ("door, chair", "parse_label_text"),
+])
+def test_bad_label_sets_are_rejected_and_keep_the_previous_set(labels, message):
+    segmenter = make_segmenter()
+    with pytest.raises(ValueError, match=message):
+        segmenter.set_labels(labels)
+    assert segmenter.labels == ["floor", "wall", "door"]
+
+
+def test_label_count_colliding_with_unknown_value_is_rejected():
+    segmenter = make_segmenter(unknown_value=2, labels=["a", "b"])
+    with pytest.raises(ValueError, match="unknown_value 2"):
+        segmenter.set_labels(["a", "b", "c"])
+
+
+def test_more_than_255_labels_give_a_16_bit_mask():
+    segmenter = make_segmenter(unknown_value=65535)
+    segmenter.set_labels([f"label {i}" for i in range(300)])
+    result = segmenter.segment(random_image(), return_confidences=False)
+    assert result.mask.dtype == np.uint16 and result.mask.max() < 300
+
+
+def test_known_labels_cost_no_text_forward():
+    segmenter = make_segmenter()
+    encoder = segmenter.label_encoder
+    before = encoder.forward_count
+    segmenter.set_labels(["door", "floor"])
+    segmenter.set_labels(["wall"])
+    assert encoder.forward_count == before
+    segmenter.set_labels(["chair", "door"])
+    assert encoder.forward_count == before + 1
+    for _ in range(3):
+        segmenter.segment(random_image())
+    assert encoder.forward_count == before + 1
+
+
+def test_label_embeddings_are_normalized_and_descriptions_change_them():
+    segmenter = make_segmenter()
+    plain = segmenter.label_encoder.encode(["door"])
+    described = segmenter.label_encoder.encode(["door"], [["a wooden door with a handle"]])
+    assert plain.shape == (1, EMBED_DIM)
+    assert torch.allclose(plain.norm(dim=-1), torch.ones(1), atol=1e-5)
+    assert torch.allclose(described.norm(dim=-1), torch.ones(1), atol=1e-5)
+    assert not torch.allclose(plain, described)
+
+
+def test_description_pooling_mean_and_max_follow_their_definitions():
+    segmenter = make_segmenter()
+    backend = segmenter.backend
+    phrases = ["door", "a glass door", "a wooden door"]
+    with torch.no_grad():
+        phrase_embeddings = F.normalize(backend.encode_text(backend.tokenize(phrases)), dim=-1)
+    for pooling, pooled in (("mean", phrase_embeddings.mean(0)), ("max", phrase_embeddings.max(0).values)):
+        segmenter = make_segmenter(description_pooling=pooling)
+        encoded = segmenter.label_encoder.encode(["door"], [phrases[1:]])[0]
+        assert torch.allclose(encoded, F.normalize(pooled, dim=0), atol=1e-5)
+
+
+def test_clustering_limits_distinct_pixel_classes():
+    segmenter = make_segmenter()
+    segmenter.config.postprocess.cluster_k = 2
+    image = random_image(64, 128)
+    from lseg_ros.preprocess import to_model_input
+    x = to_model_input([image], (64, 128), segmenter.backend.image_mean, segmenter.backend.image_std,
+                       torch.device("cpu"), torch.float32)
+    with torch.inference_mode():
+        logits = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings)
+    distinct = torch.unique(logits[0].flatten(1).T, dim=0)
+    assert len(distinct) <= 2
+
+
+def test_pamr_keeps_probabilities_normalized_and_smooths_uniform_regions():
+    from lseg_ros.postprocess import pamr
+    image = torch.zeros(1, 3, 16, 16)
+    image[..., 8:] = 1.0  # two flat halves
+    probabilities = torch.rand(1, 3, 16, 16).softmax(1)
+    refined = pamr(image, probabilities, iterations=20)
+    torch.testing.assert_close(refined.sum(1), torch.ones(1, 16, 16), atol=1e-4, rtol=0)
+    assert refined[..., :, 2:6].std() < probabilities[..., :, 2:6].std()
+
+
+def test_fp16_on_cpu_is_rejected_clearly():
+    with pytest.raises(ValueError, match="fp16"):
+        make_segmenter(precision="fp16")
+
+
+def test_parse_label_text_splits_commas_and_strips():
+    assert parse_label_text(" door, chair ,floor;; wall\n") == ["door", "chair", "floor", "wall"]
+    assert parse_label_text(" , ") == []
