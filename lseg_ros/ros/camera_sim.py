@@ -1,0 +1,157 @@
+"""``camera_sim``: a small camera simulator publishing ``image`` and ``camera_info``.
+
+Sources (parameter ``source``):
+  scenes          generated labelled scenes (lseg_ros.data.scenes), deterministic per seed
+  /path/to/dir    every .png/.jpg/.jpeg/.bmp in the folder, sorted
+  /path/to/file   an animated GIF/APNG/TIFF read with Pillow, or any video OpenCV can
+                  read when opencv-python is installed
+Frames loop until ``max_frames`` (0 = forever) have been published at ``rate`` Hz.
+"""
+from __future__ import annotations
+
+import itertools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Tuple
+
+import numpy as np
+import rclpy
+from rclpy.node import Node
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from ..config import _doc, field_docs, from_dict
+from .conversions import rgb_to_image_msg
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+@dataclass
+class CameraSimConfig:
+    source: str = _doc("scenes | a folder of images | an animated image or video file.", "scenes")
+    rate: float = _doc("Frames per second.", 5.0)
+    width: int = _doc("Output width for generated scenes (files keep their size).", 320)
+    height: int = _doc("Output height for generated scenes.", 240)
+    seed: int = _doc("Seed of the generated scenes.", 0)
+    max_frames: int = _doc("Stop publishing after this many frames; 0 = forever.", 0)
+    frame_id: str = _doc("frame_id of the published headers.", "camera_optical_frame")
+    horizontal_fov_deg: float = _doc("Horizontal field of view of the pinhole camera_info.", 60.0)
+
+
+def frame_source(config: CameraSimConfig) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
+    """Endless (RGB uint8 frame, ground-truth mask or None) from the configured source."""
+    if config.source == "scenes":
+        from ..data.scenes import generate_scene_stream
+
+        return generate_scene_stream(config.seed, (config.height, config.width))
+    path = Path(config.source).expanduser()
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise ValueError(f"camera_sim: no {'/'.join(IMAGE_SUFFIXES)} images in folder {str(path)!r}")
+        return itertools.cycle([(_read_rgb(p), None) for p in files])
+    if path.is_file():
+        return itertools.cycle([(frame, None) for frame in _read_video(path)])
+    raise ValueError(f"camera_sim: source {config.source!r} is neither 'scenes', a folder nor a file")
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image as PilImage
+
+    with PilImage.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def _read_video(path: Path) -> Iterator[np.ndarray]:
+    from PIL import Image as PilImage, ImageSequence, UnidentifiedImageError
+
+    try:
+        with PilImage.open(path) as image:
+            frames = [np.asarray(frame.convert("RGB")) for frame in ImageSequence.Iterator(image)]
+        return iter(frames)
+    except UnidentifiedImageError:
+        pass
+    try:
+        import cv2  # optional: only for real video files
+    except ImportError:
+        raise ValueError(f"camera_sim: {str(path)!r} is not an image Pillow can read and OpenCV "
+                         "(pip install opencv-python-headless) is not installed for video files") from None
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            break
+        frames.append(bgr[:, :, ::-1].copy())
+    if not frames:
+        raise ValueError(f"camera_sim: no frames could be read from {str(path)!r}")
+    return iter(frames)
+
+
+def pinhole_camera_info(width: int, height: int, fov_deg: float) -> CameraInfo:
+    focal = 0.5 * width / np.tan(np.radians(fov_deg) / 2)
+    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    info.d = [0.0] * 5
+    info.k = [focal, 0.0, width / 2, 0.0, focal, height / 2, 0.0, 0.0, 1.0]
+    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    info.p = [focal, 0.0, width / 2, 0.0, 0.0, focal, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+class CameraSim(Node):
+    def __init__(self, node_name: str = "camera_sim", **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        for name, (_, default, doc) in field_docs(CameraSimConfig).items():
+            self.declare_parameter(name, default)
+        values = {name: self.get_parameter(name).value for name in field_docs(CameraSimConfig)}
+        self.config = from_dict(CameraSimConfig, values, source="camera_sim parameters")
+        self.frames = frame_source(self.config)
+        self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.published = 0
+        #: ground-truth masks of generated scenes by header stamp (ns), newest 100
+        self.ground_truth: Dict[int, np.ndarray] = {}
+        self.done = False
+        self.create_timer(1.0 / self.config.rate, self.publish_next)
+
+    def publish_next(self) -> None:
+        if self.config.max_frames and self.published >= self.config.max_frames:
+            self.done = True
+            return
+        rgb, ground_truth = next(self.frames)
+        header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.config.frame_id)
+        image = rgb_to_image_msg(rgb, header)
+        info = pinhole_camera_info(rgb.shape[1], rgb.shape[0], self.config.horizontal_fov_deg)
+        info.header = header
+        self.image_pub.publish(image)
+        self.info_pub.publish(info)
+        self.published += 1
+        if ground_truth is not None:
+            self.ground_truth[header.stamp.sec * 10**9 + header.stamp.nanosec] = ground_truth
+            if len(self.ground_truth) > 100:
+                self.ground_truth.pop(next(iter(self.ground_truth)))
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = CameraSim()
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        while rclpy.ok() and not node.done:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

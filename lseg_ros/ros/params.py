@@ -1,0 +1,85 @@
+"""ROS parameters declared from the config dataclasses (one source of truth).
+
+Every leaf field of :class:`~lseg_ros.config.SegmenterConfig` and :class:`NodeConfig`
+becomes a parameter of the same dotted name (``dense_clip.mode``), with the field's
+documentation as its description. Fields that need a model rebuild are read-only at run
+time; ``labels``, ``threshold`` and ``overlay_alpha`` can change while running.
+"""
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+from typing import Any, Dict, List
+
+from ..config import SegmenterConfig, _doc, field_docs, from_dict, with_overrides
+
+#: parameters that may change while the node runs (all others need a restart)
+DYNAMIC_PARAMETERS = ("labels", "threshold", "overlay_alpha")
+
+
+@dataclass
+class NodeConfig:
+    use_compressed: bool = _doc("Subscribe to image/compressed (JPEG/PNG) instead of image.", False)
+    max_image_pixels: int = _doc("Frames with more pixels than this are rejected.", 4096 * 4096)
+    max_labels: int = _doc("Label queries with more labels than this are rejected.", 255)
+    max_label_chars: int = _doc("Label names or prompts longer than this are rejected.", 256)
+    overlay_alpha: float = _doc("Opacity of label colors in ~/overlay.", 0.5)
+    diagnostics_period: float = _doc("Seconds between /diagnostics messages.", 1.0)
+
+
+def declared_fields() -> Dict[str, tuple]:
+    """{'name': (type, default, doc)} for every node parameter."""
+    fields = dict(field_docs(SegmenterConfig))
+    fields.update(field_docs(NodeConfig))
+    return fields
+
+
+def declare_parameters(node) -> None:
+    from rcl_interfaces.msg import ParameterDescriptor
+
+    for name, (tp, default, doc) in declared_fields().items():
+        descriptor = ParameterDescriptor(name=name, description=doc, type=_parameter_type(tp),
+                                         read_only=name not in DYNAMIC_PARAMETERS)
+        node.declare_parameter(name, default, descriptor)
+
+
+def _parameter_type(tp) -> int:
+    from rcl_interfaces.msg import ParameterType
+
+    if typing.get_origin(tp) in (list, List):
+        (item,) = typing.get_args(tp)
+        return {str: ParameterType.PARAMETER_STRING_ARRAY, int: ParameterType.PARAMETER_INTEGER_ARRAY,
+                float: ParameterType.PARAMETER_DOUBLE_ARRAY}[item]
+    return {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+            float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}[tp]
+
+
+def read_configs(node) -> tuple:
+    """(SegmenterConfig, NodeConfig) from the node's current parameter values."""
+    values = {name: node.get_parameter(name).value for name in declared_fields()}
+    return configs_from_values(values)
+
+
+def configs_from_values(values: Dict[str, Any]) -> tuple:
+    segmenter_names = set(field_docs(SegmenterConfig))
+    segmenter_config = with_overrides(SegmenterConfig(), {k: _plain(v) for k, v in values.items()
+                                                          if k in segmenter_names})
+    node_values = {k: _plain(v) for k, v in values.items() if k in field_docs(NodeConfig)}
+    return segmenter_config.validate(), from_dict(NodeConfig, node_values, source="node parameters")
+
+
+def _plain(value: Any) -> Any:
+    # rclpy returns array parameters as array.array or numpy arrays
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return value.tolist()
+    return value
+
+
+def yaml_parameters(node_name: str = "lseg_node") -> Dict[str, Any]:
+    """The ``--params-file`` layout with every parameter at its default."""
+    defaults = {name: default for name, (_, default, _) in declared_fields().items()}
+    return {node_name: {"ros__parameters": defaults}}
+
+
+__all__ = ["NodeConfig", "DYNAMIC_PARAMETERS", "declare_parameters", "read_configs", "configs_from_values",
+           "declared_fields", "yaml_parameters"]
