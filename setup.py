@@ -7,6 +7,9 @@ setup(
     description="Language-driven open-vocabulary semantic segmentation for ROS 2 (LSeg, dense CLIP)",
     license="Apache-2.0",
     python_requires=">=3.10",
+    # package_dir makes editable installs put the repository on sys.path (not an import hook),
+    # so the generated lseg_ros.msg installed beside the venv merges with the sources.
+    package_dir={"": "."},
     packages=find_packages(include=["lseg_ros", "lseg_ros.*"]),
     package_data={
         "lseg_ros": [

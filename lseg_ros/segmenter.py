@@ -203,6 +203,7 @@ class Segmenter:
         if post.cluster_k > 0:
             pixel_embeddings = cluster_pixel_embeddings(pixel_embeddings, post.cluster_k, post.cluster_iters)
         logits = torch.einsum("bdhw,nd->bnhw", pixel_embeddings, label_embeddings) * self.logit_scale
+        logits = self.backend.refine_logits(logits)
         if post.pamr_iters > 0 and model_input is not None:
             guide = F.interpolate(model_input.float(), size=logits.shape[-2:], mode="bilinear",
                                   align_corners=False, antialias=True)

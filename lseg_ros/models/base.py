@@ -87,6 +87,11 @@ class SegmentationBackend(nn.Module):
         """Pixel embeddings [B, D, h, w] (not necessarily normalized) from normalized images."""
         raise NotImplementedError
 
+    def refine_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Backend-specific refinement of label logits [B, N, h, w] (identity by default;
+        LSeg's spatial-regularization blocks act here)."""
+        return logits
+
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device

@@ -23,6 +23,7 @@ from ..demo_model import demo_model_config
 from .camera_sim import CameraSim
 from .conversions import image_msg_to_array
 from .node import LsegNode
+from .params import parameter_overrides
 from .recorder import OverlayRecorder
 
 
@@ -61,7 +62,7 @@ def main(argv=None) -> int:
     camera = CameraSim(parameter_overrides=_parameters({"rate": args.rate, "source": "scenes",
                                                         "width": 320, "height": 240}))
     try:
-        segmentation = LsegNode(parameter_overrides=_parameters(flatten(config)))
+        segmentation = LsegNode(parameter_overrides=parameter_overrides(flatten(config)))
     except Exception as error:
         print(f"[demo] cannot start lseg_node: {error}", file=sys.stderr)
         camera.destroy_node()

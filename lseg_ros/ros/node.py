@@ -138,7 +138,10 @@ class LsegNode(Node):
         for parameter in parameters:
             try:
                 if parameter.name == "labels":
-                    self._submit(list(parameter.value or []), None, None, "labels parameter", raise_errors=True)
+                    value = parameter.value if parameter.value is not None else []
+                    if isinstance(value, str) or not all(isinstance(label, str) for label in value):
+                        raise ValueError(f"labels must be a string array, got {value!r}")
+                    self._submit(list(value), None, None, "labels parameter", raise_errors=True)
                 elif parameter.name == "threshold":
                     value = float(parameter.value)
                     if not 0.0 <= value <= 1.0:
@@ -158,7 +161,7 @@ class LsegNode(Node):
     def _submit(self, names, descriptions, thresholds, source: str, raise_errors: bool = False) -> None:
         """Validate a label set now (cheap) and hand it to the worker (text forward there)."""
         if not names:
-            self.get_logger().warn(f"{source}: empty label set; segmentation paused until labels arrive")
+            self.get_logger().warning(f"{source}: empty label set; segmentation paused until labels arrive")
             with self._lock:
                 self._pending_labels = LabelRequest([], [], [], source)
             return
@@ -234,7 +237,7 @@ class LsegNode(Node):
             self.get_logger().error(f"frame rejected: {error}", throttle_duration_sec=1.0)
             return
         if self.segmenter.label_set is None:
-            self.get_logger().warn("no labels set: frame not segmented; publish labels on 'labels' or "
+            self.get_logger().warning("no labels set: frame not segmented; publish labels on 'labels' or "
                                    "'~/label_query' or set the labels parameter", throttle_duration_sec=5.0)
             return
         want_confidences = self.confidence_pub.get_subscription_count() > 0
@@ -269,7 +272,7 @@ class LsegNode(Node):
     # ----------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         counters = self.counters
-        status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=str(self.segmenter.device))
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation", hardware_id=str(self.segmenter.device))
         status.level = DiagnosticStatus.OK
         status.message = "running" if self.segmenter.label_set else "waiting for labels"
         if self.segmenter.label_set is None:
@@ -288,6 +291,8 @@ class LsegNode(Node):
         self.diagnostics_pub.publish(array)
 
     def destroy_node(self) -> None:
+        if not hasattr(self, "_worker"):  # construction failed half-way
+            return super().destroy_node()
         self._stop.set()
         with self._lock:
             self._lock.notify_all()

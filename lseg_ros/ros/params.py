@@ -38,8 +38,11 @@ def declare_parameters(node) -> None:
     from rcl_interfaces.msg import ParameterDescriptor
 
     for name, (tp, default, doc) in declared_fields().items():
+        is_list = typing.get_origin(tp) in (list, List)
+        # rclpy types an empty list as BYTE_ARRAY; list parameters therefore skip rclpy's type
+        # check and are validated by the node (and by read_configs) instead.
         descriptor = ParameterDescriptor(name=name, description=doc, type=_parameter_type(tp),
-                                         read_only=name not in DYNAMIC_PARAMETERS)
+                                         read_only=name not in DYNAMIC_PARAMETERS, dynamic_typing=is_list)
         node.declare_parameter(name, default, descriptor)
 
 
@@ -81,5 +84,38 @@ def yaml_parameters(node_name: str = "lseg_node") -> Dict[str, Any]:
     return {node_name: {"ros__parameters": defaults}}
 
 
-__all__ = ["NodeConfig", "DYNAMIC_PARAMETERS", "declare_parameters", "read_configs", "configs_from_values",
-           "declared_fields", "yaml_parameters"]
+
+
+def render_params_yaml(node_name: str = "lseg_node") -> str:
+    """config/lseg.yaml: every parameter at its default, with its documentation as a comment.
+
+    Regenerate with ``python -m lseg_ros.ros.params > config/lseg.yaml``; a test checks the
+    shipped file equals this output, so defaults are written only in the dataclasses.
+    """
+    import json
+
+    lines = ["# lseg_node parameters (generated from lseg_ros.config / lseg_ros.ros.params;",
+             "# regenerate with: python -m lseg_ros.ros.params > config/lseg.yaml)",
+             f"{node_name}:", "  ros__parameters:"]
+    for name, (_, default, doc) in declared_fields().items():
+        lines.append(f"    # {doc}")
+        lines.append(f"    {name}: {json.dumps(default)}")
+    return "\n".join(lines) + "\n"
+
+
+def parameter_overrides(values: Dict[str, Any]) -> list:
+    """rclpy Parameters for ``Node(parameter_overrides=...)``, typed from the config fields
+    (so an empty list is a STRING_ARRAY, not rclpy's guess)."""
+    from rclpy.parameter import Parameter
+
+    fields = declared_fields()
+    overrides = []
+    for name, value in values.items():
+        if name not in fields:
+            raise ValueError(f"unknown lseg_node parameter {name!r}; known: {sorted(fields)}")
+        overrides.append(Parameter(name, Parameter.Type(_parameter_type(fields[name][0])), value))
+    return overrides
+
+
+if __name__ == "__main__":
+    print(render_params_yaml(), end="")

@@ -1,0 +1,302 @@
+"""Training-free dense CLIP: any open_clip ViT with its last block modified.
+
+The trunk (patch embedding, all blocks but the last) runs unchanged; the last block is
+replaced by one of four published training-free modifications, and every patch token is
+projected into the joint image-text space: ``ln_post(patch_tokens) @ proj`` -> [B, D, h, w].
+
+Modes (q, k, v are the last block's projections of ``ln_1(x)``; s = head_dim ** -0.5):
+
+* ``maskclip`` (Zhou et al. 2022): the value path replaces attention,
+  ``x = x + out_proj(v)``, then the block's FFN with its residual, as in MaskCLIP's code.
+* ``sclip`` (Wang et al. 2023): correlative self-attention
+  ``(softmax(q q^T s) + softmax(k k^T s)) v``; residual and FFN kept, as in SCLIP's code.
+* ``clearclip`` (Lan et al. 2024): ``softmax(q q^T s) v`` with no residual and no FFN.
+* ``naclip`` (Hajimiri et al. 2024): ``softmax(k k^T s + G) v`` with no residual and no FFN,
+  where G[i, j] = exp(-|p_i - p_j|^2 / (2 std^2)) over 2D patch positions (std in patches)
+  and is 0 in the class token's row and column.
+
+The class token stays in the sequence of the modified attention, as in all four papers;
+only patch tokens are returned. The positional embedding is resized (bicubic, class token
+excluded) to each input grid and cached per grid size. Inputs larger than
+``dense_clip.window`` can be processed in overlapping windows whose embeddings are averaged.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Sequence, Tuple
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
+from torch import nn
+
+from ..config import SegmenterConfig
+from ..weights import (HOW_TO_SUPPLY, WeightsError, extract_state_dict, load_strict,
+                       looks_like_path, read_checkpoint)
+from .base import SegmentationBackend, register_backend
+
+DENSE_CLIP_MODES = ("maskclip", "sclip", "clearclip", "naclip")
+#: open_clip JSON model configs shipped with the package (e.g. "lseg-test-tiny-ViT")
+MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
+open_clip.add_model_config(MODEL_CONFIG_DIR)
+
+Grid = Tuple[int, int]
+
+
+class DenseClipBackend(SegmentationBackend):
+    """Dense pixel embeddings from a frozen open_clip ViT with a modified last block."""
+
+    backend_name = "dense_clip"
+    default_logit_scale = 100.0
+    default_prompt_templates = "imagenet"
+
+    def __init__(self, clip: nn.Module, model_name: str, mode: str = "naclip",
+                 gaussian_std: float = 5.0, window: int = 0, stride: int = 224) -> None:
+        super().__init__()
+        visual = getattr(clip, "visual", None)
+        _check_supported(visual, model_name)
+        if mode not in DENSE_CLIP_MODES:
+            raise ValueError(f"unknown dense_clip.mode {mode!r}; accepted: {', '.join(DENSE_CLIP_MODES)}")
+        if not gaussian_std > 0:
+            raise ValueError(f"dense_clip.gaussian_std must be > 0 (patches), got {gaussian_std!r}")
+        patch = visual.patch_size[0]
+        if window < 0 or (window > 0 and (window % patch or stride <= 0 or stride % patch)):
+            raise ValueError(f"dense_clip.window={window!r} / stride={stride!r}: need window = 0, or "
+                             f"window and stride positive multiples of the patch size {patch}")
+        self.clip = clip.eval().requires_grad_(False)
+        self.model_name = model_name
+        self.mode = mode
+        self.gaussian_std = float(gaussian_std)
+        self.window = int(window)
+        self.stride = int(stride)
+        self.input_multiple = patch
+        preprocess = getattr(visual, "preprocess_cfg", {})
+        self.image_mean = tuple(float(m) for m in preprocess.get("mean", self.image_mean))
+        self.image_std = tuple(float(s) for s in preprocess.get("std", self.image_std))
+        self.tokenizer = open_clip.get_tokenizer(model_name)
+        self._positional_cache: Dict[Grid, torch.Tensor] = {}
+        self._prior_cache: Dict[Grid, torch.Tensor] = {}
+
+    @property
+    def visual(self) -> VisionTransformer:
+        return self.clip.visual
+
+    @property
+    def embedding_dim(self) -> int:
+        proj = self.visual.proj
+        return self.visual.transformer.width if proj is None else proj.shape[1]
+
+    # ------------------------------------------------------------------ text
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.tokenizer(list(texts))  # [N, T]
+
+    def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.clip.encode_text(token_ids)  # [N, D]
+
+    # ----------------------------------------------------------------- image
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixel embeddings [B, D, H/p, W/p] from normalized images [B, 3, H, W]."""
+        height, width = images.shape[-2:]
+        patch = self.input_multiple
+        if height % patch or width % patch:
+            raise ValueError(f"input size {height}x{width} is not a multiple of the patch size {patch}")
+        images = images.to(self.dtype)
+        if self.window and (height > self.window or width > self.window):
+            return self._sliding_window(images)
+        return self.dense_embeddings(images)
+
+    def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """One forward over the whole input: [B, 3, H, W] -> [B, D, H/p, W/p]."""
+        visual = self.visual
+        batch = images.shape[0]
+        tokens = visual.conv1(images)  # [B, C, h, w]
+        grid = (tokens.shape[2], tokens.shape[3])
+        tokens = tokens.flatten(2).transpose(1, 2)  # [B, h*w, C]
+        class_token = visual.class_embedding.to(tokens.dtype).expand(batch, 1, -1)
+        tokens = torch.cat([class_token, tokens], dim=1)  # [B, 1 + h*w, C]
+        tokens = visual.ln_pre(tokens + self.positional_embedding(grid).to(tokens.dtype))
+        for block in visual.transformer.resblocks[:-1]:
+            tokens = block(tokens)
+        tokens = self.last_block(tokens, grid)  # [B, 1 + h*w, C]
+        patch_embeddings = visual.ln_post(tokens[:, 1:])
+        if visual.proj is not None:
+            patch_embeddings = patch_embeddings @ visual.proj  # [B, h*w, D]
+        return patch_embeddings.transpose(1, 2).reshape(batch, -1, *grid)  # [B, D, h, w]
+
+    def last_block(self, tokens: torch.Tensor, grid: Grid) -> torch.Tensor:
+        """The modified last transformer block: [B, N, C] -> [B, N, C] (N = 1 + h*w)."""
+        block = self.visual.transformer.resblocks[-1]
+        attn = block.attn
+        if self.mode == "maskclip":
+            width = attn.embed_dim
+            bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
+            value = F.linear(block.ln_1(tokens), attn.in_proj_weight[2 * width:], bias)  # [B, N, C]
+            tokens = tokens + block.ls_1(attn.out_proj(value))
+            return tokens + block.ls_2(block.mlp(block.ln_2(tokens)))
+        qkv = F.linear(block.ln_1(tokens), attn.in_proj_weight, attn.in_proj_bias)  # [B, N, 3C]
+        batch, length, _ = qkv.shape
+        q, k, v = qkv.view(batch, length, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)  # [B, H, N, d]
+        if self.mode == "sclip":
+            # (softmax(q q^T s) + softmax(k k^T s)) v, as two attention products.
+            mixed = F.scaled_dot_product_attention(q, q, v) + F.scaled_dot_product_attention(k, k, v)
+        elif self.mode == "clearclip":
+            mixed = F.scaled_dot_product_attention(q, q, v)
+        else:  # naclip
+            prior = self.neighbourhood_prior(grid).to(device=k.device, dtype=k.dtype)  # [N, N]
+            mixed = F.scaled_dot_product_attention(k, k, v, attn_mask=prior)
+        attended = attn.out_proj(mixed.transpose(1, 2).reshape(batch, length, -1))  # [B, N, C]
+        if self.mode == "sclip":
+            tokens = tokens + block.ls_1(attended)
+            return tokens + block.ls_2(block.mlp(block.ln_2(tokens)))
+        return attended  # clearclip, naclip: no residual, no FFN
+
+    def positional_embedding(self, grid: Grid) -> torch.Tensor:
+        """Positional embedding [1 + h*w, C] for a patch grid (h, w); cached per grid."""
+        table = self.visual.positional_embedding  # [1 + g0*g1, C]
+        if tuple(grid) == tuple(self.visual.grid_size):
+            return table
+        key = tuple(grid)
+        cached = self._positional_cache.get(key)
+        if cached is None or cached.device != table.device or cached.dtype != table.dtype:
+            with torch.no_grad():
+                cached = resize_positional_embedding(table, tuple(self.visual.grid_size), key)
+            self._positional_cache[key] = cached
+        return cached
+
+    def neighbourhood_prior(self, grid: Grid) -> torch.Tensor:
+        """NACLIP's additive Gaussian attention prior [1 + h*w, 1 + h*w]; cached per grid."""
+        key = tuple(grid)
+        cached = self._prior_cache.get(key)
+        if cached is None or cached.device != self.device:
+            cached = gaussian_neighbourhood_prior(key, self.gaussian_std, self.device)
+            self._prior_cache[key] = cached
+        return cached
+
+    def _sliding_window(self, images: torch.Tensor) -> torch.Tensor:
+        """Overlapping windows, embeddings averaged where they overlap: [B, D, H/p, W/p]."""
+        batch, _, height, width = images.shape
+        patch = self.input_multiple
+        window_h, window_w = min(self.window, height), min(self.window, width)
+        rows = _window_starts(height, window_h, self.stride)
+        cols = _window_starts(width, window_w, self.stride)
+        crops = [images[:, :, y:y + window_h, x:x + window_w] for y in rows for x in cols]
+        window_embeddings = self.dense_embeddings(torch.cat(crops, dim=0))  # [n*B, D, wh, ww]
+        out = window_embeddings.new_zeros(batch, window_embeddings.shape[1], height // patch, width // patch)
+        count = window_embeddings.new_zeros(1, 1, height // patch, width // patch)
+        gh, gw = window_h // patch, window_w // patch
+        starts = [(y // patch, x // patch) for y in rows for x in cols]
+        for index, (gy, gx) in enumerate(starts):
+            out[:, :, gy:gy + gh, gx:gx + gw] += window_embeddings[index * batch:(index + 1) * batch]
+            count[:, :, gy:gy + gh, gx:gx + gw] += 1
+        return out / count  # [B, D, H/p, W/p]
+
+
+# ---------------------------------------------------------------------- helpers
+def resize_positional_embedding(table: torch.Tensor, source_grid: Grid, target_grid: Grid) -> torch.Tensor:
+    """Bicubic resize of the patch part of ``table`` [1 + g0*g1, C] to [1 + h*w, C]."""
+    class_position, patch_positions = table[:1], table[1:]
+    channels = table.shape[1]
+    patch_positions = patch_positions.reshape(1, *source_grid, channels).permute(0, 3, 1, 2)  # [1, C, g0, g1]
+    patch_positions = F.interpolate(patch_positions.float(), size=target_grid, mode="bicubic",
+                                    align_corners=False).to(table.dtype)  # [1, C, h, w]
+    patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(-1, channels)  # [h*w, C]
+    return torch.cat([class_position, patch_positions], dim=0)
+
+
+def gaussian_neighbourhood_prior(grid: Grid, std: float, device=None) -> torch.Tensor:
+    """[1 + h*w, 1 + h*w]: exp(-squared patch distance / (2 std^2)), 0 for the class token."""
+    rows, cols = torch.meshgrid(torch.arange(grid[0], device=device), torch.arange(grid[1], device=device),
+                                indexing="ij")
+    positions = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()  # [h*w, 2]
+    prior = torch.exp(-torch.cdist(positions, positions).square() / (2 * std ** 2))  # [h*w, h*w]
+    return F.pad(prior, (1, 0, 1, 0))
+
+
+def _window_starts(size: int, window: int, stride: int) -> list:
+    starts = list(range(0, size - window + 1, stride))
+    if starts[-1] + window < size:
+        starts.append(size - window)
+    return starts
+
+
+def _check_supported(visual, model_name: str) -> None:
+    if not isinstance(visual, VisionTransformer):
+        raise ValueError(f"dense_clip needs an open_clip ViT image tower; {model_name!r} has "
+                         f"{type(visual).__name__}. Use e.g. ViT-B-16, ViT-L-14, ViT-B-16-quickgelu.")
+    blocks = visual.transformer.resblocks
+    if (visual.attn_pool is not None or not getattr(visual.transformer, "batch_first", False)
+            or not isinstance(blocks[-1], ResidualAttentionBlock) or blocks[-1].attn.in_proj_weight is None
+            or visual.patch_size[0] != visual.patch_size[1]):
+        raise ValueError(f"dense_clip supports open_clip ViTs with standard batch-first residual "
+                         f"attention blocks and square patches; {model_name!r} is not one")
+
+
+@contextmanager
+def _quiet_open_clip():
+    """Silence open_clip's 'initialized randomly' warning while we load weights ourselves."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        yield
+    finally:
+        logging.disable(previous)
+
+
+def load_open_clip(model_name: str, pretrained: str) -> Tuple[nn.Module, str, str]:
+    """(model, weights label for descriptions, weights id for caches) for ``pretrained``:
+    'random', a local checkpoint file, or an open_clip pretrained tag."""
+    available = open_clip.list_models()
+    if model_name not in available:
+        vits = [name for name in available if name.startswith("ViT-")]
+        raise ValueError(f"unknown open_clip model {model_name!r}; available include "
+                         f"{', '.join(vits[:12])} ... ({len(available)} in open_clip.list_models())")
+    if pretrained == "random":
+        with _quiet_open_clip():
+            model = open_clip.create_model(model_name, pretrained=None)
+        return model, "random", f"random-{uuid.uuid4().hex[:12]}"
+    if looks_like_path(pretrained):
+        path = Path(pretrained).expanduser().resolve()
+        state_dict = extract_state_dict(read_checkpoint(path))
+        if state_dict and all(key.startswith("module.") for key in state_dict):
+            state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
+        with _quiet_open_clip():
+            model = open_clip.create_model(model_name, pretrained=None)
+        load_strict(model, state_dict, source=str(path))
+        return model, path.name, f"{path}@{os.stat(path).st_mtime_ns}"
+    tag_config = open_clip.get_pretrained_cfg(model_name, pretrained)
+    if not tag_config:
+        tags = open_clip.list_pretrained_tags_by_model(model_name)
+        raise WeightsError(f"unknown pretrained tag {pretrained!r} for {model_name}; valid tags: "
+                           f"{', '.join(tags) or 'none (use a local file)'}. {HOW_TO_SUPPLY}")
+    try:
+        # Weights trained with QuickGELU are run with QuickGELU whatever the config's default.
+        model = open_clip.create_model(model_name, pretrained=pretrained,
+                                       force_quick_gelu=bool(tag_config.get("quick_gelu", False)))
+    except Exception as error:
+        raise WeightsError(
+            f"could not load open_clip weights {model_name}/{pretrained}: tried "
+            f"open_clip.create_model({model_name!r}, pretrained={pretrained!r}), which downloads into "
+            f"or reads from open_clip's cache (Hugging Face hub cache under HF_HOME; HF_HUB_OFFLINE=1 "
+            f"uses the cache only), and it failed: {str(error).rstrip('.')}. Offline, download the "
+            f"weights elsewhere and pass the file. {HOW_TO_SUPPLY}"
+        ) from error
+    return model, pretrained, pretrained
+
+
+@register_backend("dense_clip")
+def build_dense_clip(config: SegmenterConfig) -> DenseClipBackend:
+    """The dense_clip backend for ``config.model`` with weights ``config.pretrained``."""
+    options = config.dense_clip
+    if options.mode not in DENSE_CLIP_MODES:
+        raise ValueError(f"unknown dense_clip.mode {options.mode!r}; accepted: {', '.join(DENSE_CLIP_MODES)}")
+    clip, weights_label, weights_id = load_open_clip(config.model, config.pretrained)
+    backend = DenseClipBackend(clip, config.model, mode=options.mode, gaussian_std=options.gaussian_std,
+                               window=options.window, stride=options.stride)
+    backend.description = f"dense_clip/{options.mode} {config.model} ({weights_label})"
+    backend.text_model_id = f"open_clip/{config.model}/{weights_id}"
+    return backend

@@ -1,0 +1,429 @@
+"""lseg_ros.ros.conversions: camera frames -> numpy arrays -> messages.
+
+Every reference image here is written byte by byte (struct, bytes literals, a PNG built
+with zlib), never with the functions under test. Only message classes are used; no node.
+"""
+import io
+import struct
+import sys
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image as PILImage
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from std_msgs.msg import Header
+
+from lseg_ros.ros.conversions import (
+    CAMERA_ENCODINGS,
+    ImageConversionError,
+    color_rgba,
+    compressed_to_rgb,
+    float_map_to_image_msg,
+    image_msg_to_array,
+    image_to_rgb,
+    mask_encoding,
+    mask_to_image_msg,
+    rgb_to_image_msg,
+    scale_camera_info,
+)
+
+# A 3x2 (width x height) test picture, RGB.
+RGB_PIXELS = [
+    [(255, 0, 0), (0, 255, 0), (0, 0, 255)],
+    [(10, 20, 30), (40, 50, 60), (200, 100, 7)],
+]
+GRAY8_PIXELS = [[0, 128, 255], [1, 2, 3]]
+GRAY16_PIXELS = [[0x0000, 0x00FF, 0x0100], [0x7FFF, 0xFFFF, 0x1234]]
+# 16 -> 8 bits keeps the high byte, written out by hand:
+GRAY16_AS_8 = [[0x00, 0x00, 0x01], [0x7F, 0xFF, 0x12]]
+ALPHA = 77
+PAD = b"\xee"  # row padding filler: must never show up in a result
+
+
+def _pixel_bytes(encoding, row, column, bigendian=False):
+    """The bytes of one pixel of the test picture in ``encoding``, written out by hand."""
+    red, green, blue = RGB_PIXELS[row][column]
+    if encoding == "rgb8":
+        return bytes([red, green, blue])
+    if encoding in ("bgr8", "8UC3"):
+        return bytes([blue, green, red])
+    if encoding == "rgba8":
+        return bytes([red, green, blue, ALPHA])
+    if encoding == "bgra8":
+        return bytes([blue, green, red, ALPHA])
+    if encoding in ("mono8", "8UC1"):
+        return bytes([GRAY8_PIXELS[row][column]])
+    if encoding in ("mono16", "16UC1"):
+        return struct.pack(">H" if bigendian else "<H", GRAY16_PIXELS[row][column])
+    raise AssertionError(encoding)
+
+
+def _expected_rgb(encoding):
+    if encoding in ("mono8", "8UC1"):
+        return np.array([[[g, g, g] for g in row] for row in GRAY8_PIXELS], dtype=np.uint8)
+    if encoding in ("mono16", "16UC1"):
+        return np.array([[[g, g, g] for g in row] for row in GRAY16_AS_8], dtype=np.uint8)
+    return np.array(RGB_PIXELS, dtype=np.uint8)
+
+
+def _image(encoding, padding=0, bigendian=False):
+    """The test picture as a sensor_msgs/Image, each row followed by ``padding`` bytes."""
+    rows = [b"".join(_pixel_bytes(encoding, r, c, bigendian) for c in range(3)) + PAD * padding
+            for r in range(2)]
+    return Image(height=2, width=3, encoding=encoding, is_bigendian=int(bigendian),
+                 step=len(rows[0]), data=b"".join(rows))
+
+
+def _png(width, height, color_type, bit_depth, rows):
+    """A PNG file written from raw rows (filter type 0) with zlib and struct."""
+    def chunk(tag, payload):
+        return (struct.pack(">I", len(payload)) + tag + payload
+                + struct.pack(">I", zlib.crc32(tag + payload)))
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0)
+    pixels = zlib.compress(b"".join(b"\x00" + row for row in rows))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
+def _compressed(data, format="png"):
+    return CompressedImage(format=format, data=data)
+
+
+# ----------------------------------------------------------------------------------------
+# camera frames -> RGB
+
+
+@pytest.mark.parametrize("padding", [0, 5], ids=["packed", "padded"])
+@pytest.mark.parametrize("encoding", CAMERA_ENCODINGS)
+def test_every_camera_encoding_gives_the_reference_rgb(encoding, padding):
+    rgb = image_to_rgb(_image(encoding, padding))
+
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 3, 3)
+    assert rgb.flags.c_contiguous
+    np.testing.assert_array_equal(rgb, _expected_rgb(encoding))
+
+
+@pytest.mark.parametrize("padding", [0, 3], ids=["packed", "odd-padded"])
+@pytest.mark.parametrize("bigendian", [False, True], ids=["little-endian", "big-endian"])
+@pytest.mark.parametrize("encoding", ["mono16", "16UC1"])
+def test_16_bit_frames_honour_is_bigendian_and_keep_the_high_byte(encoding, bigendian, padding):
+    rgb = image_to_rgb(_image(encoding, padding, bigendian))
+
+    np.testing.assert_array_equal(rgb, _expected_rgb(encoding))
+
+
+def test_16_bit_frames_as_arrays_keep_all_16_bits_in_native_order():
+    for bigendian in (False, True):
+        values = image_msg_to_array(_image("mono16", padding=1, bigendian=bigendian))
+
+        assert values.dtype == np.uint16 and values.dtype.isnative
+        np.testing.assert_array_equal(values, np.array(GRAY16_PIXELS, dtype=np.uint16))
+
+
+def test_rgb8_without_padding_is_read_without_copying():
+    msg = _image("rgb8")
+
+    rgb = image_to_rgb(msg)
+
+    assert np.shares_memory(rgb, np.frombuffer(msg.data, dtype=np.uint8))
+
+
+def test_unknown_encoding_is_rejected_naming_it_and_the_accepted_ones():
+    msg = _image("rgb8")
+    msg.encoding = "yuv422"
+
+    with pytest.raises(ImageConversionError, match="'yuv422'") as error:
+        image_to_rgb(msg)
+    for accepted in CAMERA_ENCODINGS:
+        assert accepted in str(error.value)
+
+
+def test_float_images_are_not_camera_frames():
+    msg = float_map_to_image_msg(np.zeros((2, 3), dtype=np.float32), Header())
+
+    with pytest.raises(ImageConversionError, match="'32FC1'"):
+        image_to_rgb(msg)
+
+
+@pytest.mark.parametrize("width, height", [(0, 2), (3, 0)])
+def test_empty_frames_are_rejected_naming_the_size(width, height):
+    msg = _image("rgb8")
+    msg.width, msg.height = width, height
+
+    with pytest.raises(ImageConversionError, match=f"{width}x{height}"):
+        image_to_rgb(msg)
+
+
+def test_step_shorter_than_a_row_is_rejected_naming_both():
+    msg = _image("rgb8")
+    msg.step = 8  # a row of 3 rgb8 pixels is 9 bytes
+
+    with pytest.raises(ImageConversionError, match=r"step 8 .*9 bytes"):
+        image_to_rgb(msg)
+
+
+def test_data_not_height_times_step_is_rejected_naming_the_sizes():
+    msg = _image("rgb8")
+    msg.data = bytes(msg.data)[:-1]
+
+    with pytest.raises(ImageConversionError, match=r"data size 17 bytes .* = 18"):
+        image_to_rgb(msg)
+
+
+def test_frames_over_max_pixels_are_rejected_naming_the_limit():
+    with pytest.raises(ImageConversionError, match=r"3x2 = 6 pixels exceeds max_pixels=5"):
+        image_to_rgb(_image("rgb8"), max_pixels=5)
+
+
+def test_frames_at_max_pixels_are_accepted():
+    assert image_to_rgb(_image("rgb8"), max_pixels=6).shape == (2, 3, 3)
+
+
+# ----------------------------------------------------------------------------------------
+# compressed frames -> RGB
+
+
+def test_png_rgb_decodes_to_the_reference():
+    rows = [b"".join(bytes(pixel) for pixel in row) for row in RGB_PIXELS]
+    msg = _compressed(_png(3, 2, color_type=2, bit_depth=8, rows=rows))
+
+    np.testing.assert_array_equal(compressed_to_rgb(msg), np.array(RGB_PIXELS, dtype=np.uint8))
+
+
+def test_png_16_bit_gray_keeps_the_high_byte():
+    rows = [b"".join(struct.pack(">H", value) for value in row) for row in GRAY16_PIXELS]
+    msg = _compressed(_png(3, 2, color_type=0, bit_depth=16, rows=rows))
+
+    np.testing.assert_array_equal(compressed_to_rgb(msg), _expected_rgb("mono16"))
+
+
+def test_jpeg_decodes_to_rgb_within_compression_error():
+    # JPEG is lossy: flat 8x8 blocks of one color each survive within a few levels.
+    colors = np.array([[[200, 30, 30], [30, 200, 30]], [[30, 30, 200], [128, 128, 128]]], np.uint8)
+    reference = np.kron(colors, np.ones((8, 8, 1), dtype=np.uint8))  # [16, 16, 3]
+    stream = io.BytesIO()
+    PILImage.fromarray(reference).save(stream, format="JPEG", quality=95, subsampling=0)
+    msg = _compressed(stream.getvalue(), format="rgb8; jpeg compressed bgr8")
+
+    rgb = compressed_to_rgb(msg)
+
+    assert rgb.dtype == np.uint8 and rgb.shape == (16, 16, 3)
+    assert np.abs(rgb.astype(int) - reference.astype(int)).max() <= 8
+
+
+def test_undecodable_compressed_data_is_rejected_naming_format_and_size():
+    with pytest.raises(ImageConversionError, match=r"cannot decode .*'jpeg', 12 bytes"):
+        compressed_to_rgb(_compressed(b"not an image", format="jpeg"))
+
+
+def test_truncated_png_is_rejected():
+    rows = [b"".join(bytes(pixel) for pixel in row) for row in RGB_PIXELS]
+    data = _png(3, 2, color_type=2, bit_depth=8, rows=rows)
+
+    with pytest.raises(ImageConversionError, match="cannot decode"):
+        compressed_to_rgb(_compressed(data[:40]))
+
+
+def test_compressed_types_other_than_jpeg_and_png_are_rejected_naming_them():
+    stream = io.BytesIO()
+    PILImage.new("RGB", (3, 2)).save(stream, format="GIF")
+
+    with pytest.raises(ImageConversionError, match=r"'GIF'.*JPEG, PNG"):
+        compressed_to_rgb(_compressed(stream.getvalue(), format="gif"))
+
+
+def test_compressed_depth_streams_are_rejected_naming_the_format():
+    with pytest.raises(ImageConversionError, match="'16UC1; compressedDepth'"):
+        compressed_to_rgb(_compressed(b"\x00" * 16, format="16UC1; compressedDepth"))
+
+
+def test_compressed_frames_over_max_pixels_are_rejected_before_decoding():
+    rows = [b"".join(bytes(pixel) for pixel in row) for row in RGB_PIXELS]
+    msg = _compressed(_png(3, 2, color_type=2, bit_depth=8, rows=rows))
+
+    with pytest.raises(ImageConversionError, match="max_pixels=5"):
+        compressed_to_rgb(msg, max_pixels=5)
+
+
+def test_empty_compressed_data_is_rejected():
+    with pytest.raises(ImageConversionError, match="no data"):
+        compressed_to_rgb(_compressed(b"", format="jpeg"))
+
+
+# ----------------------------------------------------------------------------------------
+# arrays -> messages
+
+
+def _header():
+    header = Header(frame_id="camera_optical")
+    header.stamp.sec, header.stamp.nanosec = 12, 345
+    return header
+
+
+def test_rgb_output_round_trips_and_keeps_the_header():
+    rgb = np.array(RGB_PIXELS, dtype=np.uint8)
+
+    msg = rgb_to_image_msg(rgb, _header())
+
+    assert (msg.encoding, msg.width, msg.height, msg.step) == ("rgb8", 3, 2, 9)
+    assert msg.header.frame_id == "camera_optical" and msg.header.stamp.nanosec == 345
+    assert bytes(msg.data[:3]) == bytes([255, 0, 0])
+    np.testing.assert_array_equal(image_to_rgb(msg), rgb)
+    np.testing.assert_array_equal(image_msg_to_array(msg), rgb)
+
+
+def test_bgr8_output_stores_blue_first_and_reads_back_as_rgb():
+    rgb = np.array(RGB_PIXELS, dtype=np.uint8)
+
+    msg = rgb_to_image_msg(rgb, _header(), encoding="bgr8")
+
+    assert bytes(msg.data[:6]) == bytes([0, 0, 255, 0, 255, 0])
+    np.testing.assert_array_equal(image_to_rgb(msg), rgb)
+
+
+def test_non_contiguous_arrays_are_written_correctly():
+    rgb = np.array(RGB_PIXELS, dtype=np.uint8)
+    transposed = np.ascontiguousarray(rgb.transpose(1, 0, 2)).transpose(1, 0, 2)
+
+    msg = rgb_to_image_msg(transposed, _header())
+
+    np.testing.assert_array_equal(image_to_rgb(msg), rgb)
+
+
+def test_output_data_is_a_byte_array():
+    msg = rgb_to_image_msg(np.zeros((2, 3, 3), dtype=np.uint8), _header())
+
+    assert msg.data.typecode == "B" and len(msg.data) == 18
+
+
+def test_rgb_output_rejects_other_shapes_and_dtypes_naming_them():
+    with pytest.raises(ImageConversionError, match=r"\(2, 3\)"):
+        rgb_to_image_msg(np.zeros((2, 3), dtype=np.uint8), _header())
+    with pytest.raises(ImageConversionError, match="float32"):
+        rgb_to_image_msg(np.zeros((2, 3, 3), dtype=np.float32), _header())
+    with pytest.raises(ImageConversionError, match="'rgba8'"):
+        rgb_to_image_msg(np.zeros((2, 3, 3), dtype=np.uint8), _header(), encoding="rgba8")
+
+
+def test_mono8_mask_round_trips():
+    mask = np.array([[0, 1, 2], [255, 254, 0]], dtype=np.int64)
+
+    msg = mask_to_image_msg(mask, _header(), "mono8")
+
+    assert (msg.encoding, msg.step) == ("mono8", 3)
+    assert bytes(msg.data) == bytes([0, 1, 2, 255, 254, 0])
+    np.testing.assert_array_equal(image_msg_to_array(msg), mask)
+
+
+def test_mono16_mask_round_trips_with_the_endianness_it_declares():
+    mask = np.array([[0, 1, 300], [65535, 256, 7]], dtype=np.int32)
+
+    msg = mask_to_image_msg(mask, _header(), "mono16")
+
+    assert (msg.encoding, msg.step) == ("mono16", 6)
+    assert msg.is_bigendian == int(sys.byteorder == "big")
+    first_value = struct.unpack(">H" if msg.is_bigendian else "<H", bytes(msg.data[4:6]))[0]
+    assert first_value == 300
+    np.testing.assert_array_equal(image_msg_to_array(msg), mask)
+
+
+def test_mask_values_that_do_not_fit_the_encoding_are_rejected_naming_them():
+    mask = np.array([[0, 300]], dtype=np.int64)
+
+    with pytest.raises(ImageConversionError, match=r"0\.\.300 .*mono8"):
+        mask_to_image_msg(mask, _header(), "mono8")
+
+
+def test_mask_encoding_other_than_mono8_or_mono16_is_rejected():
+    with pytest.raises(ImageConversionError, match="'rgb8'"):
+        mask_to_image_msg(np.zeros((2, 3), dtype=np.uint8), _header(), "rgb8")
+
+
+@pytest.mark.parametrize("label_count, unknown_value, encoding", [
+    (3, 255, "mono8"),
+    (255, 255, "mono8"),   # labels 0..254, unknown 255
+    (254, 254, "mono8"),
+    (3, 256, "mono16"),
+    (256, 65535, "mono16"),
+    (1000, 65535, "mono16"),
+])
+def test_mask_encoding_is_the_smallest_that_holds_every_value(label_count, unknown_value, encoding):
+    assert mask_encoding(label_count, unknown_value) == encoding
+
+
+def test_mask_encoding_rejects_an_unknown_value_that_is_a_label():
+    with pytest.raises(ImageConversionError, match="unknown_value 255"):
+        mask_encoding(256, 255)
+
+
+def test_confidence_map_round_trips_as_32fc1():
+    confidence = np.array([[0.0, 0.25, 1.0], [0.5, 0.125, 0.75]], dtype=np.float64)
+
+    msg = float_map_to_image_msg(confidence, _header())
+
+    assert (msg.encoding, msg.step, msg.width, msg.height) == ("32FC1", 12, 3, 2)
+    assert msg.is_bigendian == int(sys.byteorder == "big")
+    first_two = struct.unpack(">ff" if msg.is_bigendian else "<ff", bytes(msg.data[:8]))
+    assert first_two == (0.0, 0.25)
+    values = image_msg_to_array(msg)
+    assert values.dtype == np.float32
+    np.testing.assert_array_equal(values, confidence.astype(np.float32))
+
+
+def test_confidence_map_rejects_integer_arrays():
+    with pytest.raises(ImageConversionError, match="int64"):
+        float_map_to_image_msg(np.zeros((2, 3), dtype=np.int64), _header())
+
+
+def test_padded_rgba_reads_back_as_stored():
+    values = image_msg_to_array(_image("rgba8", padding=2))
+
+    assert values.shape == (2, 3, 4)
+    np.testing.assert_array_equal(values[..., 3], np.full((2, 3), ALPHA))
+    np.testing.assert_array_equal(values[..., :3], np.array(RGB_PIXELS, dtype=np.uint8))
+
+
+# ----------------------------------------------------------------------------------------
+# camera info and colors
+
+
+def _camera_info():
+    info = CameraInfo(width=640, height=480, distortion_model="plumb_bob")
+    info.header.frame_id = "camera_optical"
+    info.d = [0.1, -0.2, 0.001, 0.002, 0.0]
+    info.k = [500.0, 1.0, 320.0, 0.0, 400.0, 240.0, 0.0, 0.0, 1.0]
+    info.p = [500.0, 1.0, 320.0, -25.0, 0.0, 400.0, 240.0, 5.0, 0.0, 0.0, 1.0, 0.0]
+    return info
+
+
+def test_camera_info_scaling_scales_k_and_p_per_axis():
+    scaled = scale_camera_info(_camera_info(), 320, 120)  # x / 2, y / 4
+
+    assert (scaled.width, scaled.height) == (320, 120)
+    np.testing.assert_allclose(scaled.k, [250.0, 0.5, 160.0, 0.0, 100.0, 60.0, 0.0, 0.0, 1.0])
+    np.testing.assert_allclose(
+        scaled.p, [250.0, 0.5, 160.0, -12.5, 0.0, 100.0, 60.0, 1.25, 0.0, 0.0, 1.0, 0.0])
+
+
+def test_camera_info_scaling_keeps_distortion_header_and_the_original():
+    info = _camera_info()
+
+    scaled = scale_camera_info(info, 320, 240)
+
+    assert list(scaled.d) == [0.1, -0.2, 0.001, 0.002, 0.0]
+    assert scaled.distortion_model == "plumb_bob"
+    assert scaled.header.frame_id == "camera_optical"
+    assert (info.width, info.height, info.k[0]) == (640, 480, 500.0)
+
+
+def test_camera_info_without_a_size_cannot_be_scaled():
+    with pytest.raises(ImageConversionError, match="0x0"):
+        scale_camera_info(CameraInfo(), 320, 240)
+
+
+def test_color_rgba_maps_0_255_to_0_1():
+    color = color_rgba(255, 0, 51)
+
+    assert (color.r, color.g, color.a) == (1.0, 0.0, 1.0)
+    assert color.b == pytest.approx(0.2)

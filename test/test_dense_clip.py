@@ -1,0 +1,253 @@
+"""Specification of the dense_clip backend, on a tiny random-weight open_clip ViT.
+
+References for the four last-block modes are written here with plain matmuls from the
+last block's own weights, independently of the backend's code. No network is used.
+"""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lseg_ros.config import DenseClipConfig, SegmenterConfig
+from lseg_ros.models.dense_clip import DENSE_CLIP_MODES, DenseClipBackend, build_dense_clip
+from lseg_ros.weights import WeightsError
+
+TINY = "lseg-test-tiny-ViT"  # patch 16, width 64, 2 layers, 2 heads, embed_dim 32, native 224
+EMBED_DIM = 32
+
+
+def make_backend(mode="naclip", pretrained="random", seed=0, **dense_clip):
+    torch.manual_seed(seed)
+    config = SegmenterConfig(model=TINY, pretrained=pretrained,
+                             dense_clip=DenseClipConfig(mode=mode, **dense_clip))
+    return build_dense_clip(config)
+
+
+def images(height, width, batch=1, seed=1):
+    return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+# ---------------------------------------------------------------- references
+def trunk_tokens(visual, x):
+    """Tokens [B, N, C] entering the last block, through the model's own modules (native grid)."""
+    x = visual.conv1(x).flatten(2).transpose(1, 2)
+    cls = visual.class_embedding.expand(x.shape[0], 1, -1)
+    x = visual.ln_pre(torch.cat([cls, x], dim=1) + visual.positional_embedding)
+    for block in visual.transformer.resblocks[:-1]:
+        x = block(x)
+    return x
+
+
+def reference_last_block(block, x, mode, grid, std):
+    C = x.shape[-1]
+    heads = block.attn.num_heads
+    d = C // heads
+    y = block.ln_1(x)
+    Wq, Wk, Wv = block.attn.in_proj_weight.split(C)
+    bq, bk, bv = block.attn.in_proj_bias.split(C)
+    q, k, v = y @ Wq.T + bq, y @ Wk.T + bk, y @ Wv.T + bv  # [B, N, C]
+
+    def out_proj(z):
+        return z @ block.attn.out_proj.weight.T + block.attn.out_proj.bias
+
+    def ffn(z):
+        return z + block.mlp(block.ln_2(z))
+
+    if mode == "maskclip":
+        return ffn(x + out_proj(v))
+    per_head = []
+    for h in range(heads):
+        qh, kh, vh = (t[..., h * d:(h + 1) * d] for t in (q, k, v))
+        qq = qh @ qh.transpose(1, 2) / math.sqrt(d)
+        kk = kh @ kh.transpose(1, 2) / math.sqrt(d)
+        if mode == "sclip":
+            weights = qq.softmax(-1) + kk.softmax(-1)
+        elif mode == "clearclip":
+            weights = qq.softmax(-1)
+        else:
+            n = grid[0] * grid[1]
+            prior = torch.zeros(n + 1, n + 1)
+            for i in range(n):
+                for j in range(n):
+                    dy, dx = i // grid[1] - j // grid[1], i % grid[1] - j % grid[1]
+                    prior[i + 1, j + 1] = math.exp(-(dy * dy + dx * dx) / (2 * std * std))
+            weights = (kk + prior).softmax(-1)
+        per_head.append(weights @ vh)
+    attended = out_proj(torch.cat(per_head, dim=-1))
+    return ffn(x + attended) if mode == "sclip" else attended
+
+
+def reference_embeddings(backend, x, mode, std=5.0):
+    visual = backend.clip.visual
+    grid = (x.shape[2] // 16, x.shape[3] // 16)
+    tokens = reference_last_block(visual.transformer.resblocks[-1], trunk_tokens(visual, x), mode, grid, std)
+    patches = visual.ln_post(tokens[:, 1:]) @ visual.proj  # [B, h*w, D]
+    return patches.transpose(1, 2).reshape(x.shape[0], -1, *grid)
+
+
+# --------------------------------------------------------------------- shapes
+@pytest.mark.parametrize("height,width", [(224, 224), (160, 288), (64, 32)])
+def test_pixel_embeddings_have_one_vector_per_patch(height, width):
+    backend = make_backend()
+    with torch.inference_mode():
+        embeddings = backend(images(height, width, batch=2))
+    assert embeddings.shape == (2, EMBED_DIM, height // 16, width // 16)
+
+
+def test_backend_describes_itself_from_the_open_clip_model():
+    backend = make_backend(mode="sclip")
+    assert isinstance(backend, DenseClipBackend)
+    assert backend.backend_name == "dense_clip"
+    assert backend.input_multiple == 16
+    assert backend.image_mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    assert backend.default_logit_scale == 100.0
+    assert backend.description == f"dense_clip/sclip {TINY} (random)"
+    assert backend.text_model_id != make_backend().text_model_id  # two random inits differ
+    assert not any(p.requires_grad for p in backend.parameters())
+
+
+def test_input_not_a_multiple_of_the_patch_size_is_rejected():
+    with pytest.raises(ValueError, match="multiple of the patch size 16"):
+        make_backend()(images(100, 96))
+
+
+# ---------------------------------------------------------------------- modes
+@pytest.mark.parametrize("mode", DENSE_CLIP_MODES)
+def test_each_mode_equals_its_published_last_block(mode):
+    backend = make_backend(mode=mode, gaussian_std=2.0)
+    x = images(224, 224, batch=2)
+    with torch.inference_mode():
+        expected = reference_embeddings(backend, x, mode, std=2.0)
+        actual = backend(x)
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_modes_produce_different_embeddings():
+    x = images(224, 224)
+    with torch.inference_mode():
+        outputs = [make_backend(mode=mode)(x) for mode in DENSE_CLIP_MODES]
+    for i in range(len(outputs)):
+        for j in range(i + 1, len(outputs)):
+            assert not torch.allclose(outputs[i], outputs[j])
+
+
+def test_unknown_mode_names_the_accepted_modes():
+    with pytest.raises(ValueError, match="maskclip, sclip, clearclip, naclip"):
+        make_backend(mode="gem")
+
+
+# -------------------------------------------------------- positional embedding
+def test_positional_embedding_at_the_native_grid_is_the_models_own():
+    backend = make_backend()
+    table = backend.clip.visual.positional_embedding
+    assert backend.positional_embedding((14, 14)) is table
+
+
+def test_positional_embedding_is_bicubically_resized_to_a_non_square_grid():
+    backend = make_backend()
+    table = backend.clip.visual.positional_embedding.detach()  # [197, 64]
+    grid = table[1:].reshape(1, 14, 14, 64).permute(0, 3, 1, 2)
+    resized = F.interpolate(grid, size=(9, 21), mode="bicubic", align_corners=False)
+    expected = torch.cat([table[:1], resized.permute(0, 2, 3, 1).reshape(9 * 21, 64)])
+    actual = backend.positional_embedding((9, 21))
+    torch.testing.assert_close(actual, expected)
+    assert backend.positional_embedding((9, 21)) is actual  # cached per grid
+
+
+def test_dense_embeddings_use_the_resized_positional_embedding():
+    backend = make_backend(mode="clearclip")
+    x = images(96, 160)
+    visual = backend.clip.visual
+    with torch.inference_mode():
+        tokens = visual.conv1(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([visual.class_embedding.expand(1, 1, -1), tokens], dim=1)
+        tokens = visual.ln_pre(tokens + backend.positional_embedding((6, 10)))
+        for block in visual.transformer.resblocks[:-1]:
+            tokens = block(tokens)
+        tokens = reference_last_block(visual.transformer.resblocks[-1], tokens, "clearclip", (6, 10), 5.0)
+        expected = (visual.ln_post(tokens[:, 1:]) @ visual.proj).transpose(1, 2).reshape(1, -1, 6, 10)
+        torch.testing.assert_close(backend(x), expected, rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------- sliding window
+def test_sliding_window_over_one_window_equals_the_plain_forward():
+    plain = make_backend(window=0)
+    windowed = make_backend(window=224, stride=112)
+    x = images(224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(windowed(x), plain(x))
+
+
+def test_sliding_window_averages_overlapping_windows_into_the_full_map():
+    backend = make_backend(window=64, stride=32)
+    x = images(64, 128)
+    with torch.inference_mode():
+        embeddings = backend(x)
+        left, middle, right = (backend.dense_embeddings(x[..., s:s + 64]) for s in (0, 32, 64))
+    assert embeddings.shape == (1, EMBED_DIM, 4, 8)
+    torch.testing.assert_close(embeddings[..., :2], left[..., :2])
+    torch.testing.assert_close(embeddings[..., 2:4], (left[..., 2:] + middle[..., :2]) / 2)
+    torch.testing.assert_close(embeddings[..., 6:], right[..., 2:])
+
+
+def test_window_not_a_multiple_of_the_patch_size_is_rejected():
+    with pytest.raises(ValueError, match="multiples of the patch size 16"):
+        make_backend(window=100, stride=50)
+
+
+# -------------------------------------------------------------------- weights
+@pytest.mark.parametrize("suffix", [".safetensors", ".pt"])
+def test_local_weights_file_reproduces_the_source_model(tmp_path, suffix):
+    source = make_backend(seed=3)
+    state_dict = {k: v.contiguous() for k, v in source.clip.state_dict().items()}
+    path = tmp_path / f"tiny{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+        save_file(state_dict, str(path))
+    else:
+        torch.save({"state_dict": state_dict, "epoch": 7}, path)
+    loaded = make_backend(pretrained=str(path), seed=4)
+    x = images(224, 224)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), source(x), rtol=0, atol=0)
+        tokens = loaded.tokenize(["a chair"])
+        torch.testing.assert_close(loaded.encode_text(tokens), source.encode_text(tokens), rtol=0, atol=0)
+    assert loaded.description == f"dense_clip/naclip {TINY} (tiny{suffix})"
+
+
+def test_weights_file_with_a_missing_key_names_that_key(tmp_path):
+    from safetensors.torch import save_file
+
+    state_dict = {k: v.contiguous() for k, v in make_backend().clip.state_dict().items()}
+    del state_dict["visual.ln_post.weight"]
+    path = tmp_path / "broken.safetensors"
+    save_file(state_dict, str(path))
+    with pytest.raises(WeightsError, match="visual.ln_post.weight"):
+        make_backend(pretrained=str(path))
+
+
+def test_missing_weights_file_is_a_weights_error(tmp_path):
+    with pytest.raises(WeightsError, match="does not exist"):
+        make_backend(pretrained=str(tmp_path / "absent.safetensors"))
+
+
+def test_unknown_pretrained_tag_names_the_valid_tags():
+    config = SegmenterConfig(model="ViT-B-16", pretrained="nope")
+    with pytest.raises(WeightsError, match="'nope'.*openai.*laion2b_s34b_b88k"):
+        build_dense_clip(config)
+
+
+def test_unknown_model_name_is_a_value_error_listing_models():
+    config = SegmenterConfig(model="ViT-Z-99", pretrained="random")
+    with pytest.raises(ValueError, match="unknown open_clip model 'ViT-Z-99'.*ViT-B-16"):
+        build_dense_clip(config)
+
+
+# ----------------------------------------------------------------------- text
+def test_encode_text_gives_one_embedding_per_prompt():
+    backend = make_backend()
+    tokens = backend.tokenize(["a photo of a door", "a chair", "floor"])
+    assert tokens.shape == (3, 77)
+    with torch.inference_mode():
+        assert backend.encode_text(tokens).shape == (3, EMBED_DIM)

@@ -1,0 +1,360 @@
+"""lseg_node end to end over real rclpy/DDS: frames in, outputs out, compared with the engine.
+
+The node runs a tiny dense_clip model with random weights (the masks are meaningless but
+deterministic, so the node's outputs can be compared with the engine's on the same frame).
+Each test run uses its own ROS_DOMAIN_ID and localhost-only discovery.
+"""
+import math
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
+
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
+from std_msgs.msg import Header, String  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+
+from lseg_ros.msg import ConfidenceMaps, LabelQuery, LabelSpec, SegmentationInfo  # noqa: E402
+from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noqa: E402
+from lseg_ros.ros.node import LsegNode  # noqa: E402
+from lseg_ros.ros.params import parameter_overrides  # noqa: E402
+
+LABELS = ["floor", "wall", "door"]
+NODE_PARAMETERS = {"backend": "dense_clip", "model": "lseg-test-tiny-ViT", "pretrained": "random",
+                   "device": "cpu", "short_side": 64, "max_long_side": 128, "labels": LABELS,
+                   "diagnostics_period": 0.2}
+
+
+class Probe:
+    """A test-side node: publishes frames and queries, collects everything the node sends."""
+
+    def __init__(self, namespace):
+        self.node = rclpy.create_node("probe", namespace=namespace)
+        ns = f"/{namespace}/lseg_node"
+        self.received = {key: [] for key in ("mask", "overlay", "confidence", "info", "camera_info", "diagnostics")}
+        self.lock = threading.Lock()
+        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        for key, msg_type, topic, qos in (("mask", Image, f"{ns}/mask", 10), ("overlay", Image, f"{ns}/overlay", 10),
+                                          ("confidence", ConfidenceMaps, f"{ns}/confidence", 10),
+                                          ("info", SegmentationInfo, f"{ns}/label_info", latched),
+                                          ("camera_info", CameraInfo, f"{ns}/camera_info", 10),
+                                          ("diagnostics", DiagnosticArray, "/diagnostics", 10)):
+            self.node.create_subscription(msg_type, topic, self._collector(key), qos)
+        self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.compressed_pub = self.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.labels_pub = self.node.create_publisher(String, "labels", 10)
+        self.query_pub = self.node.create_publisher(LabelQuery, f"{ns}/label_query", 10)
+        self.stamp_counter = 0
+
+    def _collector(self, key):
+        def collect(msg):
+            with self.lock:
+                self.received[key].append(msg)
+        return collect
+
+    def clear(self):
+        with self.lock:
+            for messages in self.received.values():
+                messages.clear()
+
+    def next_header(self, frame_id="camera"):
+        self.stamp_counter += 1
+        header = Header(frame_id=frame_id)
+        header.stamp.sec, header.stamp.nanosec = 1000 + self.stamp_counter, 123
+        return header
+
+    def wait_for(self, key, predicate=lambda msg: True, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for msg in self.received[key]:
+                    if predicate(msg):
+                        return msg
+            time.sleep(0.02)
+        raise AssertionError(f"no matching {key} message within {timeout} s")
+
+    def send_frame(self, rgb, frame_id="camera", publish=None, timeout=20.0):
+        """Publish a frame (again if lost: sensor-data QoS is best effort) and return its mask."""
+        header = self.next_header(frame_id)
+        msg = rgb_to_image_msg(rgb, header) if publish is None else publish(header)
+        same = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec) == (header.stamp.sec, header.stamp.nanosec)  # noqa: E731
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (self.compressed_pub if isinstance(msg, CompressedImage) else self.image_pub).publish(msg)
+            try:
+                return header, self.wait_for("mask", same, timeout=1.5)
+            except AssertionError:
+                continue
+        raise AssertionError(f"no mask for frame {header.stamp.sec}")
+
+
+@pytest.fixture(scope="module")
+def ros():
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    context_domain = 1 + os.getpid() % 100
+    rclpy.init(domain_id=context_domain)
+    executor = MultiThreadedExecutor(num_threads=4)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    nodes = []
+
+    def start(namespace="camera", **overrides):
+        """An lseg_node in its own namespace (its own input topics) and its probe."""
+        values = dict(NODE_PARAMETERS, **overrides)
+        node = LsegNode("lseg_node", namespace=namespace, parameter_overrides=parameter_overrides(values))
+        probe = Probe(namespace)
+        executor.add_node(node)
+        executor.add_node(probe.node)
+        nodes.extend([node, probe.node])
+        if not spinner.is_alive():
+            spinner.start()
+        return node, probe
+
+    yield start
+    executor.shutdown()
+    for node in nodes:
+        node.destroy_node()
+    rclpy.try_shutdown()
+
+
+@pytest.fixture(scope="module")
+def running(ros):
+    node, probe = ros()
+    probe.wait_for("info")  # the default labels are active
+    return node, probe
+
+
+def scene(seed=0, height=48, width=64):
+    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+
+
+def test_mask_equals_the_engine_mask_for_the_same_frame(running):
+    node, probe = running
+    rgb = scene(1)
+    header, mask_msg = probe.send_frame(rgb)
+    expected = node.segmenter.segment(rgb)
+    np.testing.assert_array_equal(image_msg_to_array(mask_msg), expected.mask)
+    assert mask_msg.encoding == "mono8"
+
+
+def test_all_outputs_carry_the_source_header(running):
+    node, probe = running
+    info = CameraInfo(width=64, height=48, k=[50.0, 0, 32, 0, 50.0, 24, 0, 0, 1])
+    probe.info_pub.publish(info)
+    time.sleep(0.3)
+    header, mask_msg = probe.send_frame(scene(2), frame_id="cam_optical")
+    same = lambda m: m.header.stamp == header.stamp and m.header.frame_id == "cam_optical"  # noqa: E731
+    assert same(mask_msg)
+    probe.wait_for("overlay", same)
+    probe.wait_for("confidence", same)
+    scaled = probe.wait_for("camera_info", same)
+    assert (scaled.width, scaled.height) == (64, 48)
+
+
+def test_confidence_maps_sum_to_one_and_match_the_engine(running):
+    node, probe = running
+    rgb = scene(3)
+    header, _ = probe.send_frame(rgb)
+    maps = probe.wait_for("confidence", lambda m: m.header.stamp == header.stamp)
+    stack = np.stack([image_msg_to_array(m) for m in maps.maps])
+    assert list(maps.labels) == LABELS and all(m.encoding == "32FC1" for m in maps.maps)
+    np.testing.assert_allclose(stack.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(stack, node.segmenter.segment(rgb).confidences, atol=1e-6)
+
+
+def test_overlay_is_rgb8_of_the_frame_size(running):
+    node, probe = running
+    header, _ = probe.send_frame(scene(4))
+    overlay = probe.wait_for("overlay", lambda m: m.header.stamp == header.stamp)
+    assert overlay.encoding == "rgb8" and (overlay.height, overlay.width) == (48, 64)
+
+
+def test_label_info_lists_labels_colors_and_unknown_value(running):
+    node, probe = running
+    info = probe.wait_for("info", lambda m: list(m.labels) == node.segmenter.labels)
+    assert len(info.colors) == len(info.labels)
+    assert info.unknown_value == 255 and "dense_clip" in info.model
+
+
+def test_labels_topic_changes_labels_from_the_next_frame(running):
+    node, probe = running
+    probe.labels_pub.publish(String(data="chair, table, person, plant"))
+    probe.wait_for("info", lambda m: list(m.labels) == ["chair", "table", "person", "plant"])
+    header, mask_msg = probe.send_frame(scene(5))
+    expected = node.segmenter.segment(scene(5)).mask
+    np.testing.assert_array_equal(image_msg_to_array(mask_msg), expected)
+    probe.labels_pub.publish(String(data=", ".join(LABELS)))
+    probe.wait_for("info", lambda m: list(m.labels) == LABELS)
+
+
+def test_label_query_with_prompts_and_thresholds(running):
+    node, probe = running
+    query = LabelQuery()
+    query.labels = [LabelSpec(name="floor", prompts=["a wooden floor"], threshold=1.0),
+                    LabelSpec(name="wall", prompts=[], threshold=float("nan")),
+                    LabelSpec(name="door", prompts=["a glass door", "a door with a handle"], threshold=0.0)]
+    probe.query_pub.publish(query)
+    probe.wait_for("info", lambda m: list(m.labels) == LABELS and node.segmenter.label_set.descriptions[0])
+    assert node.segmenter.label_set.descriptions == [["a wooden floor"], [], ["a glass door", "a door with a handle"]]
+    header, mask_msg = probe.send_frame(scene(6))
+    mask = image_msg_to_array(mask_msg)
+    assert not np.any(mask == 0)  # floor needs confidence 1.0: never reached
+    np.testing.assert_array_equal(mask, node.segmenter.segment(scene(6)).mask)
+    probe.labels_pub.publish(String(data=", ".join(LABELS)))
+    probe.wait_for("info", lambda m: not node.segmenter.label_set.descriptions[0])
+
+
+def test_labels_parameter_is_settable_at_run_time_and_rejects_bad_values(running):
+    node, probe = running
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.set_parameters([Parameter("labels", value=["sofa", "lamp"])])
+    _wait(future)
+    assert future.result().results[0].successful
+    probe.wait_for("info", lambda m: list(m.labels) == ["sofa", "lamp"])
+    future = client.set_parameters([Parameter("labels", value=["sofa", "sofa"])])
+    _wait(future)
+    result = future.result().results[0]
+    assert not result.successful and "duplicate label 'sofa'" in result.reason
+    future = client.set_parameters([Parameter("backend", value="lseg")])
+    _wait(future)
+    assert not future.result().results[0].successful  # read-only: needs a restart
+    _wait(client.set_parameters([Parameter("labels", value=LABELS)]))
+    probe.wait_for("info", lambda m: list(m.labels) == LABELS)
+
+
+def _wait(future, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while not future.done() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert future.done(), "parameter service did not answer"
+
+
+def _bad_images():
+    good = rgb_to_image_msg(scene(7), Header())
+    short = rgb_to_image_msg(scene(7), Header())
+    short.data = bytes(short.data)[:-5]
+    zero = rgb_to_image_msg(scene(7), Header())
+    zero.width = 0
+    unknown = rgb_to_image_msg(scene(7), Header())
+    unknown.encoding = "yuv422_yuy2_bogus"
+    huge = Image(height=20000, width=20000, encoding="mono8", step=20000, data=b"")
+    bad_step = rgb_to_image_msg(scene(7), Header())
+    bad_step.step = 3
+    del good
+    return {"short data": short, "zero width": zero, "unknown encoding": unknown, "absurd size": huge,
+            "step smaller than a row": bad_step}
+
+
+@pytest.mark.parametrize("case", list(_bad_images()))
+def test_bad_frames_are_rejected_counted_and_the_next_good_frame_is_processed(running, case):
+    node, probe = running
+    bad = _bad_images()[case]
+    before = node.counters.rejected_frames
+    bad.header = probe.next_header()
+    probe.image_pub.publish(bad)
+    deadline = time.monotonic() + 10
+    while node.counters.rejected_frames == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+        probe.image_pub.publish(bad)
+    assert node.counters.rejected_frames > before
+    probe.send_frame(scene(8))  # still alive and processing
+
+
+@pytest.mark.parametrize("names", [[""], ["x" * 5000], [f"label {i}" for i in range(300)], ["door", "door"]],
+                         ids=["empty name", "5000 characters", "300 labels", "duplicates"])
+def test_bad_label_queries_are_rejected_and_the_label_set_is_kept(running, names):
+    node, probe = running
+    before = node.counters.rejected_queries
+    query = LabelQuery()
+    query.labels = [LabelSpec(name=name, threshold=float("nan")) for name in names]
+    probe.query_pub.publish(query)
+    deadline = time.monotonic() + 10
+    while node.counters.rejected_queries == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert node.counters.rejected_queries == before + 1
+    assert node.segmenter.labels == LABELS
+    probe.send_frame(scene(9))
+
+
+def test_diagnostics_report_counters_labels_and_device(running):
+    node, probe = running
+    probe.send_frame(scene(10))
+    diagnostics = probe.wait_for("diagnostics", lambda m: m.status[0].name.startswith("/camera/lseg_node") and any(
+        kv.key == "processed" and int(kv.value) > 0 for kv in m.status[0].values))
+    values = {kv.key: kv.value for kv in diagnostics.status[0].values}
+    for key in ("frames_in", "dropped", "rejected_frames", "rejected_queries", "inference_ms_mean",
+                "end_to_end_ms_mean", "labels", "device"):
+        assert key in values
+    assert values["device"] == "cpu"
+
+
+def test_compressed_images_are_segmented_like_raw_ones(ros):
+    node, probe = ros("compressed_camera", use_compressed=True)
+    probe.wait_for("info")
+    import io
+    from PIL import Image as PilImage
+
+    rgb = scene(11)
+    buffer = io.BytesIO()
+    PilImage.fromarray(rgb).save(buffer, format="PNG")
+
+    def publish(header):
+        return CompressedImage(header=header, format="png", data=buffer.getvalue())
+
+    _, mask_msg = probe.send_frame(rgb, publish=publish)
+    np.testing.assert_array_equal(image_msg_to_array(mask_msg), node.segmenter.segment(rgb).mask)
+
+
+def test_empty_label_set_publishes_nothing_until_labels_arrive(ros):
+    node, probe = ros("unlabelled_camera", labels=[])
+    header = probe.next_header()
+    for _ in range(5):
+        probe.image_pub.publish(rgb_to_image_msg(scene(12), header))
+        time.sleep(0.1)
+    time.sleep(0.5)
+    assert not probe.received["mask"]
+    probe.labels_pub.publish(String(data="floor, wall"))
+    probe.wait_for("info", lambda m: list(m.labels) == ["floor", "wall"])
+
+
+def test_fast_camera_and_slow_model_process_only_the_newest_frames_with_flat_memory(ros):
+    import psutil
+
+    node, probe = ros("fast_camera", labels=LABELS)
+    probe.wait_for("info")
+    real_segment = node.segmenter.segment
+
+    def slow_segment(*args, **kwargs):
+        time.sleep(0.25)
+        return real_segment(*args, **kwargs)
+
+    node.segmenter.segment = slow_segment
+    process = psutil.Process()
+    rgb = scene(13, 240, 320)
+    rss = []
+    last_header = None
+    for index in range(240):  # 8 s at 30 Hz
+        last_header = probe.next_header()
+        probe.image_pub.publish(rgb_to_image_msg(rgb, last_header))
+        if index % 10 == 9:
+            probe.clear()  # the test's own copies of the outputs are not the node's memory
+        if index % 60 == 59:
+            rss.append(process.memory_info().rss)
+        time.sleep(1 / 30)
+    probe.wait_for("mask", lambda m: m.header.stamp == last_header.stamp, timeout=10)
+    counters = node.counters
+    assert counters.processed < counters.frames_in / 3
+    assert counters.dropped >= counters.frames_in - counters.processed - 1
+    assert max(rss) - rss[0] < 50 * 2**20, f"resident memory grew: {[r >> 20 for r in rss]} MiB"
+    assert not math.isnan(float(counters.end_to_end_s[-1]))
