@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     for node in (camera, segmentation, recorder):
         executor.add_node(node)
     print(f"[demo] {segmentation.segmenter.description} on {segmentation.segmenter.device}; "
-          f"labels {segmentation.segmenter.labels}; writing overlays to {args.out}/", flush=True)
+          f"labels {config.labels}; writing overlays to {args.out}/", flush=True)
     start = time.monotonic()
     try:
         while not recorder.done and time.monotonic() - start < args.timeout:

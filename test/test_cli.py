@@ -1,0 +1,71 @@
+"""lseg-segment on image files: outputs per image, errors that do not stop the batch."""
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lseg_ros.cli import main
+
+TINY = ["--backend", "dense_clip", "--model", "lseg-test-tiny-ViT", "--pretrained", "random", "--device", "cpu",
+        "--short_side", "64"]
+
+
+def write_image(path, height=40, width=56, seed=0):
+    Image.fromarray(np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_writes_mask_overlay_heatmaps_and_label_file(tmp_path):
+    image = write_image(tmp_path / "hall.png")
+    out = tmp_path / "out"
+    code = main([str(image), "--labels", "door, chair, floor", "--out", str(out), "--confidence-maps", *TINY])
+    assert code == 0
+    mask = np.asarray(Image.open(out / "hall_mask.png"))
+    assert mask.shape == (40, 56) and mask.max() < 3
+    overlay = Image.open(out / "hall_overlay.png")
+    assert overlay.size[1] >= 40 and overlay.size[0] > 56  # legend column on the right
+    assert sorted(p.name for p in out.glob("hall_conf_*.png")) == [
+        "hall_conf_00_door.png", "hall_conf_01_chair.png", "hall_conf_02_floor.png"]
+    info = json.loads((out / "labels.json").read_text())
+    assert info["labels"] == ["door", "chair", "floor"] and len(info["colors"]) == 3
+
+
+def test_unreadable_file_is_reported_and_other_images_still_written(tmp_path, capsys):
+    good = write_image(tmp_path / "good.png")
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"not a png")
+    missing = tmp_path / "missing.jpg"
+    out = tmp_path / "out"
+    code = main([str(broken), str(missing), str(good), "--labels", "door", "--out", str(out), *TINY])
+    assert code == 1
+    assert (out / "good_mask.png").exists()
+    errors = capsys.readouterr().err
+    assert "broken.png" in errors and "missing.jpg" in errors and "1 of 3 images" in errors
+
+
+def test_config_file_values_and_command_line_overrides(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text("backend: dense_clip\nmodel: lseg-test-tiny-ViT\npretrained: random\ndevice: cpu\n"
+                      "short_side: 64\nlabels: [wall, floor]\n")
+    out = tmp_path / "out"
+    assert main([str(write_image(tmp_path / "a.png")), "--config", str(config), "--out", str(out),
+                 "--dense_clip.mode", "sclip"]) == 0
+    assert json.loads((out / "labels.json").read_text())["labels"] == ["wall", "floor"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--pretrained", "/nonexistent/weights.safetensors"], "does not exist"),
+    (["--backend", "nope"], "unknown backend 'nope'"),
+    (["--short_side", "abc"], "short_side expects int"),
+    (["--labels", "door, door"], "duplicate label 'door'"),
+])
+def test_bad_configuration_fails_at_start_with_a_clear_message(tmp_path, capsys, args, message):
+    tiny = list(TINY)
+    for flag in args[::2]:
+        if flag in tiny:
+            index = tiny.index(flag)
+            del tiny[index:index + 2]
+    code = main([str(write_image(tmp_path / "a.png")), "--out", str(tmp_path / "out"), *tiny, *args])
+    assert code == 2
+    assert message in capsys.readouterr().err
