@@ -52,7 +52,7 @@ class PostprocessConfig:
 class SegmenterConfig:
     backend: str = _doc("Registered backend: dense_clip | lseg.", "dense_clip")
     model: str = _doc("Architecture: an open_clip model name (dense_clip) or an LSeg preset "
-                      "(lseg_vitl16_384, lseg_vitb16_384, lseg_tiny).", "ViT-B-16")
+                      "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny).", "ViT-B-16")
     pretrained: str = _doc("Weights: an open_clip pretrained tag (e.g. openai), a local file "
                            "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only).", "openai")
     device: str = _doc("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")

@@ -117,5 +117,17 @@ def parameter_overrides(values: Dict[str, Any]) -> list:
     return overrides
 
 
+def render_parameter_table() -> str:
+    """The README's parameter table (a test checks the README holds exactly this)."""
+    rows = ["| parameter | default | run-time | description |", "|---|---|---|---|"]
+    for name, (_, default, doc) in declared_fields().items():
+        shown = ", ".join(map(str, default)) if isinstance(default, list) else default
+        dynamic = "yes" if name in DYNAMIC_PARAMETERS else "restart"
+        rows.append(f"| `{name}` | `{shown}` | {dynamic} | {doc.replace('|', '/')} |")
+    return "\n".join(rows) + "\n"
+
+
 if __name__ == "__main__":
-    print(render_params_yaml(), end="")
+    import sys
+
+    print(render_parameter_table() if sys.argv[1:] == ["--table"] else render_params_yaml(), end="")
