@@ -225,7 +225,7 @@ class Segmenter:
                                    torch.full_like(mask, unknown), mask)
         else:
             confidences = None
-            mask = logits.argmax(dim=1)
+            mask = logits.max(dim=1).indices  # (argmax over dim 1 is several times slower on the CPU)
         mask_np = mask.to(mask_dtype).cpu().numpy()
         if mask_dtype != torch.uint8:
             mask_np = mask_np.astype(np.uint16)

@@ -9,6 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import open_clip
+
 from lseg_ros.config import DenseClipConfig, SegmenterConfig
 from lseg_ros.models.dense_clip import DENSE_CLIP_MODES, DenseClipBackend, build_dense_clip
 from lseg_ros.weights import WeightsError
@@ -251,3 +253,14 @@ def test_encode_text_gives_one_embedding_per_prompt():
     assert tokens.shape == (3, 77)
     with torch.inference_mode():
         assert backend.encode_text(tokens).shape == (3, EMBED_DIM)
+
+
+def test_trimmed_text_encoding_equals_the_full_77_token_forward():
+    from lseg_ros.models.clip_text import encode_text_trimmed
+    torch.manual_seed(0)
+    clip = open_clip.create_model("lseg-test-tiny-ViT", pretrained=None).eval()
+    tokens = open_clip.get_tokenizer("lseg-test-tiny-ViT")(["door", "a photo of a wooden door with a brass handle.", ""])
+    with torch.no_grad():
+        full = clip.encode_text(tokens)
+        trimmed = encode_text_trimmed(clip, tokens)
+    torch.testing.assert_close(trimmed, full, atol=1e-5, rtol=1e-5)

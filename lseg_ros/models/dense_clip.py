@@ -39,6 +39,7 @@ from ..config import SegmenterConfig
 from ..weights import (HOW_TO_SUPPLY, WeightsError, extract_state_dict, load_strict,
                        looks_like_path, read_checkpoint)
 from .base import SegmentationBackend, register_backend
+from .clip_text import encode_text_trimmed
 
 DENSE_CLIP_MODES = ("maskclip", "sclip", "clearclip", "naclip")
 #: open_clip JSON model configs shipped with the package (e.g. "lseg-test-tiny-ViT")
@@ -96,7 +97,7 @@ class DenseClipBackend(SegmentationBackend):
         return self.tokenizer(list(texts))  # [N, T]
 
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
-        return self.clip.encode_text(token_ids)  # [N, D]
+        return encode_text_trimmed(self.clip, token_ids)  # [N, D]
 
     # ----------------------------------------------------------------- image
     def forward(self, images: torch.Tensor) -> torch.Tensor:

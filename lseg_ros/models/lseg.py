@@ -59,6 +59,7 @@ from torch import nn
 from ..config import SegmenterConfig
 from ..weights import WeightsError, extract_state_dict, load_strict, looks_like_path, read_checkpoint
 from .base import SegmentationBackend, register_backend
+from .clip_text import encode_text_trimmed
 from .dpt import FeatureFusionBlock, Interpolate, ViTPyramid, make_scratch
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
@@ -211,7 +212,7 @@ class LSegNet(nn.Module):
 
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
         """Text embeddings [N, D] (not normalized) from CLIP token ids [N, 77]."""
-        return self.clip_pretrained.encode_text(token_ids)
+        return encode_text_trimmed(self.clip_pretrained, token_ids)
 
     def refine_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Spatial regularization of label logits [B, N, h, w]: ``block_depth`` blocks, the
