@@ -4,10 +4,13 @@
         camera_info:=/camera/color/camera_info labels:="door, chair, floor" rviz:=true
 
 Model arguments left empty keep the values of the params file (config/lseg.yaml by
-default), so no default is written twice.
+default), so no default is written twice. `ros2 launch lseg_ros lseg.launch.py --show-args`
+lists every argument.
 """
 import os
+import tempfile
 
+import yaml
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
@@ -15,7 +18,9 @@ from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-# launch argument -> lseg_node parameter, passed only when the argument is not empty
+NODE_NAME = "lseg_node"
+
+# launch argument -> (lseg_node parameter, description); passed only when not empty
 PARAMETER_ARGUMENTS = {
     "backend": ("backend", "Registered backend: dense_clip | lseg"),
     "model": ("model", "open_clip model name (dense_clip) or LSeg preset"),
@@ -24,30 +29,62 @@ PARAMETER_ARGUMENTS = {
     "precision": ("precision", "fp32 | fp16 | bf16"),
     "use_compressed": ("use_compressed", "true: subscribe to <image>/compressed"),
 }
+BOOL_PARAMETERS = ("use_compressed",)
+
+
+def _parse_labels(text):
+    """'door, chair; floor' -> ['door', 'chair', 'floor'], as the node parses its labels topic."""
+    for separator in (";", "\n"):
+        text = text.replace(separator, ",")
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _parse_bool(argument, value):
+    """'true' | 'false' | '1' | '0' (any case), as launch's IfCondition reads them."""
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"launch argument {argument}:={value!r}; accepted: true | false")
+    return value.lower() in ("true", "1")
+
+
+def _any_namespace_params_file(path):
+    """The params file with its `lseg_node:` section keyed `/**/lseg_node:`.
+
+    rcl matches a bare `lseg_node:` key only to /lseg_node, so under a namespace (the
+    `namespace` argument, or an including file's PushRosNamespace) the file would be
+    ignored without a word. Files without such a key are used as they are.
+    """
+    with open(path, encoding="utf-8") as stream:
+        content = yaml.safe_load(stream) or {}
+    bare_keys = [key for key in content if key in (NODE_NAME, "/" + NODE_NAME)]
+    if not bare_keys:
+        return path
+    rewritten = {("/**/" + NODE_NAME if key in bare_keys else key): value for key, value in content.items()}
+    with tempfile.NamedTemporaryFile("w", prefix="lseg_params_", suffix=".yaml", delete=False) as stream:
+        yaml.safe_dump(rewritten, stream, default_flow_style=False)
+        return stream.name
 
 
 def _node(context, *args, **kwargs):
-    share = get_package_share_directory("lseg_ros")
-    params_file = LaunchConfiguration("params_file").perform(context) or os.path.join(share, "config", "lseg.yaml")
+    params_file = LaunchConfiguration("params_file").perform(context)
     overrides = {}
     for argument, (parameter, _) in PARAMETER_ARGUMENTS.items():
         value = LaunchConfiguration(argument).perform(context)
         if value != "":
-            overrides[parameter] = value.lower() == "true" if parameter == "use_compressed" else value
-    labels = LaunchConfiguration("labels").perform(context)
+            overrides[parameter] = _parse_bool(argument, value) if parameter in BOOL_PARAMETERS else value
+    labels = _parse_labels(LaunchConfiguration("labels").perform(context))
     if labels:
-        overrides["labels"] = [label.strip() for label in labels.split(",") if label.strip()]
+        overrides["labels"] = labels
     image = LaunchConfiguration("image").perform(context)
     node = Node(
         package="lseg_ros",
         executable="lseg_node",
-        name="lseg_node",
+        name=NODE_NAME,
         namespace=LaunchConfiguration("namespace"),
         output="screen",
-        parameters=[params_file, overrides],
+        parameters=[_any_namespace_params_file(params_file), overrides],
         remappings=[
             ("image", image),
-            ("image/compressed", image + "/compressed"),
+            ("image/compressed", image.rstrip("/") + "/compressed"),
             ("camera_info", LaunchConfiguration("camera_info")),
             ("labels", LaunchConfiguration("labels_topic")),
         ],
@@ -58,15 +95,18 @@ def _node(context, *args, **kwargs):
 def generate_launch_description():
     share = get_package_share_directory("lseg_ros")
     arguments = [
-        DeclareLaunchArgument("image", default_value="/camera/color/image_raw", description="camera image topic"),
+        DeclareLaunchArgument("image", default_value="/camera/color/image_raw",
+                              description="camera image topic (sensor_msgs/Image); with use_compressed:=true "
+                                          "<image>/compressed is used"),
         DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info",
-                              description="camera info topic"),
+                              description="camera info topic (optional; rescaled to ~/camera_info)"),
         DeclareLaunchArgument("labels_topic", default_value="labels",
                               description="std_msgs/String topic with comma-separated labels"),
-        DeclareLaunchArgument("labels", default_value="", description="initial labels, e.g. 'door, chair'"),
+        DeclareLaunchArgument("labels", default_value="",
+                              description="initial labels, e.g. 'door, chair' (empty: from params file)"),
         DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-        DeclareLaunchArgument("params_file", default_value="",
-                              description="parameters YAML (default: share/lseg_ros/config/lseg.yaml)"),
+        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "lseg.yaml"),
+                              description="lseg_node parameters YAML"),
         DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with config/lseg.rviz"),
     ]
     arguments += [DeclareLaunchArgument(name, default_value="", description=doc + " (empty: from params file)")

@@ -218,13 +218,15 @@ class LsegNode(Node):
                 while self._slot is None and self._pending_labels is None and not self._stop.is_set():
                     self._lock.wait(timeout=0.1)
                 frame, self._slot = self._slot, None
-            self._apply_pending_labels()
-            if frame is not None and not self._stop.is_set():
-                try:
+            try:
+                self._apply_pending_labels()
+                if frame is not None and not self._stop.is_set():
                     self._process(*frame)
-                except Exception as error:  # the node never dies on a frame
-                    self.counters.failed += 1
-                    self.get_logger().error(f"frame failed: {type(error).__name__}: {error}")
+            except Exception as error:  # the node never dies on a frame or a label set
+                if self._stop.is_set() or not self.context.ok():
+                    return  # shutting down: publishers may already be invalid
+                self.counters.failed += 1
+                self.get_logger().error(f"worker step failed: {type(error).__name__}: {error}")
 
     def _process(self, msg, receive_time: float) -> None:
         try:

@@ -81,7 +81,7 @@ def _plain(value: Any) -> Any:
 def yaml_parameters(node_name: str = "lseg_node") -> Dict[str, Any]:
     """The ``--params-file`` layout with every parameter at its default."""
     defaults = {name: default for name, (_, default, _) in declared_fields().items()}
-    return {node_name: {"ros__parameters": defaults}}
+    return {f"/**/{node_name}": {"ros__parameters": defaults}}
 
 
 
@@ -96,7 +96,8 @@ def render_params_yaml(node_name: str = "lseg_node") -> str:
 
     lines = ["# lseg_node parameters (generated from lseg_ros.config / lseg_ros.ros.params;",
              "# regenerate with: python -m lseg_ros.ros.params > config/lseg.yaml)",
-             f"{node_name}:", "  ros__parameters:"]
+             "# '/**/' applies the file to the node in any namespace.",
+             f"/**/{node_name}:", "  ros__parameters:"]
     for name, (_, default, doc) in declared_fields().items():
         lines.append(f"    # {doc}")
         lines.append(f"    {name}: {json.dumps(default)}")

@@ -1,0 +1,390 @@
+"""launch/lseg.launch.py, config/lseg.rviz and config/lseg.yaml agree with the node they drive.
+
+launch_ros has no wheel, so the launch description is built and run through its actions only
+where launch_ros imports (a ROS 2 installation). Everywhere else the files are checked
+structurally (ast, YAML) against the node's own source: the parameters it declares and the
+topics it subscribes to and publishes, so renaming one of them fails here.
+"""
+import ast
+import importlib.util
+import json
+import os
+import pathlib
+import re
+import tempfile
+
+import pytest
+import yaml
+
+from lseg_ros.ros.params import declared_fields, render_params_yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+LAUNCH_FILE = ROOT / "launch" / "lseg.launch.py"
+RVIZ_FILE = ROOT / "config" / "lseg.rviz"
+PARAMS_FILE = ROOT / "config" / "lseg.yaml"
+NODE_SOURCE = ROOT / "lseg_ros" / "ros" / "node.py"
+CMAKE_FILE = ROOT / "CMakeLists.txt"
+
+# modules a ROS 2 installation provides; the structural checks never import them
+ROS_LAUNCH_MODULES = ("launch", "launch_ros", "ament_index_python")
+
+
+# --------------------------------------------------------------- source readers
+def _tree(path):
+    return ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+LAUNCH_TREE = _tree(LAUNCH_FILE)
+NODE_TREE = _tree(NODE_SOURCE)
+
+
+def _calls(tree, name):
+    """Every call `name(...)` or `anything.name(...)`."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            if (isinstance(func, ast.Name) and func.id == name) or (isinstance(func, ast.Attribute)
+                                                                    and func.attr == name):
+                yield node
+
+
+def _keyword(call, name):
+    return next((keyword.value for keyword in call.keywords if keyword.arg == name), None)
+
+
+def _module_constant(tree, name):
+    """The literal value of a module-level `NAME = <literal>`."""
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{name} is not a module-level constant of {LAUNCH_FILE.name}")
+
+
+def _value(node):
+    """A literal, or a module-level constant named by the launch file."""
+    if isinstance(node, ast.Name):
+        return _module_constant(LAUNCH_TREE, node.id)
+    return ast.literal_eval(node)
+
+
+def node_topics(kind):
+    """{topic: message type} of every `create_<kind>(Type, "topic", ...)` in node.py."""
+    topics = {}
+    for call in _calls(NODE_TREE, f"create_{kind}"):
+        msg_type, topic = call.args[:2]
+        assert isinstance(topic, ast.Constant), f"node.py line {call.lineno}: topic is not a literal"
+        topics[topic.value] = ast.unparse(msg_type)
+    return topics
+
+
+def node_default_name():
+    for node in ast.walk(NODE_TREE):
+        if isinstance(node, ast.FunctionDef) and node.name == "__init__":
+            names = [arg.arg for arg in node.args.args]
+            defaults = dict(zip(names[len(names) - len(node.args.defaults):], node.args.defaults))
+            if "node_name" in defaults:
+                return ast.literal_eval(defaults["node_name"])
+    raise AssertionError("LsegNode.__init__ has no node_name default")
+
+
+def launch_arguments():
+    """{name: DeclareLaunchArgument call}; names given in a comprehension over PARAMETER_ARGUMENTS."""
+    comprehended = {id(node.elt) for node in ast.walk(LAUNCH_TREE)
+                    if isinstance(node, (ast.ListComp, ast.GeneratorExp))
+                    and ast.unparse(node.generators[0].iter) == "PARAMETER_ARGUMENTS.items()"}
+    arguments = {}
+    for call in _calls(LAUNCH_TREE, "DeclareLaunchArgument"):
+        name = call.args[0] if call.args else _keyword(call, "name")
+        if isinstance(name, ast.Constant):
+            arguments[name.value] = call
+        else:
+            assert id(call) in comprehended, f"line {call.lineno}: launch argument name is not literal"
+            arguments.update({argument: call for argument in _module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS")})
+    return arguments
+
+
+def lseg_node_call():
+    (call,) = [call for call in _calls(LAUNCH_TREE, "Node") if _value(_keyword(call, "package")) == "lseg_ros"]
+    return call
+
+
+def launch_helpers():
+    """The launch file's plain-Python helpers (label and bool parsing, params file), run without launch."""
+    kept = []
+    for node in LAUNCH_TREE.body:
+        if isinstance(node, ast.Import):
+            names = [alias for alias in node.names if alias.name.split(".")[0] not in ROS_LAUNCH_MODULES]
+            kept += [ast.Import(names=names)] if names else []
+        elif isinstance(node, ast.ImportFrom):
+            kept += [] if node.module.split(".")[0] in ROS_LAUNCH_MODULES else [node]
+        elif isinstance(node, (ast.Assign, ast.FunctionDef)):
+            kept.append(node)
+    namespace = {}
+    module = ast.fix_missing_locations(ast.Module(body=kept, type_ignores=[]))
+    exec(compile(module, str(LAUNCH_FILE), "exec"), namespace)
+    return namespace
+
+
+# ----------------------------------------------------------- launch arguments
+def test_launch_file_defines_generate_launch_description():
+    assert "generate_launch_description" in [node.name for node in LAUNCH_TREE.body
+                                             if isinstance(node, ast.FunctionDef)]
+
+
+def test_every_launch_argument_is_documented():
+    for name, call in launch_arguments().items():
+        description = _keyword(call, "description")
+        assert description is not None, f"launch argument {name} has no description"
+        if isinstance(description, ast.Constant):
+            assert description.value.strip(), f"launch argument {name} has an empty description"
+    for name, (_, doc) in _module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS").items():
+        assert doc.strip(), f"launch argument {name} has an empty description"
+
+
+def test_every_launch_configuration_read_is_declared_and_every_argument_read():
+    declared = set(launch_arguments())
+    read = set()
+    for call in _calls(LAUNCH_TREE, "LaunchConfiguration"):
+        if isinstance(call.args[0], ast.Constant):
+            read.add(call.args[0].value)
+        else:  # LaunchConfiguration(argument) in the loop over PARAMETER_ARGUMENTS
+            read.update(_module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS"))
+    assert read - declared == set(), "read but not declared"
+    assert declared - read == set(), "declared but never used"
+
+
+# ------------------------------------------------------------- node parameters
+def test_parameters_set_by_launch_arguments_are_node_parameters():
+    passed = {parameter for parameter, _ in _module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS").values()}
+    for node in ast.walk(LAUNCH_TREE):  # overrides["labels"] = ...
+        target = node.targets[0] if isinstance(node, ast.Assign) else None
+        if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
+            passed.add(target.slice.value)
+    assert "labels" in passed
+    assert passed - set(declared_fields()) == set(), "not declared by lseg_node (lseg_ros.ros.params)"
+
+
+def test_launch_argument_strings_are_converted_to_the_parameter_type():
+    # Arguments arrive as strings; a string given to a bool or number parameter stops the node.
+    fields = declared_fields()
+    bool_parameters = set(_module_constant(LAUNCH_TREE, "BOOL_PARAMETERS"))
+    for parameter, _ in _module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS").values():
+        passed_as = bool if parameter in bool_parameters else str
+        assert fields[parameter][0] is passed_as, f"{parameter} is {fields[parameter][0]}, launch passes {passed_as}"
+
+
+def test_node_name_is_the_one_the_params_file_and_node_use():
+    node_name = _module_constant(LAUNCH_TREE, "NODE_NAME")
+    assert _value(_keyword(lseg_node_call(), "name")) == node_name == node_default_name()
+    assert list(yaml.safe_load(PARAMS_FILE.read_text())) == ["/**/" + node_name]  # any namespace
+
+
+def test_label_argument_is_split_like_the_labels_topic():
+    from lseg_ros.segmenter import parse_label_text
+
+    parse_labels = launch_helpers()["_parse_labels"]
+    for text in ("door, chair", "door; chair\nfloor", " , ;", "a red chair , the door;", ""):
+        assert parse_labels(text) == parse_label_text(text), text
+
+
+@pytest.mark.parametrize("text, value", [("true", True), ("True", True), ("1", True), ("false", False),
+                                         ("FALSE", False), ("0", False)])
+def test_bool_argument_reads_launch_booleans(text, value):
+    assert launch_helpers()["_parse_bool"]("use_compressed", text) is value
+
+
+def test_bool_argument_rejects_other_words_naming_them():
+    with pytest.raises(ValueError, match="use_compressed:='yes'"):
+        launch_helpers()["_parse_bool"]("use_compressed", "yes")
+
+
+def test_params_file_for_lseg_node_applies_in_any_namespace(tmp_path, monkeypatch):
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.node import Node
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    params_file = tmp_path / "custom.yaml"
+    params_file.write_text("lseg_node:\n  ros__parameters:\n    short_side: 224\n")
+    rewritten = launch_helpers()["_any_namespace_params_file"](str(params_file))
+    assert yaml.safe_load(open(rewritten)) == {"/**/lseg_node": {"ros__parameters": {"short_side": 224}}}
+
+    context = rclpy.Context()
+    context.init(args=[], domain_id=1 + (os.getpid() + 50) % 100)
+    try:
+        for namespace in ("/", "/robot1", "/a/b"):
+            node = Node("lseg_node", namespace=namespace, context=context,
+                        cli_args=["--ros-args", "--params-file", rewritten])
+            assert node.declare_parameter("short_side", 448).value == 224, namespace
+            node.destroy_node()
+    finally:
+        context.try_shutdown()
+
+
+def test_params_file_without_a_lseg_node_section_is_used_as_it_is(tmp_path):
+    params_file = tmp_path / "wildcard.yaml"
+    params_file.write_text("/**:\n  ros__parameters:\n    short_side: 224\n")
+    assert launch_helpers()["_any_namespace_params_file"](str(params_file)) == str(params_file)
+
+
+# ---------------------------------------------------------------------- topics
+def test_remapped_topics_are_the_topics_the_node_subscribes_to():
+    remappings = _keyword(lseg_node_call(), "remappings")
+    remapped = {ast.literal_eval(pair.elts[0]) for pair in remappings.elts}
+    relative_inputs = {topic for topic in node_topics("subscription") if not topic.startswith(("~", "/"))}
+    assert relative_inputs == {"image", "image/compressed", "camera_info", "labels"}
+    assert remapped == relative_inputs
+
+
+def test_launch_references_files_that_ship_in_config():
+    referenced = [call.args[-1].value for call in _calls(LAUNCH_TREE, "join")
+                  if len(call.args) == 3 and ast.unparse(call.args[1]) == "'config'"]
+    assert sorted(referenced) == ["lseg.rviz", "lseg.yaml"]
+    for name in referenced:
+        assert (ROOT / "config" / name).is_file(), name
+
+
+def test_cmake_installs_the_launched_executable_and_the_launch_and_config_directories():
+    cmake = CMAKE_FILE.read_text()
+    node_call = lseg_node_call()
+    executable = _value(_keyword(node_call, "executable"))
+    assert re.search(r"project\(\s*lseg_ros\s*\)", cmake)
+    assert f'"{executable}=lseg_ros.ros.node"' in cmake
+    installed = re.search(r"install\(DIRECTORY\s+([^)]*?)\s+DESTINATION\s+share/\$\{PROJECT_NAME\}", cmake)
+    assert installed and {"launch", "config"} <= set(installed.group(1).split())
+
+
+# ------------------------------------------------------------------------ rviz
+def _rviz():
+    return yaml.safe_load(RVIZ_FILE.read_text())
+
+
+def test_rviz_config_has_the_rviz2_layout():
+    rviz = _rviz()
+    assert "rviz_common/Displays" in [panel["Class"] for panel in rviz["Panels"]]
+    manager = rviz["Visualization Manager"]
+    assert manager["Global Options"]["Fixed Frame"] == "camera_optical_frame"
+    for display in manager["Displays"]:
+        assert display["Class"] == "rviz_default_plugins/Image" and display["Enabled"] is True
+        assert display["Name"] and display["Topic"]["Value"]
+        assert display["Topic"]["Reliability Policy"] in ("Reliable", "Best Effort")
+
+
+def test_rviz_shows_the_camera_and_the_node_overlay_and_mask():
+    image_publishers = {topic for topic, msg_type in node_topics("publisher").items() if msg_type == "Image"}
+    assert {"~/overlay", "~/mask"} <= image_publishers
+    node_name = _module_constant(LAUNCH_TREE, "NODE_NAME")
+    camera = ast.literal_eval(_keyword(launch_arguments()["image"], "default_value"))
+    shown = [display["Topic"]["Value"] for display in _rviz()["Visualization Manager"]["Displays"]]
+    assert shown == [camera, f"/{node_name}/overlay", f"/{node_name}/mask"]
+
+
+# ----------------------------------------------------------------- params file
+def test_shipped_params_file_is_the_generated_one():
+    assert PARAMS_FILE.read_text() == render_params_yaml(), \
+        "regenerate: python -m lseg_ros.ros.params > config/lseg.yaml"
+
+
+def test_params_file_sets_every_declared_parameter_to_its_default():
+    (section,) = yaml.safe_load(PARAMS_FILE.read_text()).values()
+    values = section["ros__parameters"]
+    assert list(values) == list(declared_fields())
+    for name, (_, default, _) in declared_fields().items():
+        assert values[name] == default, name
+
+
+# ---------------------------------------------------- with launch_ros installed
+@pytest.fixture
+def launch_module(monkeypatch, tmp_path):
+    """The launch file, imported with launch_ros; share/lseg_ros is the source tree (same layout)."""
+    try:
+        import launch_ros.actions  # noqa: F401
+    except ImportError as error:
+        pytest.skip(f"launch_ros does not import ({error}); it comes with a ROS 2 installation, not PyPI")
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # launch's parameter files land here
+    spec = importlib.util.spec_from_file_location("lseg_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "get_package_share_directory", lambda package: str(ROOT))
+    return module
+
+
+def _run_arguments(description, arguments):
+    """Declare the arguments as `ros2 launch` would, then expand the node actions."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, OpaqueFunction
+    from launch_ros.actions import Node
+
+    context = LaunchContext()
+    context.launch_configurations.update(arguments)
+    for entity in description.entities:
+        if isinstance(entity, DeclareLaunchArgument):
+            entity.execute(context)
+    (opaque,) = [entity for entity in description.entities if isinstance(entity, OpaqueFunction)]
+    (lseg_node,) = opaque.execute(context)
+    (rviz,) = [entity for entity in description.entities if isinstance(entity, Node)]
+    lseg_node._perform_substitutions(context)
+    return context, lseg_node, rviz
+
+
+def _command_line(node, context):
+    """The node's command line after the executable, without the ros args launch fills in at run time."""
+    from launch.substitutions import TextSubstitution
+    from launch.utilities import perform_substitutions
+
+    return [perform_substitutions(context, part) for part in node.cmd[1:]
+            if all(isinstance(substitution, TextSubstitution) for substitution in part)]
+
+
+def _options(command_line, flag):
+    return [command_line[i + 1] for i, part in enumerate(command_line) if part == flag]
+
+
+def _parameter_files(command_line):
+    """Contents of the --params-file arguments (launch_ros writes lists as !!python/tuple)."""
+    return [json.loads(json.dumps(yaml.load(open(path), Loader=yaml.FullLoader)))
+            for path in _options(command_line, "--params-file")]
+
+
+def test_launch_description_declares_documented_arguments(launch_module):
+    from launch.actions import DeclareLaunchArgument
+
+    description = launch_module.generate_launch_description()
+    arguments = {entity.name: entity for entity in description.entities if isinstance(entity, DeclareLaunchArgument)}
+    assert set(arguments) == set(launch_arguments())
+    assert all(argument.description.strip() for argument in arguments.values())
+
+
+def test_launch_runs_lseg_node_with_params_file_overrides_and_remappings(launch_module, tmp_path):
+    params_file = tmp_path / "custom.yaml"
+    params_file.write_text("lseg_node:\n  ros__parameters:\n    short_side: 224\n")
+    context, node, rviz = _run_arguments(launch_module.generate_launch_description(), {
+        "image": "/cam/image", "labels": "door; chair", "model": "lseg-test-tiny-ViT", "pretrained": "random",
+        "device": "cpu", "use_compressed": "true", "namespace": "robot1", "params_file": str(params_file)})
+    assert (node.node_package, node.node_executable) == ("lseg_ros", "lseg_node")
+    assert node.node_name == "/robot1/lseg_node"
+    assert node.expanded_remapping_rules == [("image", "/cam/image"), ("image/compressed", "/cam/image/compressed"),
+                                             ("camera_info", "/camera/color/camera_info"), ("labels", "labels")]
+    command_line = _command_line(node, context)
+    file_parameters, overrides = _parameter_files(command_line)
+    assert file_parameters == {"/**/lseg_node": {"ros__parameters": {"short_side": 224}}}
+    assert overrides == {"/robot1/lseg_node": {"ros__parameters": {
+        "model": "lseg-test-tiny-ViT", "pretrained": "random", "device": "cpu", "use_compressed": True,
+        "labels": ["door", "chair"]}}}
+    assert "image:=/cam/image" in _options(command_line, "-r")
+    assert not rviz.condition.evaluate(context)
+
+
+def test_launch_defaults_use_the_shipped_params_file_and_camera_topics(launch_module):
+    context, node, _ = _run_arguments(launch_module.generate_launch_description(), {})
+    assert node.node_name == "/lseg_node"
+    file_parameters, overrides = _parameter_files(_command_line(node, context))
+    assert file_parameters == {"/**/lseg_node": yaml.safe_load(PARAMS_FILE.read_text())["lseg_node"]}
+    assert overrides["/lseg_node"]["ros__parameters"] == {}
+    assert dict(node.expanded_remapping_rules)["image"] == "/camera/color/image_raw"
+
+
+def test_rviz_starts_only_when_asked_with_the_shipped_config(launch_module):
+    context, _, rviz = _run_arguments(launch_module.generate_launch_description(), {"rviz": "true"})
+    assert rviz.condition.evaluate(context)
+    assert (rviz.node_package, rviz.node_executable) == ("rviz2", "rviz2")
+    assert _options(_command_line(rviz, context), "-d") == [str(RVIZ_FILE)]

@@ -1,0 +1,68 @@
+"""lseg_node as a ROS user starts it: a process with --params-file, -p overrides and -r remaps."""
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
+
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+
+from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["-p", "model:=lseg-test-tiny-ViT", "-p", "pretrained:=random", "-p", "device:=cpu", "-p", "short_side:=64"]
+
+
+def node_command(*ros_args):
+    return [sys.executable, "-m", "lseg_ros.ros.node", "--ros-args",
+            "--params-file", str(ROOT / "config" / "lseg.yaml"), *ros_args]
+
+
+@pytest.fixture
+def domain_env():
+    env = dict(os.environ, ROS_DOMAIN_ID=str(1 + (os.getpid() + 37) % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               HF_HUB_OFFLINE="1")
+    return env
+
+
+def test_node_process_with_params_file_overrides_and_remapping_segments_frames(domain_env):
+    process = subprocess.Popen(node_command(*TINY, "-p", "labels:=[door, chair]", "-r", "image:=/robot/camera/image"),
+                               env=domain_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
+    try:
+        probe = rclpy.create_node("process_probe", context=context)
+        masks = []
+        probe.create_subscription(Image, "/lseg_node/mask", masks.append, 10)
+        publisher = probe.create_publisher(Image, "/robot/camera/image", qos_profile_sensor_data)
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(probe)
+        rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        deadline = time.monotonic() + 60
+        while not masks and time.monotonic() < deadline and process.poll() is None:
+            publisher.publish(rgb_to_image_msg(rgb, Header(frame_id="cam")))
+            executor.spin_once(timeout_sec=0.5)
+        assert masks, "no mask from the node process"
+        mask = image_msg_to_array(masks[0])
+        assert mask.shape == (48, 64) and mask.max() < 2 and masks[0].header.frame_id == "cam"
+    finally:
+        rclpy.try_shutdown(context=context)
+        process.terminate()
+        output = process.communicate(timeout=20)[0]
+    assert "lseg_node ready" in output, output
+
+
+def test_missing_weights_stop_the_node_at_start_with_a_clear_message(domain_env):
+    result = subprocess.run(node_command("-p", "pretrained:=/nonexistent/lseg.safetensors", "-p", "device:=cpu"),
+                            env=domain_env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "/nonexistent/lseg.safetensors" in result.stderr and "does not exist" in result.stderr
