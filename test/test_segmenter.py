@@ -1,5 +1,4 @@
 """Segmenter behaviour, checked against plain reference computations on a small fake backend."""
-import math
 
 import numpy as np
 import pytest

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
 from ..config import _doc, field_docs, from_dict
+from .runner import run_node
 from .conversions import rgb_to_image_msg
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -135,22 +135,7 @@ class CameraSim(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = CameraSim()
-    except ValueError as error:
-        print(error, file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(CameraSim, "camera_sim", args)
 
 
 if __name__ == "__main__":

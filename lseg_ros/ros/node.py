@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import List, Optional
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
@@ -32,6 +31,7 @@ from std_msgs.msg import ColorRGBA, String
 from ..segmenter import Segmenter, parse_label_text
 from ..viz import label_colors, overlay
 from ..weights import WeightsError
+from .runner import run_node
 from .conversions import (ImageConversionError, compressed_to_rgb, float_map_to_image_msg, image_to_rgb,
                           mask_to_image_msg, rgb_to_image_msg, scale_camera_info)
 from .params import declare_parameters, read_configs
@@ -321,21 +321,7 @@ def _mean_ms(window: list) -> str:
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = LsegNode()
-    except (WeightsError, ValueError) as error:
-        print(f"lseg_node: cannot start: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(LsegNode, "lseg_node", args, start_errors=(WeightsError, ValueError))
 
 
 if __name__ == "__main__":

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 from typing import List
 
-import rclpy
 from rclpy.node import Node
 from rclpy.time import Time
 from sensor_msgs.msg import Image
 
+from .runner import run_node
 from .conversions import image_msg_to_array
 
 
@@ -48,17 +48,7 @@ class OverlayRecorder(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = OverlayRecorder()
-    try:
-        while rclpy.ok() and not node.done:
-            rclpy.spin_once(node, timeout_sec=0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(OverlayRecorder, "overlay_recorder", args)
 
 
 if __name__ == "__main__":

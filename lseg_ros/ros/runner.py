@@ -1,0 +1,30 @@
+"""Running one node as a program: init, build, spin until done or Ctrl-C, clean shutdown."""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Tuple, Type
+
+import rclpy
+from rclpy.executors import ExternalShutdownException
+
+
+def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
+             start_errors: Tuple[Type[BaseException], ...] = (ValueError,)) -> int:
+    """Build a node and spin it until its ``done`` attribute turns true (if it has one),
+    Ctrl-C or shutdown. A start-up error in ``start_errors`` is printed and gives exit code 1."""
+    rclpy.init(args=args)
+    try:
+        node = build()
+    except start_errors as error:
+        print(f"{program}: cannot start: {error}", file=sys.stderr)
+        rclpy.try_shutdown()
+        return 1
+    try:
+        while rclpy.ok() and not getattr(node, "done", False):
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
