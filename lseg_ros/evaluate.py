@@ -1,0 +1,290 @@
+"""``lseg-eval``: mIoU, pixel accuracy and per-class IoU of any backend on any dataset.
+
+    lseg-eval --dataset generic --root scenes/ --split val --config lseg_ros/weights/scenes_lseg_tiny.yaml
+    lseg-eval --dataset ade20k --root ADEChallengeData2016 --backend lseg --model lseg_vitl16_384 \\
+        --pretrained demo_e200.ckpt --multi-scale --window 480 --stride 320 --out eval_ade
+
+The label set is the dataset's class names (``--label-names`` renames them, one per class
+in order). Single scale runs the engine's own ``Segmenter.segment``; ``--multi-scale``
+(LSeg's scales 0.5 ... 1.75) or ``--scales``, ``--flip`` and ``--window`` average softmax
+probabilities at the label resolution. ``--unseen a,b`` adds seen/unseen mIoU and hIoU.
+
+The core is testable without a model: :func:`evaluate_predictions` scores given
+(prediction, ground truth) pairs; :func:`predict_probabilities` is the multi-scale path.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import add_config_arguments, config_from_args, flatten
+from .metrics import ConfusionMatrix
+from .preprocess import model_input_size, to_model_input
+
+#: LSeg's multi-scale evaluation scales
+LSEG_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+
+
+# ---------------------------------------------------------------- scoring core
+def evaluate_predictions(pairs: Iterable[Tuple[np.ndarray, np.ndarray]], class_names: Sequence[str],
+                         ignore_index: int = 255, unseen: Optional[Sequence[str]] = None) -> dict:
+    """Scores (predicted mask, ground-truth mask) pairs; returns ConfusionMatrix.summary()
+    (miou, pixel_accuracy, mean_accuracy, per_class_iou; with ``unseen`` class names also
+    miou_seen, miou_unseen, hiou) plus ``images`` and ``pixels`` counted."""
+    confusion = ConfusionMatrix(len(class_names), ignore_index)
+    images = 0
+    for prediction, target in pairs:
+        confusion.update(np.asarray(prediction).astype(np.int64), target)
+        images += 1
+    unseen_indices = class_indices(unseen, class_names) if unseen else None
+    summary = confusion.summary(class_names, unseen_indices)
+    summary.update(images=images, pixels=confusion.total)
+    return summary
+
+
+def class_indices(names: Sequence[str], class_names: Sequence[str]) -> List[int]:
+    """Indices of ``names`` in ``class_names``; ValueError names any unknown one."""
+    unknown = [name for name in names if name not in class_names]
+    if unknown:
+        raise ValueError(f"unknown class name(s) {unknown}; accepted: {list(class_names)}")
+    return [list(class_names).index(name) for name in names]
+
+
+# ------------------------------------------------------------ multi-scale path
+@torch.inference_mode()
+def predict_probabilities(segmenter, image: np.ndarray, scales: Sequence[float] = (1.0,),
+                          flip: bool = False, window: int = 0, stride: int = 0) -> torch.Tensor:
+    """Softmax probabilities [N, H, W] over the segmenter's labels for one RGB image,
+    averaged over ``scales`` (factors on the configured model input size) and, with
+    ``flip``, horizontal flips; each at the image resolution. ``window`` > 0 slides a
+    window of that many model-input pixels (``stride`` apart) over large inputs."""
+    config, backend = segmenter.config, segmenter.backend
+    height, width = image.shape[:2]
+    probabilities = None
+    for scale in scales:
+        size = model_input_size(height, width, max(1, round(config.short_side * scale)),
+                                max(1, round(config.max_long_side * scale)), backend.input_multiple)
+        model_input = to_model_input([image], size, backend.image_mean, backend.image_std,
+                                     segmenter.device, segmenter.dtype)  # [1, 3, h, w]
+        for flipped in ((False, True) if flip else (False,)):
+            view = model_input.flip(-1) if flipped else model_input
+            logits = window_logits(segmenter, view, window, stride)  # [1, N, h, w]
+            logits = logits.flip(-1) if flipped else logits
+            logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
+            view_probabilities = logits.softmax(dim=1)[0]  # [N, H, W]
+            probabilities = view_probabilities if probabilities is None else probabilities + view_probabilities
+    return probabilities / (len(scales) * (2 if flip else 1))
+
+
+def window_logits(segmenter, model_input: torch.Tensor, window: int = 0, stride: int = 0) -> torch.Tensor:
+    """Label logits [1, N, h, w] at model-input resolution; windows overlapping by
+    ``window - stride`` pixels are averaged when ``window`` > 0 and the input is larger."""
+    height, width = model_input.shape[-2:]
+    label_embeddings = segmenter.label_set.label_embeddings
+    if window <= 0 or (height <= window and width <= window):
+        logits = segmenter.classify(segmenter.backend(model_input), label_embeddings, model_input)
+        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+    multiple = segmenter.backend.input_multiple
+    if window % multiple:
+        raise ValueError(f"window {window} must be a multiple of the backend's input multiple {multiple}")
+    stride = stride or window * 2 // 3
+    total = torch.zeros((1, len(segmenter.labels), height, width), device=model_input.device)
+    counts = torch.zeros((1, 1, height, width), device=model_input.device)
+    for top in _window_starts(height, window, stride):
+        for left in _window_starts(width, window, stride):
+            crop = model_input[..., top:top + window, left:left + window]  # [1, 3, wh, ww]
+            logits = segmenter.classify(segmenter.backend(crop), label_embeddings, crop)
+            logits = F.interpolate(logits, size=crop.shape[-2:], mode="bilinear", align_corners=False)
+            total[..., top:top + window, left:left + window] += logits
+            counts[..., top:top + window, left:left + window] += 1
+    return total / counts
+
+
+def _window_starts(length: int, window: int, stride: int) -> List[int]:
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)  # the last window ends at the border
+    return starts
+
+
+def predict_mask(segmenter, image: np.ndarray, scales: Sequence[float] = (1.0,), flip: bool = False,
+                 window: int = 0, stride: int = 0) -> np.ndarray:
+    """[H, W] label indices; single scale without flip or window is exactly ``segment``."""
+    if tuple(scales) == (1.0,) and not flip and window <= 0:
+        return segmenter.segment(image, return_confidences=False).mask
+    return predict_probabilities(segmenter, image, scales, flip, window, stride).argmax(0).cpu().numpy()
+
+
+def iter_predictions(segmenter, dataset, scales: Sequence[float] = (1.0,), flip: bool = False,
+                     window: int = 0, stride: int = 0, max_images: int = 0,
+                     progress: bool = False) -> Iterator[Tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """(index, image, predicted mask, ground truth) for the dataset's samples (untransformed)."""
+    count = len(dataset) if max_images <= 0 else min(max_images, len(dataset))
+    indices = range(count)
+    if progress:
+        from tqdm import tqdm
+
+        indices = tqdm(indices, desc="evaluating", unit="image", leave=False)
+    for index in indices:
+        image, target = dataset.load(index)
+        yield index, image, predict_mask(segmenter, image, scales, flip, window, stride), target
+
+
+def evaluate_segmenter(segmenter, dataset, scales: Sequence[float] = (1.0,), flip: bool = False,
+                       window: int = 0, stride: int = 0, max_images: int = 0,
+                       unseen: Optional[Sequence[str]] = None, progress: bool = False,
+                       label_names: Optional[Sequence[str]] = None) -> dict:
+    """Scores the segmenter's predictions with ``label_names`` (default: the dataset's class
+    names, label i for class i) as its label set; see :func:`evaluate_predictions`."""
+    label_names = list(label_names or dataset.class_names)
+    if len(label_names) != dataset.num_classes:
+        raise ValueError(f"{len(label_names)} label names for {dataset.num_classes} classes")
+    if segmenter.labels != label_names:
+        segmenter.set_labels(label_names)
+    pairs = ((pred, target) for _, _, pred, target in
+             iter_predictions(segmenter, dataset, scales, flip, window, stride, max_images, progress))
+    return evaluate_predictions(pairs, dataset.class_names, dataset.ignore_index, unseen)
+
+
+# --------------------------------------------------------------------- reports
+def write_report(out: Path, summary: dict, info: dict) -> None:
+    """metrics.json, report.md and per_class_iou.png in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps({**summary, **info}, indent=2, default=str))
+    lines = [f"# Evaluation: {info.get('dataset', '')}", "",
+             f"- model: {info.get('model', '')}",
+             f"- images: {summary['images']}, pixels: {summary['pixels']}",
+             f"- inference: {info.get('inference', '')}",
+             f"- time: {info.get('seconds', 0):.1f} s ({info.get('seconds_per_image', 0):.3f} s/image)", "",
+             "| metric | value |", "|---|---|"]
+    for key in ("miou", "pixel_accuracy", "mean_accuracy", "miou_seen", "miou_unseen", "hiou"):
+        if key in summary:
+            lines.append(f"| {key} | {summary[key]:.4f} |")
+    unseen = set(info.get("unseen") or [])
+    lines += ["", "| class | IoU |", "|---|---|"]
+    for name, iou in summary["per_class_iou"].items():
+        lines.append(f"| {name}{' (unseen)' if name in unseen else ''} | {iou:.4f} |")
+    lines += ["", "## Configuration", "", "```yaml"]
+    lines += [f"{key}: {value}" for key, value in info.get("config", {}).items()]
+    lines += ["```", ""]
+    (out / "report.md").write_text("\n".join(lines))
+    plot_per_class_iou(summary["per_class_iou"], out / "per_class_iou.png", unseen)
+
+
+def plot_per_class_iou(per_class_iou: dict, path: Path, unseen=frozenset()) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(per_class_iou)
+    values = [0.0 if np.isnan(v) else v for v in per_class_iou.values()]
+    figure, axes = plt.subplots(figsize=(max(4.0, 0.35 * len(names) + 1.5), 3.5))
+    colors = ["tab:orange" if name in unseen else "tab:blue" for name in names]
+    axes.bar(range(len(names)), values, color=colors)
+    axes.set_xticks(range(len(names)))
+    axes.set_xticklabels(names, rotation=60, ha="right", fontsize=8)
+    axes.set_ylim(0, 1)
+    axes.set_ylabel("IoU")
+    axes.set_title(f"per-class IoU (mIoU {np.nanmean(list(per_class_iou.values())):.3f})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def save_overlay(path: Path, image: np.ndarray, prediction: np.ndarray, target: np.ndarray,
+                 labels: Sequence[str]) -> None:
+    """Image | prediction overlay | ground-truth overlay, with a legend."""
+    from PIL import Image
+
+    from .viz import add_legend, label_colors, overlay
+
+    colors = label_colors(len(labels))
+    gap = np.full((image.shape[0], 4, 3), 255, np.uint8)
+    row = np.concatenate([image, gap, overlay(image, prediction, colors), gap,
+                          overlay(image, np.where(target < 0, len(labels), target), colors)], axis=1)
+    Image.fromarray(add_legend(row, labels, colors)).save(path)
+
+
+# ------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lseg-eval", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", default="generic", help="dataset kind: ade20k | voc | pascal_context59 | generic")
+    parser.add_argument("--root", type=Path, required=True, help="dataset root folder")
+    parser.add_argument("--split", default="val", help="dataset split (generic: 'all' for every image)")
+    parser.add_argument("--config", type=Path, help="SegmenterConfig YAML (e.g. lseg_ros/weights/*.yaml)")
+    parser.add_argument("--out", type=Path, default=Path("lseg_eval"), help="output folder")
+    parser.add_argument("--label-names", default="", help="comma-separated names replacing the class names")
+    parser.add_argument("--scales", default="1.0", help="comma-separated input scales")
+    parser.add_argument("--multi-scale", action="store_true", help=f"LSeg's scales {LSEG_SCALES} with flip")
+    parser.add_argument("--flip", action="store_true", help="also average horizontally flipped inputs")
+    parser.add_argument("--window", type=int, default=0, help="sliding-window size in model-input pixels")
+    parser.add_argument("--stride", type=int, default=0, help="sliding-window stride (default 2/3 window)")
+    parser.add_argument("--unseen", default="", help="comma-separated unseen class names (zero-shot split)")
+    parser.add_argument("--max-images", type=int, default=0, help="evaluate only the first N images")
+    parser.add_argument("--overlays", type=int, default=4, help="number of overlay PNGs to write")
+    add_config_arguments(parser)
+    return parser
+
+
+def _names(text: str) -> List[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .data import build_dataset
+    from .segmenter import Segmenter
+    from .weights import WeightsError
+
+    try:
+        config = config_from_args(args)
+        dataset = build_dataset(args.dataset, args.root, args.split)
+        label_names = _names(args.label_names) or dataset.class_names
+        if len(label_names) != dataset.num_classes:
+            raise ValueError(f"--label-names gives {len(label_names)} names for {dataset.num_classes} classes")
+        unseen = _names(args.unseen)
+        class_indices(unseen, dataset.class_names)
+        scales = LSEG_SCALES if args.multi_scale else tuple(float(s) for s in _names(args.scales))
+        config.labels = list(label_names)
+        segmenter = Segmenter(config)
+    except (ValueError, OSError, WeightsError) as error:
+        print(f"lseg-eval: {error}", file=sys.stderr)
+        return 2
+    flip = args.flip or args.multi_scale
+    args.out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+
+    def scored():
+        for index, image, prediction, target in iter_predictions(segmenter, dataset, scales, flip, args.window,
+                                                                 args.stride, args.max_images, progress=True):
+            if index < args.overlays:
+                stem = Path(dataset.samples[index][0]).stem
+                save_overlay(args.out / f"overlay_{stem}.png", image, prediction, target, label_names)
+            yield prediction, target
+
+    summary = evaluate_predictions(scored(), dataset.class_names, dataset.ignore_index, unseen or None)
+    seconds = time.perf_counter() - start
+    inference = f"scales {list(scales)}, flip {flip}, window {args.window}, stride {args.stride}"
+    info = dict(dataset=f"{dataset.name} ({args.root}, split {args.split})", model=segmenter.description,
+                inference=inference, unseen=unseen, seconds=seconds,
+                seconds_per_image=seconds / max(1, summary["images"]), config=flatten(config))
+    write_report(args.out, summary, info)
+    print(f"lseg-eval: mIoU {summary['miou']:.4f}, pixel accuracy {summary['pixel_accuracy']:.4f} "
+          f"on {summary['images']} images; report in {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""``lseg-train``: train LSeg's image encoder against a frozen text encoder.
+
+    lseg-train --data_root scenes/ --out runs/scenes --epochs 20 --batch_size 8
+    lseg-train --config train.yaml --model.model lseg_vitl16_384 --model.pretrained demo_e200.ckpt
+    lseg-train --resume runs/scenes/epoch_005          # continues from that step
+
+LSeg's objective: the label embeddings of the dataset's class names are computed once
+with the backend's (frozen) text tower; the logits are the engine's own
+``Segmenter.classify`` (LSeg's logit scale x cosine of normalized pixel and label
+embeddings), upsampled bilinearly to the label resolution; the loss is cross-entropy
+with the dataset's ignore index. ``unseen_classes`` hold classes out for zero-shot
+evaluation: their pixels are ignored and their names are not in the training label set.
+
+Per epoch ``<out>/`` gets ``epoch_NNN.safetensors`` (the network's state dict, loadable
+with ``pretrained:=<that file>``), ``epoch_NNN.train_state.pt`` (optimizer, schedule,
+step, RNG; tensors and plain Python only), a row of ``metrics.csv`` and ``model.yaml``
+(an inference SegmenterConfig for the latest checkpoint); ``config.yaml`` holds the run's
+TrainConfig. Every TrainConfig field is an option (``--name value``) and a YAML key.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import math
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+
+from .config import SegmenterConfig, _doc, add_config_arguments, from_dict, with_overrides
+from .data import TrainTransform, build_dataset
+from .evaluate import class_indices, evaluate_segmenter
+from .segmenter import Segmenter, resolve_device
+from .weights import WeightsError
+
+
+@dataclass
+class TrainModelConfig(SegmenterConfig):
+    """The model to train: a SegmenterConfig whose defaults are a trainable LSeg."""
+
+    backend: str = _doc("Registered backend to train (only lseg has trainable image/decoder parts).", "lseg")
+    model: str = _doc("LSeg preset: lseg_tiny (CPU demos), lseg_vitb32_384, lseg_vitb16_384, "
+                      "lseg_vitl16_384.", "lseg_tiny")
+    pretrained: str = _doc("Initial weights: 'random' or a local checkpoint to fine-tune.", "random")
+    labels: List[str] = _doc("Ignored in training: the label set is the dataset's class names "
+                             "(minus unseen_classes).", factory=list)
+
+
+@dataclass
+class TrainConfig:
+    out: str = _doc("Output folder for checkpoints, config.yaml, model.yaml and metrics.csv.", "runs/lseg")
+    dataset: str = _doc("Dataset kind: ade20k | voc | pascal_context59 | generic.", "generic")
+    data_root: str = _doc("Dataset root folder.", "")
+    train_split: str = _doc("Training split.", "train")
+    val_split: str = _doc("Validation split, evaluated after each epoch; empty disables.", "val")
+    val_max_images: int = _doc("Validate on the first N images only; 0 = all.", 0)
+    unseen_classes: List[str] = _doc("Class names held out of training (ignored pixels, not in the "
+                                     "label set), evaluated as unseen.", factory=list)
+    crop_size: int = _doc("Square training crop in pixels (a multiple of the patch size).", 128)
+    scale_range: List[float] = _doc("Random rescale factors (low, high) before cropping.",
+                                    factory=lambda: [0.75, 1.5])
+    flip: bool = _doc("Random horizontal flips.", True)
+    jitter: float = _doc("Brightness/contrast/saturation jitter strength in [0, 1).", 0.2)
+    batch_size: int = _doc("Images per forward pass.", 8)
+    grad_accum: int = _doc("Forward passes accumulated per optimizer step.", 1)
+    epochs: int = _doc("Training epochs (ignored when max_steps > 0).", 10)
+    max_steps: int = _doc("Optimizer steps in total; 0 = epochs x steps per epoch.", 0)
+    optimizer: str = _doc("sgd | adamw.", "adamw")
+    backbone_lr: float = _doc("Learning rate of the ViT backbone (image_parameters).", 1e-3)
+    decoder_lr: float = _doc("Learning rate of the reassemble stages and decoder (decoder_parameters).", 3e-3)
+    momentum: float = _doc("SGD momentum.", 0.9)
+    weight_decay: float = _doc("Weight decay.", 1e-4)
+    lr_power: float = _doc("Poly schedule: lr x (1 - step/total)^power.", 0.9)
+    warmup_steps: int = _doc("Linear warm-up steps before the poly decay.", 0)
+    workers: int = _doc("DataLoader worker processes (0 = load in the main process).", 0)
+    threads: int = _doc("CPU threads of torch (torch.set_num_threads); 0 = torch's default. "
+                        "1 is much faster on a busy machine.", 0)
+    seed: int = _doc("Seed of initialization, data order and augmentation.", 0)
+    device: str = _doc("auto | cpu | cuda | cuda:N.", "auto")
+    precision: str = _doc("fp32 | bf16 | fp16: autocast (fp16 with GradScaler) on CUDA; "
+                          "the CPU always trains in fp32.", "fp32")
+    progress: bool = _doc("Show a tqdm progress bar.", True)
+    model: TrainModelConfig = _doc("The model (an inference SegmenterConfig; see model.*).",
+                                   factory=TrainModelConfig)
+
+    @classmethod
+    def from_yaml(cls, path) -> "TrainConfig":
+        with open(path, "r", encoding="utf-8") as stream:
+            return from_dict(cls, yaml.safe_load(stream) or {}, source=str(path))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> "TrainConfig":
+        checks = [
+            (self.crop_size > 0, "crop_size", "a positive integer"),
+            (len(self.scale_range) == 2 and 0 < self.scale_range[0] <= self.scale_range[1], "scale_range",
+             "two factors 0 < low <= high"),
+            (0 <= self.jitter < 1, "jitter", "a value in [0, 1)"),
+            (self.batch_size >= 1, "batch_size", ">= 1"),
+            (self.grad_accum >= 1, "grad_accum", ">= 1"),
+            (self.epochs >= 1 or self.max_steps >= 1, "epochs", ">= 1 (or max_steps >= 1)"),
+            (self.max_steps >= 0, "max_steps", ">= 0"),
+            (self.optimizer in ("sgd", "adamw"), "optimizer", "sgd, adamw"),
+            (self.backbone_lr >= 0 and self.decoder_lr >= 0, "backbone_lr/decoder_lr", ">= 0"),
+            (self.weight_decay >= 0, "weight_decay", ">= 0"),
+            (self.warmup_steps >= 0, "warmup_steps", ">= 0"),
+            (self.workers >= 0, "workers", ">= 0"),
+            (self.threads >= 0, "threads", ">= 0"),
+            (self.precision in ("fp32", "bf16", "fp16"), "precision", "fp32, bf16, fp16"),
+        ]
+        for ok, name, accepted in checks:
+            if not ok:
+                value = {n: getattr(self, n) for n in name.split("/")}
+                raise ValueError(f"invalid training config value {value}; accepted: {accepted}")
+        self.model.validate()
+        return self
+
+
+class PolySchedule:
+    """LR factor: linear warm-up, then (1 - step/total)^power (a class, so LambdaLR's
+    state_dict stores its plain attributes)."""
+
+    def __init__(self, total_steps: int, power: float, warmup_steps: int = 0) -> None:
+        self.total_steps, self.power, self.warmup_steps = int(total_steps), float(power), int(warmup_steps)
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        return max(0.0, 1.0 - step / max(1, self.total_steps)) ** self.power
+
+
+def rng_state() -> dict:
+    """Every global RNG as tensors and plain Python (torch.load(weights_only=True) safe)."""
+    name, keys, position, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+            "numpy": [name, torch.from_numpy(keys.astype(np.int64)), int(position), int(has_gauss), float(cached)],
+            "python": random.getstate()}
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    name, keys, position, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), position, has_gauss, cached))
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+
+
+def checkpoint_paths(stem) -> tuple:
+    """(weights .safetensors, .train_state.pt) of ``<out>/epoch_NNN`` (either file name works too)."""
+    stem = str(stem)
+    for suffix in (".safetensors", ".train_state.pt"):
+        if stem.endswith(suffix):
+            stem = stem[:-len(suffix)]
+    return Path(stem + ".safetensors"), Path(stem + ".train_state.pt")
+
+
+class Trainer:
+    """Builds data, model and optimizer from a TrainConfig; ``fit()`` trains."""
+
+    def __init__(self, config: TrainConfig, resume: Optional[str] = None) -> None:
+        self.config = config.validate()
+        self.out = Path(config.out)
+        self.device = resolve_device(config.device)
+        amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        self.amp_dtype = amp if self.device.type == "cuda" else None
+        if amp is not None and self.amp_dtype is None:
+            print(f"lseg-train: precision {config.precision} needs CUDA; training in fp32", file=sys.stderr)
+        if config.threads:
+            torch.set_num_threads(config.threads)
+        torch.manual_seed(config.seed)
+        random.seed(config.seed)
+        np.random.seed(config.seed)
+
+        self.train_set = build_dataset(config.dataset, config.data_root, config.train_split)
+        self.ignore_index = self.train_set.ignore_index
+        self.train_set.transform = TrainTransform(config.crop_size, config.scale_range, config.flip,
+                                                  config.jitter, config.seed, self.ignore_index)
+        self.val_set = build_dataset(config.dataset, config.data_root, config.val_split) \
+            if config.val_split else None
+        self.class_names = list(self.train_set.class_names)
+        unseen = set(class_indices(config.unseen_classes, self.class_names))
+        seen = [i for i in range(len(self.class_names)) if i not in unseen]
+        #: the training label set: the dataset's class names without the unseen ones
+        self.train_label_names = [self.class_names[i] for i in seen]
+        self.target_lut = torch.full((len(self.class_names),), self.ignore_index, dtype=torch.long)
+        self.target_lut[seen] = torch.arange(len(seen))
+
+        weights_path, state_path = checkpoint_paths(resume) if resume else (None, None)
+        model_config = dataclasses.replace(config.model, device=str(self.device), precision="fp32", labels=[])
+        if weights_path is not None:
+            model_config.pretrained = str(weights_path)
+        self.segmenter = Segmenter(model_config)
+        self.backend = self.segmenter.backend
+        if not hasattr(self.backend, "decoder_parameters"):
+            raise ValueError(f"backend {config.model.backend!r} has no trainable image/decoder parameters; "
+                             "accepted for training: lseg")
+        if config.crop_size % self.backend.input_multiple:
+            raise ValueError(f"crop_size {config.crop_size} must be a multiple of the patch size "
+                             f"{self.backend.input_multiple}")
+        image_params, decoder_params = list(self.backend.image_parameters()), list(self.backend.decoder_parameters())
+        for parameter in image_params + decoder_params:
+            parameter.requires_grad_(True)
+        self.backend.freeze_text()
+        # [N, D] normalized, computed once with the frozen text tower (cloned out of inference mode)
+        self.label_embeddings = self.segmenter.label_encoder.encode(self.train_label_names).clone()
+
+        self.batches_per_epoch = len(self.train_set) // config.batch_size
+        self.steps_per_epoch = self.batches_per_epoch // config.grad_accum
+        if self.steps_per_epoch < 1:
+            raise ValueError(f"{len(self.train_set)} training images give no full step of batch_size "
+                             f"{config.batch_size} x grad_accum {config.grad_accum}")
+        self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
+        groups = [dict(params=image_params, lr=config.backbone_lr, name="backbone"),
+                  dict(params=decoder_params, lr=config.decoder_lr, name="decoder")]
+        if config.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(groups, lr=config.decoder_lr, momentum=config.momentum,
+                                             weight_decay=config.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(groups, lr=config.decoder_lr, weight_decay=config.weight_decay)
+        self.schedule = PolySchedule(self.total_steps, config.lr_power, config.warmup_steps)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, self.schedule)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.step, self.epoch, self.next_batch, self.elapsed = 0, 1, 0, 0.0
+        #: mean training loss of every optimizer step of this process
+        self.step_losses: List[float] = []
+        if state_path is not None:
+            self._load_state(state_path)
+
+    # ------------------------------------------------------------- one step
+    def training_targets(self, mask: torch.Tensor) -> torch.Tensor:
+        """Dataset class indices -> training label indices; unseen classes -> ignore_index."""
+        targets = torch.full_like(mask, self.ignore_index)
+        valid = mask != self.ignore_index
+        targets[valid] = self.target_lut.to(mask.device)[mask[valid]]
+        return targets
+
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Training logits [B, N, H, W] for images [B, 3, H, W] in [0, 1]: normalize, backend,
+        the engine's classify, bilinear upsampling to the image size."""
+        mean = torch.tensor(self.backend.image_mean, device=images.device).view(1, 3, 1, 1)
+        std = torch.tensor(self.backend.image_std, device=images.device).view(1, 3, 1, 1)
+        model_input = (images - mean) / std
+        pixel_embeddings = self.backend(model_input)  # [B, D, H/2, W/2]
+        logits = self.segmenter.classify(pixel_embeddings, self.label_embeddings, model_input)
+        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+
+    def loss(self, batch: dict) -> torch.Tensor:
+        images = batch["image"].to(self.device, non_blocking=True)  # [B, 3, H, W]
+        targets = self.training_targets(batch["mask"].to(self.device, non_blocking=True))  # [B, H, W]
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            logits = self.logits(images)  # [B, N, H, W]
+        return F.cross_entropy(logits.float(), targets, ignore_index=self.ignore_index)
+
+    # ---------------------------------------------------------------- loop
+    def epoch_order(self, epoch: int) -> List[int]:
+        """The sample order of ``epoch`` (seeded by seed and epoch), whole steps only."""
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+        order = torch.randperm(len(self.train_set), generator=generator).tolist()
+        return order[:self.steps_per_epoch * self.config.grad_accum * self.config.batch_size]
+
+    def fit(self) -> List[dict]:
+        """Train to total_steps; returns the metrics rows of this process."""
+        from torch.utils.data import DataLoader
+        from tqdm import tqdm
+
+        config = self.config
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        self._started = time.perf_counter() - self.elapsed
+        bar = tqdm(total=self.total_steps, initial=self.step, unit="step", desc="lseg-train",
+                   disable=not config.progress, dynamic_ncols=True)
+        rows = []
+        self.backend.train()
+        while self.step < self.total_steps:
+            epoch, first_batch = self.epoch, self.next_batch
+            self.train_set.set_epoch(epoch)
+            order = self.epoch_order(epoch)[first_batch * config.batch_size:]
+            loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=order,
+                                num_workers=config.workers, drop_last=True,
+                                pin_memory=self.device.type == "cuda")
+            epoch_losses, accumulated = [], []
+            batch_index = first_batch
+            for batch in loader:
+                loss = self.loss(batch)
+                self.scaler.scale(loss / config.grad_accum).backward()
+                accumulated.append(loss.item())
+                batch_index += 1
+                if len(accumulated) < config.grad_accum:
+                    continue
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                self.step += 1
+                step_loss = float(np.mean(accumulated))
+                self.step_losses.append(step_loss)
+                epoch_losses.append(step_loss)
+                accumulated = []
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{step_loss:.4f}")
+                if self.step >= self.total_steps:
+                    break
+            finished_epoch = batch_index >= self.steps_per_epoch * config.grad_accum
+            self.epoch, self.next_batch = (epoch + 1, 0) if finished_epoch else (epoch, batch_index)
+            rows.append(self._end_of_epoch(epoch, epoch_losses, bar))
+        bar.close()
+        return rows
+
+    def _end_of_epoch(self, epoch: int, losses: List[float], bar) -> dict:
+        validation = self.validate()
+        self.backend.train()
+        row = {"epoch": epoch, "step": self.step, "train_loss": float(np.mean(losses)) if losses else math.nan,
+               "val_miou": validation.get("miou", math.nan),
+               "val_pixel_accuracy": validation.get("pixel_accuracy", math.nan)}
+        if self.config.unseen_classes:
+            row.update(val_miou_seen=validation.get("miou_seen", math.nan),
+                       val_miou_unseen=validation.get("miou_unseen", math.nan))
+        row.update({f"lr_{group['name']}": group["lr"] for group in self.optimizer.param_groups})
+        self.elapsed = time.perf_counter() - self._started
+        row["seconds"] = round(self.elapsed, 3)
+        self.save_checkpoint(epoch)
+        self._append_metrics(row)
+        bar.write(f"epoch {epoch} step {self.step}: loss {row['train_loss']:.4f}, val mIoU {row['val_miou']:.4f}, "
+                  f"pixel acc {row['val_pixel_accuracy']:.4f}, {row['seconds']:.0f} s")
+        return row
+
+    def validate(self) -> Dict[str, float]:
+        """mIoU etc. on the val split through the engine's own inference path."""
+        if self.val_set is None:
+            return {}
+        self.backend.eval()
+        return evaluate_segmenter(self.segmenter, self.val_set, max_images=self.config.val_max_images,
+                                  unseen=self.config.unseen_classes or None)
+
+    # ---------------------------------------------------------- checkpoints
+    def save_checkpoint(self, epoch: int) -> Path:
+        from safetensors.torch import save_file
+
+        weights_path, state_path = checkpoint_paths(self.out / f"epoch_{epoch:03d}")
+        tensors = {key: value.detach().cpu().contiguous() for key, value in self.backend.net_state_dict().items()}
+        save_file(tensors, str(weights_path))
+        torch.save({"epoch": self.epoch, "next_batch": self.next_batch, "step": self.step,
+                    "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(),
+                    "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                    "rng": rng_state()}, state_path)
+        inference = dataclasses.replace(self.config.model, pretrained=str(weights_path.resolve()),
+                                        labels=list(self.class_names))
+        (self.out / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(inference), sort_keys=False))
+        return weights_path
+
+    def _load_state(self, state_path: Path) -> None:
+        if not state_path.is_file():
+            raise FileNotFoundError(f"training state {state_path} does not exist; --resume takes "
+                                    f"<out>/epoch_NNN of a previous run")
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.schedule.total_steps = self.total_steps  # the config may extend the run
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.next_batch = state["step"], state["epoch"], state["next_batch"]
+        self.elapsed = float(state["elapsed"])
+        set_rng_state(state["rng"])
+
+    def _append_metrics(self, row: dict) -> None:
+        path = self.out / "metrics.csv"
+        rows = []
+        if path.is_file():  # keep what a resumed run had written up to its checkpoint
+            with open(path, newline="") as stream:
+                rows = [r for r in csv.DictReader(stream) if int(r["step"]) < self.step]
+        rows.append(row)
+        with open(path, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=list(row), extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+
+# ------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lseg-train", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", type=Path, help="TrainConfig YAML (a run's config.yaml works)")
+    parser.add_argument("--resume", help="continue from <out>/epoch_NNN (its config.yaml is the default config)")
+    add_config_arguments(parser, TrainConfig)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    path = args.config
+    if path is None and args.resume:
+        candidate = checkpoint_paths(args.resume)[0].parent / "config.yaml"
+        path = candidate if candidate.is_file() else None
+    config = TrainConfig.from_yaml(path) if path else TrainConfig()
+    overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:") and v is not None}
+    return (with_overrides(config, overrides) if overrides else config).validate()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+        if not config.data_root:
+            raise ValueError("no dataset given; set --data_root (and --dataset)")
+        trainer = Trainer(config, resume=args.resume)
+    except (ValueError, OSError, WeightsError) as error:
+        print(f"lseg-train: {error}", file=sys.stderr)
+        return 2
+    rows = trainer.fit()
+    if rows:
+        print(f"lseg-train: {trainer.step} steps, val mIoU {rows[-1]['val_miou']:.4f}; "
+              f"checkpoints and metrics.csv in {trainer.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""lseg-train: LSeg's objective on a tiny random LSeg, checkpoints, resume and the zero-shot split."""
+from __future__ import annotations
+
+import argparse
+import csv
+
+import numpy as np
+import pytest
+import torch
+
+from lseg_ros.config import SegmenterConfig, add_config_arguments, field_docs
+from lseg_ros.data.scenes import SCENE_CLASSES, write_generic_dataset
+from lseg_ros.segmenter import Segmenter
+from lseg_ros.train import TrainConfig, Trainer, config_from_args, main
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """16 scenes of 48x64: 12 for training (3 steps of 4 per epoch), 4 for validation."""
+    return write_generic_dataset(tmp_path_factory.mktemp("scenes"), 16, seed=0, size=(48, 64), val_fraction=0.25)
+
+
+def tiny_config(root, out, **overrides) -> TrainConfig:
+    config = TrainConfig(out=str(out), data_root=str(root), crop_size=32, scale_range=[0.75, 1.25],
+                         batch_size=4, epochs=2, device="cpu", progress=False, backbone_lr=2e-3,
+                         decoder_lr=5e-3)
+    config.model.short_side, config.model.max_long_side = 48, 64
+    for name, value in overrides.items():
+        setattr(config, name, value)
+    return config
+
+
+def fixed_batch(trainer, count=4):
+    samples = [trainer.train_set[i] for i in range(count)]
+    return {"image": torch.stack([s["image"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples])}
+
+
+def test_a_few_training_steps_lower_the_loss(scenes, tmp_path):
+    trainer = Trainer(tiny_config(scenes, tmp_path, epochs=5, val_split=""))
+    batch = fixed_batch(trainer)
+    trainer.backend.eval()
+    with torch.no_grad():
+        before = trainer.loss(batch).item()
+    trainer.fit()
+    trainer.backend.eval()
+    with torch.no_grad():
+        after = trainer.loss(batch).item()
+    assert trainer.step == 15 and len(trainer.step_losses) == 15
+    assert after < 0.8 * before
+
+
+def test_text_tower_stays_frozen_and_image_parts_train(scenes, tmp_path):
+    trainer = Trainer(tiny_config(scenes, tmp_path, max_steps=2, val_split=""))
+    text_before = {k: v.clone() for k, v in trainer.backend.net.clip_pretrained.state_dict().items()}
+    head_before = trainer.backend.net.scratch.head1.weight.detach().clone()
+    trainer.fit()
+    for key, value in trainer.backend.net.clip_pretrained.state_dict().items():
+        assert torch.equal(value, text_before[key]), key
+    assert not torch.equal(trainer.backend.net.scratch.head1.weight, head_before)
+
+
+def test_resume_continues_from_the_same_step_with_identical_losses(scenes, tmp_path):
+    uninterrupted = Trainer(tiny_config(scenes, tmp_path / "a", epochs=3, val_split=""))
+    uninterrupted.fit()
+    resumed = Trainer(tiny_config(scenes, tmp_path / "b", epochs=3, val_split=""),
+                      resume=str(tmp_path / "a" / "epoch_001"))
+    assert resumed.step == 3 and resumed.epoch == 2
+    resumed.fit()
+    assert resumed.step == uninterrupted.step == 9
+    np.testing.assert_allclose(resumed.step_losses, uninterrupted.step_losses[3:], rtol=1e-6)
+
+
+def test_resume_from_the_command_line_reuses_the_run_config_and_metrics(scenes, tmp_path):
+    out = tmp_path / "run"
+    config = tiny_config(scenes, out, epochs=3)
+    args = ["--data_root", str(scenes), "--out", str(out), "--crop_size", "32", "--scale_range", "0.75,1.25",
+            "--batch_size", "4", "--epochs", "3", "--device", "cpu", "--progress", "false",
+            "--model.short_side", "48", "--model.max_long_side", "64",
+            "--backbone_lr", str(config.backbone_lr), "--decoder_lr", str(config.decoder_lr)]
+    assert main(args) == 0
+    first = list(csv.DictReader(open(out / "metrics.csv")))
+    assert main(["--resume", str(out / "epoch_002")]) == 0  # config.yaml of the run is the default
+    second = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [row["epoch"] for row in second] == ["1", "2", "3"]
+    assert second[:2] == first[:2]
+    assert float(second[2]["train_loss"]) == pytest.approx(float(first[2]["train_loss"]), rel=1e-6)
+    assert 0.0 <= float(second[2]["val_miou"]) <= 1.0
+
+
+def test_each_epoch_writes_weights_state_config_and_metrics(scenes, tmp_path):
+    Trainer(tiny_config(scenes, tmp_path)).fit()
+    for epoch in (1, 2):
+        assert (tmp_path / f"epoch_{epoch:03d}.safetensors").is_file()
+        state = torch.load(tmp_path / f"epoch_{epoch:03d}.train_state.pt", weights_only=True)
+        assert state["step"] == 3 * epoch and state["epoch"] == epoch + 1
+        assert {"optimizer", "scheduler", "rng"} <= set(state)
+    saved = TrainConfig.from_yaml(tmp_path / "config.yaml")
+    assert saved.crop_size == 32 and saved.model.short_side == 48 and saved.model.model == "lseg_tiny"
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(row["step"]) for row in rows] == [3, 6]
+    assert {"train_loss", "val_miou", "val_pixel_accuracy", "lr_backbone", "lr_decoder", "seconds"} <= set(rows[0])
+    assert float(rows[-1]["lr_decoder"]) == 0.0  # the poly schedule ends at zero
+    inference = SegmenterConfig.from_yaml(tmp_path / "model.yaml")
+    assert inference.pretrained.endswith("epoch_002.safetensors") and inference.labels == SCENE_CLASSES
+
+
+def test_epoch_checkpoint_gives_the_engine_the_trainers_logits(scenes, tmp_path):
+    trainer = Trainer(tiny_config(scenes, tmp_path, epochs=1, val_split=""))
+    trainer.fit()
+    engine = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", device="cpu", short_side=48,
+                                       max_long_side=64, labels=SCENE_CLASSES,
+                                       pretrained=str(tmp_path / "epoch_001.safetensors")))
+    image, _ = trainer.train_set.load(0)  # 48x64: the model input size, no resizing
+    trainer.backend.eval()
+    with torch.no_grad():
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
+        trainer_probabilities = trainer.logits(pixels).softmax(1)[0].numpy()
+    np.testing.assert_allclose(engine.segment(image).confidences, trainer_probabilities, atol=1e-5)
+
+
+def test_unseen_classes_are_excluded_from_training_targets(scenes, tmp_path):
+    unseen = ["red disk", "checkerboard"]
+    trainer = Trainer(tiny_config(scenes, tmp_path, unseen_classes=unseen))
+    assert trainer.train_label_names == [name for name in SCENE_CLASSES if name not in unseen]
+    assert trainer.label_embeddings.shape[0] == len(SCENE_CLASSES) - 2
+    mask = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7], [255, 2, 6, 0]])
+    expected = torch.tensor([[0, 1, 255, 2], [3, 4, 255, 5], [255, 255, 255, 0]])
+    assert torch.equal(trainer.training_targets(mask), expected)
+    batch = fixed_batch(trainer)
+    targets = trainer.training_targets(batch["mask"])
+    unseen_pixels = (batch["mask"] == 2) | (batch["mask"] == 6)
+    assert unseen_pixels.any() and torch.all(targets[unseen_pixels] == 255)
+    assert set(targets.unique().tolist()) <= set(range(6)) | {255}
+
+
+def test_unseen_class_names_must_be_dataset_classes(scenes, tmp_path):
+    with pytest.raises(ValueError, match="'sofa'"):
+        Trainer(tiny_config(scenes, tmp_path, unseen_classes=["sofa"]))
+
+
+def test_every_train_config_field_is_documented_and_settable_from_the_command_line(tmp_path):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config")
+    parser.add_argument("--resume")
+    add_config_arguments(parser, TrainConfig)
+    docs = field_docs(TrainConfig)
+    assert all(doc for _, _, doc in docs.values())
+    path = tmp_path / "train.yaml"
+    path.write_text("epochs: 7\nmodel:\n  short_side: 96\n")
+    args = parser.parse_args(["--config", str(path), "--batch-size", "3", "--unseen_classes", "wall, floor",
+                              "--model.lseg.block_depth", "2", "--optimizer", "sgd"])
+    config = config_from_args(args)
+    assert (config.epochs, config.batch_size, config.optimizer) == (7, 3, "sgd")
+    assert config.unseen_classes == ["wall", "floor"]
+    assert config.model.short_side == 96 and config.model.lseg.block_depth == 2
+    assert config.model.backend == "lseg" and config.model.model == "lseg_tiny"
+
+
+@pytest.mark.parametrize("name, value", [("optimizer", "adam"), ("batch_size", 0), ("precision", "fp8")])
+def test_invalid_train_config_values_are_named(name, value):
+    config = TrainConfig()
+    setattr(config, name, value)
+    with pytest.raises(ValueError, match=name):
+        config.validate()
