@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import add_config_arguments, config_from_args
 from .viz import add_legend, heatmap, label_colors, overlay
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
 def read_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))  # as a viewer shows it
     except (OSError, UnidentifiedImageError) as error:
         raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
 

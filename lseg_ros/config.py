@@ -79,7 +79,12 @@ class SegmenterConfig:
     def from_yaml(cls, path: str | Path) -> "SegmenterConfig":
         with open(path, "r", encoding="utf-8") as stream:
             data = yaml.safe_load(stream) or {}
-        return from_dict(cls, data, source=str(path))
+        config = from_dict(cls, data, source=str(path))
+        # a relative weights path in a YAML file is relative to that file, not to the caller
+        pretrained = Path(config.pretrained).expanduser()
+        if _looks_like_file(config.pretrained) and not pretrained.is_absolute():
+            config.pretrained = str(Path(path).resolve().parent / pretrained)
+        return config
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,8 +105,14 @@ class SegmenterConfig:
              "maskclip, sclip, clearclip, naclip"),
             (self.dense_clip.window >= 0 and self.dense_clip.stride > 0, "dense_clip.window/stride",
              "window >= 0 and stride > 0"),
+            (self.dense_clip.gaussian_std > 0, "dense_clip.gaussian_std", "> 0"),
+            (self.lseg.block_depth >= 0, "lseg.block_depth", ">= 0"),
+            (self.lseg.activation in ("lrelu", "tanh", "relu"), "lseg.activation", "lrelu, tanh, relu"),
             (self.postprocess.cluster_k >= 0, "postprocess.cluster_k", ">= 0"),
+            (self.postprocess.cluster_iters >= 1, "postprocess.cluster_iters", ">= 1"),
             (self.postprocess.pamr_iters >= 0, "postprocess.pamr_iters", ">= 0"),
+            (bool(self.postprocess.pamr_dilations) and all(d >= 1 for d in self.postprocess.pamr_dilations),
+             "postprocess.pamr_dilations", "a non-empty list of integers >= 1"),
         ]
         for ok, name, accepted in checks:
             if not ok:
@@ -113,6 +124,12 @@ class SegmenterConfig:
 
 
 # ---------------------------------------------------------------------- helpers
+def _looks_like_file(pretrained: str) -> bool:
+    from .weights import looks_like_path  # local import: weights imports torch
+
+    return looks_like_path(pretrained)
+
+
 def _field_types(cls) -> Dict[str, Any]:
     return typing.get_type_hints(cls)
 

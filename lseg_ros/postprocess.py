@@ -52,11 +52,17 @@ def _neighbours(x: torch.Tensor, dilations: Sequence[int]) -> torch.Tensor:
 
 def pamr(image: torch.Tensor, probabilities: torch.Tensor, iterations: int = 10,
          dilations: Sequence[int] = (1, 2)) -> torch.Tensor:
-    """Refine label probabilities [B, N, H, W] with image [B, 3, H, W] (same H, W)."""
+    """Refine label probabilities [B, N, H, W] with image [B, 3, H, W] (same H, W).
+
+    Run at image resolution (the segmenter uses the model input), where image edges can
+    move label boundaries; at the patch grid it would only smooth.
+    """
     image = image.float()
     neighbours = _neighbours(image, dilations)  # [B, 3, K, H, W]
     difference = (neighbours - image[:, :, None]).abs()
-    spread = neighbours.std(dim=2, keepdim=True) + 1e-8
+    # local spread over each dilation's 3x3 window, centre included (PAMR's LocalStDev)
+    taps = torch.cat([neighbours] + [image[:, :, None]] * len(dilations), dim=2)
+    spread = taps.std(dim=2, keepdim=True) + 1e-8
     affinity = -(difference / (0.1 * spread)).mean(1, keepdim=True)  # [B, 1, K, H, W]
     affinity = F.softmax(affinity, dim=2)
     refined = probabilities.float()

@@ -61,6 +61,8 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"invalid device {name!r}; accepted: auto, cpu, cuda, cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use device:=cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} does not exist; {torch.cuda.device_count()} CUDA device(s) visible")
     if device.type not in ("cpu", "cuda"):
         raise ValueError(f"unsupported device {name!r}; accepted: auto, cpu, cuda, cuda:N")
     return device
@@ -124,6 +126,8 @@ class Segmenter:
         if unknown < len(labels):
             raise ValueError(f"unknown_value {unknown} collides with label index {unknown} "
                              f"({len(labels)} labels); set unknown_value to 65535")
+        if descriptions is not None and any(isinstance(d, str) for d in descriptions):
+            raise ValueError(f"descriptions must be one list of strings per label, got {list(descriptions)!r}")
         descriptions = [list(d) for d in descriptions] if descriptions is not None else [[] for _ in labels]
         if len(descriptions) != len(labels):
             raise ValueError(f"{len(descriptions)} description lists for {len(labels)} labels")
@@ -139,8 +143,7 @@ class Segmenter:
             raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
         checked = []
         for value in thresholds:
-            value = default if value is None or (isinstance(value, float) and math.isnan(value)) \
-                or value == 0 else float(value)
+            value = default if value is None or math.isnan(float(value)) or float(value) == 0 else float(value)
             if not 0.0 <= value <= 1.0:
                 raise ValueError(f"threshold {value} out of range; accepted: [0, 1] (0 or NaN = default)")
             checked.append(value)
@@ -197,7 +200,12 @@ class Segmenter:
 
     def classify(self, pixel_embeddings: torch.Tensor, label_embeddings: torch.Tensor,
                  model_input: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Logits [B, N, h, w] = logit_scale * cosine(pixel embedding, label embedding)."""
+        """Logits [B, N, h, w] = logit_scale * cosine(pixel embedding, label embedding), float32
+        (also under autocast, as in training)."""
+        with torch.autocast(device_type=pixel_embeddings.device.type, enabled=False):
+            return self._classify(pixel_embeddings, label_embeddings, model_input)
+
+    def _classify(self, pixel_embeddings, label_embeddings, model_input):
         pixel_embeddings = F.normalize(pixel_embeddings.float(), dim=1)  # [B, D, h, w]
         post = self.config.postprocess
         if post.cluster_k > 0:
@@ -205,10 +213,10 @@ class Segmenter:
         logits = torch.einsum("bdhw,nd->bnhw", pixel_embeddings, label_embeddings) * self.logit_scale
         logits = self.backend.refine_logits(logits)
         if post.pamr_iters > 0 and model_input is not None:
-            guide = F.interpolate(model_input.float(), size=logits.shape[-2:], mode="bilinear",
-                                  align_corners=False, antialias=True)
-            probabilities = pamr(guide, logits.softmax(1), post.pamr_iters, post.pamr_dilations)
-            logits = probabilities.clamp_min(1e-8).log()
+            # PAMR at model-input resolution, guided by the (normalized) input image
+            logits = F.interpolate(logits, size=model_input.shape[-2:], mode="bilinear", align_corners=False)
+            probabilities = pamr(model_input.float(), logits.softmax(1), post.pamr_iters, post.pamr_dilations)
+            logits = probabilities.clamp_min(1e-8).log()  # [B, N, h, w] at model-input size
         return logits
 
     def _finish(self, logits: torch.Tensor, label_set: LabelSet, out_size: tuple,
@@ -238,13 +246,13 @@ class _StageClock:
     """Wall time per pipeline stage; synchronizes CUDA so each stage is charged its own work."""
 
     def __init__(self, device: torch.device, timings: Dict[str, float]) -> None:
-        self.sync = device.type == "cuda"
+        self.device = device if device.type == "cuda" else None
         self.timings = timings
         self.last = time.perf_counter()
 
     def lap(self, stage: str) -> None:
-        if self.sync:
-            torch.cuda.synchronize()
+        if self.device is not None:
+            torch.cuda.synchronize(self.device)
         now = time.perf_counter()
         self.timings[stage] = now - self.last
         self.last = now

@@ -11,7 +11,8 @@ and none for the return to "door".
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence, Tuple
+from collections import OrderedDict
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +35,8 @@ class LabelEncoder:
         self.pooling = pooling
         self.batch_size = batch_size
         self.max_cache_entries = max_cache_entries
-        self._cache: Dict[CacheKey, torch.Tensor] = {}
+        # least recently used entries are dropped first once max_cache_entries is exceeded
+        self._cache: "OrderedDict[CacheKey, torch.Tensor]" = OrderedDict()
         #: number of text-encoder forward passes run so far (for tests and diagnostics)
         self.forward_count = 0
 
@@ -55,8 +57,13 @@ class LabelEncoder:
         missing = [key for key in dict.fromkeys(keys) if key not in self._cache]
         if missing:
             self._encode_missing(missing)
-        device = self.backend.device
-        return torch.stack([self._cache[key] for key in keys]).to(device)
+        for key in keys:
+            self._cache.move_to_end(key)
+        label_embeddings = torch.stack([self._cache[key] for key in keys]).to(self.backend.device)
+        # evict only after the request is served, never its own entries
+        while len(self._cache) > max(self.max_cache_entries, len(set(keys))):
+            self._cache.popitem(last=False)
+        return label_embeddings
 
     def _encode_missing(self, keys: List[CacheKey]) -> None:
         # Every prompt of every missing label, in one flat list, encoded in few forwards.
@@ -75,8 +82,6 @@ class LabelEncoder:
                 phrases = torch.cat([label_embedding[None], desc], dim=0)  # [1 + n_desc, D]
                 pooled = phrases.mean(0) if self.pooling == "mean" else phrases.max(0).values
                 label_embedding = F.normalize(pooled, dim=-1)
-            if len(self._cache) >= self.max_cache_entries:
-                self._cache.pop(next(iter(self._cache)))
             self._cache[key] = label_embedding
 
     def _encode_prompts(self, prompts: List[str]) -> torch.Tensor:

@@ -7,6 +7,7 @@ back to random weights: every failure raises :class:`WeightsError` naming what w
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Dict, Mapping, Optional
 
@@ -43,19 +44,57 @@ def read_checkpoint(path: str | os.PathLike) -> Dict[str, object]:
         except Exception as error:  # safetensors raises several types
             raise WeightsError(f"cannot read safetensors file {str(path)!r}: {error}") from error
     if suffix in TORCH_SUFFIXES:
-        try:
-            data = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as error:
-            raise WeightsError(
-                f"refusing or unable to load {str(path)!r} with torch.load(weights_only=True): "
-                f"{str(error).splitlines()[0] if str(error) else type(error).__name__}. Checkpoints "
-                "that need arbitrary code to unpickle are not loaded; convert them to safetensors."
-            ) from error
+        data = _torch_load_weights_only(path)
         if not isinstance(data, Mapping):
             raise WeightsError(f"{str(path)!r} holds a {type(data).__name__}, not a state dict")
         return dict(data)
     raise WeightsError(f"unsupported weights file type {suffix!r} for {str(path)!r}; "
                        f"accepted: {', '.join(SAFETENSORS_SUFFIXES + TORCH_SUFFIXES)}")
+
+
+#: Modules whose classes appear in the metadata of training checkpoints (Lightning callbacks
+#: keyed by class, hyper-parameter containers). They are replaced by inert placeholders --
+#: never imported, never run -- so such checkpoints load with ``weights_only=True``.
+METADATA_MODULE_PREFIXES = ("pytorch_lightning.", "lightning.", "lightning_fabric.", "argparse.", "omegaconf.")
+
+
+class _InertPlaceholder(dict):
+    """Stands in for a checkpoint-metadata class: keeps dict items, ignores every other state."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__()
+
+    def __setstate__(self, state) -> None:
+        pass
+
+
+def _placeholders(names) -> list:
+    return [(type(name.rsplit(".", 1)[-1], (_InertPlaceholder,), {"__module__": name.rsplit(".", 1)[0]}), name)
+            for name in names]
+
+
+def _torch_load_weights_only(path: Path):
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as error:
+        raise WeightsError(f"cannot read {str(path)!r} as a torch checkpoint: {_first_line(error)}") from error
+    code_globals = [name for name in unsafe if not name.startswith(METADATA_MODULE_PREFIXES)]
+    if code_globals:
+        raise WeightsError(
+            f"refusing to load {str(path)!r}: its pickle references {', '.join(sorted(code_globals))}, which "
+            "torch.load(weights_only=True) does not allow (unpickling them could run code). Save the "
+            "state dict as .safetensors where the file came from, and load that.")
+    try:
+        with torch.serialization.safe_globals(_placeholders(unsafe)):
+            return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise WeightsError(f"refusing or unable to load {str(path)!r} with torch.load(weights_only=True): "
+                           f"{_first_line(error)}") from error
+
+
+def _first_line(error: Exception) -> str:
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error)).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def extract_state_dict(checkpoint: Mapping[str, object], prefix: str = "") -> Dict[str, torch.Tensor]:

@@ -62,3 +62,22 @@ def test_flatten_uses_dotted_names_for_nested_fields():
     flat = flatten(SegmenterConfig())
     assert flat["dense_clip.mode"] == "naclip"
     assert "postprocess.pamr_iters" in flat and "dense_clip" not in flat
+
+
+@pytest.mark.parametrize("name, value", [
+    ("postprocess.pamr_dilations", []), ("postprocess.pamr_dilations", [0]), ("lseg.activation", "sigmoid"),
+    ("lseg.block_depth", -3), ("postprocess.cluster_iters", 0), ("dense_clip.gaussian_std", 0.0),
+])
+def test_settings_that_would_fail_every_frame_are_rejected_up_front(name, value):
+    with pytest.raises(ValueError, match=name.replace(".", r"\.")):
+        with_overrides(SegmenterConfig(), {name: value}).validate()
+
+
+def test_relative_weights_path_in_yaml_is_relative_to_the_yaml_file(tmp_path, monkeypatch):
+    (tmp_path / "models").mkdir()
+    path = tmp_path / "models" / "robot.yaml"
+    path.write_text("backend: lseg\npretrained: robot.safetensors\n")
+    monkeypatch.chdir(tmp_path)
+    assert SegmenterConfig.from_yaml("models/robot.yaml").pretrained == str(tmp_path / "models" / "robot.safetensors")
+    path.write_text("pretrained: openai\n")
+    assert SegmenterConfig.from_yaml(path).pretrained == "openai"

@@ -268,3 +268,58 @@ def test_fp16_on_cpu_is_rejected_clearly():
 def test_parse_label_text_splits_commas_and_strips():
     assert parse_label_text(" door, chair ,floor;; wall\n") == ["door", "chair", "floor", "wall"]
     assert parse_label_text(" , ") == []
+
+
+def test_label_cache_is_bounded_keeps_recent_labels_and_serves_requests_larger_than_itself():
+    segmenter = make_segmenter()
+    encoder = segmenter.label_encoder
+    encoder.max_cache_entries = 4
+    encoder.clear()
+    big = [f"thing {i}" for i in range(6)]
+    assert encoder.encode(big).shape == (6, EMBED_DIM)  # larger than the cache: still served
+    encoder.encode(["door"])
+    encoder.encode(["wall"])
+    encoder.encode(["door"])  # door is now the most recently used
+    for label in ("a", "b", "c"):
+        encoder.encode([label])
+    assert len(encoder) == 4
+    assert encoder.is_cached("door") and not encoder.is_cached("wall")
+
+
+def test_descriptions_given_as_plain_strings_are_rejected():
+    with pytest.raises(ValueError, match="one list of strings per label"):
+        make_segmenter().set_labels(["door", "chair"], descriptions=["wooden", "plastic"])
+
+
+def test_numpy_nan_threshold_means_the_default():
+    segmenter = make_segmenter(threshold=0.25)
+    segmenter.set_labels(["floor", "wall", "door"], thresholds=[np.float32("nan"), np.float64(0.5), None])
+    assert segmenter.label_set.thresholds.tolist() == [0.25, 0.5, 0.25]
+
+
+def test_pamr_runs_at_model_input_resolution():
+    segmenter = make_segmenter()
+    segmenter.config.postprocess.pamr_iters = 3
+    from lseg_ros.preprocess import to_model_input
+    x = to_model_input([random_image(64, 128)], (64, 128), segmenter.backend.image_mean,
+                       segmenter.backend.image_std, torch.device("cpu"), torch.float32)
+    with torch.inference_mode():
+        logits = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings, x)
+    assert logits.shape == (1, 3, 64, 128)
+    assert segmenter.segment(random_image(48, 80)).mask.shape == (48, 80)
+
+
+@pytest.mark.parametrize("backend, model, extra", [
+    ("dense_clip", "lseg-test-tiny-ViT", {}),
+    ("lseg", "lseg_tiny", {}),
+    ("lseg", "lseg_tiny", {"block_depth": 2}),
+])
+def test_bf16_precision_runs_every_backend_with_float32_outputs(backend, model, extra):
+    config = SegmenterConfig(backend=backend, model=model, pretrained="random", device="cpu", precision="bf16",
+                             short_side=64, labels=["floor", "wall", "door"])
+    for name, value in extra.items():
+        setattr(config.lseg, name, value)
+    result = Segmenter(config).segment(random_image())
+    assert result.confidences.dtype == np.float32 and np.isfinite(result.confidences).all()
+    np.testing.assert_allclose(result.confidences.sum(0), 1.0, atol=1e-4)
+    assert result.mask.shape == (48, 80)

@@ -25,9 +25,10 @@ from __future__ import annotations
 import logging
 import os
 import uuid
+from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import open_clip
 import torch
@@ -80,8 +81,9 @@ class DenseClipBackend(SegmentationBackend):
         self.image_mean = tuple(float(m) for m in preprocess.get("mean", self.image_mean))
         self.image_std = tuple(float(s) for s in preprocess.get("std", self.image_std))
         self.tokenizer = open_clip.get_tokenizer(model_name)
-        self._positional_cache: Dict[Grid, torch.Tensor] = {}
-        self._prior_cache: Dict[Grid, torch.Tensor] = {}
+        # per-grid caches, least recently used dropped first (multi-scale evaluation sees many grids)
+        self._positional_cache: "OrderedDict[Grid, torch.Tensor]" = OrderedDict()
+        self._prior_cache: "OrderedDict[Grid, torch.Tensor]" = OrderedDict()
 
     @property
     def visual(self) -> VisionTransformer:
@@ -148,7 +150,7 @@ class DenseClipBackend(SegmentationBackend):
         elif self.mode == "clearclip":
             mixed = F.scaled_dot_product_attention(q, q, v)
         else:  # naclip
-            prior = self.neighbourhood_prior(grid).to(device=k.device, dtype=k.dtype)  # [N, N]
+            prior = self.neighbourhood_prior(grid).to(dtype=k.dtype)  # [N, N] (already k's dtype in inference)
             mixed = F.scaled_dot_product_attention(k, k, v, attn_mask=prior)
         attended = attn.out_proj(mixed.transpose(1, 2).reshape(batch, length, -1))  # [B, N, C]
         if self.mode == "sclip":
@@ -162,20 +164,20 @@ class DenseClipBackend(SegmentationBackend):
         if tuple(grid) == tuple(self.visual.grid_size):
             return table
         key = tuple(grid)
-        cached = self._positional_cache.get(key)
+        cached = _lru_get(self._positional_cache, key)
         if cached is None or cached.device != table.device or cached.dtype != table.dtype:
             with torch.no_grad():
                 cached = resize_positional_embedding(table, tuple(self.visual.grid_size), key)
-            self._positional_cache[key] = cached
+            _lru_put(self._positional_cache, key, cached)
         return cached
 
     def neighbourhood_prior(self, grid: Grid) -> torch.Tensor:
         """NACLIP's additive Gaussian attention prior [1 + h*w, 1 + h*w]; cached per grid."""
         key = tuple(grid)
-        cached = self._prior_cache.get(key)
-        if cached is None or cached.device != self.device:
-            cached = gaussian_neighbourhood_prior(key, self.gaussian_std, self.device)
-            self._prior_cache[key] = cached
+        cached = _lru_get(self._prior_cache, key)
+        if cached is None or cached.device != self.device or cached.dtype != self.dtype:
+            cached = gaussian_neighbourhood_prior(key, self.gaussian_std, self.device).to(self.dtype)
+            _lru_put(self._prior_cache, key, cached)
         return cached
 
     def _sliding_window(self, images: torch.Tensor) -> torch.Tensor:
@@ -216,6 +218,23 @@ def gaussian_neighbourhood_prior(grid: Grid, std: float, device=None) -> torch.T
     positions = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()  # [h*w, 2]
     prior = torch.exp(-torch.cdist(positions, positions).square() / (2 * std ** 2))  # [h*w, h*w]
     return F.pad(prior, (1, 0, 1, 0))
+
+
+GRID_CACHE_SIZE = 8
+
+
+def _lru_get(cache: "OrderedDict", key):
+    value = cache.get(key)
+    if value is not None:
+        cache.move_to_end(key)
+    return value
+
+
+def _lru_put(cache: "OrderedDict", key, value) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > GRID_CACHE_SIZE:
+        cache.popitem(last=False)
 
 
 def _window_starts(size: int, window: int, stride: int) -> list:

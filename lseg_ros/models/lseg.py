@@ -140,8 +140,10 @@ class DepthwiseConv(nn.Module):
 
     def forward(self, logits: torch.Tensor) -> torch.Tensor:
         batch, labels, height, width = logits.shape
-        maps = self.depthwise(logits.reshape(batch * labels, 1, height, width))  # [B*N, 1, h, w]
-        return maps.view(batch, labels, height, width)
+        # the logits arrive in float32 whatever precision the weights run in
+        weight = self.depthwise.weight
+        maps = self.depthwise(logits.reshape(batch * labels, 1, height, width).to(weight.dtype))  # [B*N, 1, h, w]
+        return maps.view(batch, labels, height, width).to(logits.dtype)
 
 
 class SpatialRegularizationBlock(nn.Module):
