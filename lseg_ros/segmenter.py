@@ -73,6 +73,7 @@ class Segmenter:
 
     max_labels = 1024
     max_label_chars = 256
+    max_descriptions = 32  # extra prompts per label
 
     def __init__(self, config: Optional[SegmenterConfig] = None) -> None:
         self.config = (config or SegmenterConfig()).validate()
@@ -131,7 +132,10 @@ class Segmenter:
         descriptions = [list(d) for d in descriptions] if descriptions is not None else [[] for _ in labels]
         if len(descriptions) != len(labels):
             raise ValueError(f"{len(descriptions)} description lists for {len(labels)} labels")
-        for desc_list in descriptions:
+        for label, desc_list in zip(labels, descriptions):
+            if len(desc_list) > self.max_descriptions:
+                raise ValueError(f"label {label[:40]!r} has {len(desc_list)} descriptions; at most "
+                                 f"{self.max_descriptions} are accepted")
             for desc in desc_list:
                 if not isinstance(desc, str) or not desc.strip() or len(desc) > self.max_label_chars:
                     raise ValueError(f"invalid description {str(desc)[:40]!r}: must be a non-empty string "

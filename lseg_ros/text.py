@@ -39,6 +39,8 @@ class LabelEncoder:
         self._cache: "OrderedDict[CacheKey, torch.Tensor]" = OrderedDict()
         #: number of text-encoder forward passes run so far (for tests and diagnostics)
         self.forward_count = 0
+        #: checked between forward batches; when it returns True encoding stops (InterruptedError)
+        self.should_stop = lambda: False
 
     def cache_key(self, label: str, descriptions: Sequence[str] = ()) -> CacheKey:
         return (self.backend.text_model_id, self.template_set, self.pooling, label, tuple(descriptions))
@@ -88,6 +90,8 @@ class LabelEncoder:
         """Normalized prompt embeddings [P, D], float32."""
         chunks = []
         for start in range(0, len(prompts), self.batch_size):
+            if self.should_stop():
+                raise InterruptedError("label encoding interrupted (shutting down)")
             token_ids = self.backend.tokenize(prompts[start:start + self.batch_size]).to(self.backend.device)
             self.forward_count += 1
             chunks.append(F.normalize(self.backend.encode_text(token_ids).float(), dim=-1))

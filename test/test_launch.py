@@ -378,7 +378,7 @@ def test_launch_defaults_use_the_shipped_params_file_and_camera_topics(launch_mo
     context, node, _ = _run_arguments(launch_module.generate_launch_description(), {})
     assert node.node_name == "/lseg_node"
     file_parameters, overrides = _parameter_files(_command_line(node, context))
-    assert file_parameters == {"/**/lseg_node": yaml.safe_load(PARAMS_FILE.read_text())["lseg_node"]}
+    assert file_parameters == {"/**/lseg_node": yaml.safe_load(PARAMS_FILE.read_text())["/**/lseg_node"]}
     assert overrides["/lseg_node"]["ros__parameters"] == {}
     assert dict(node.expanded_remapping_rules)["image"] == "/camera/color/image_raw"
 

@@ -136,6 +136,16 @@ def scene(seed=0, height=48, width=64):
     return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
 
 
+def restore_labels(node, probe):
+    """Back to LABELS without descriptions, waiting for the new label_info (not an old one)."""
+    probe.clear()
+    probe.labels_pub.publish(String(data=", ".join(LABELS)))
+    probe.wait_for("info", lambda m: list(m.labels) == LABELS)
+    deadline = time.monotonic() + 10
+    while any(node.segmenter.label_set.descriptions) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def test_mask_equals_the_engine_mask_for_the_same_frame(running):
     node, probe = running
     rgb = scene(1)
@@ -191,8 +201,7 @@ def test_labels_topic_changes_labels_from_the_next_frame(running):
     header, mask_msg = probe.send_frame(scene(5))
     expected = node.segmenter.segment(scene(5)).mask
     np.testing.assert_array_equal(image_msg_to_array(mask_msg), expected)
-    probe.labels_pub.publish(String(data=", ".join(LABELS)))
-    probe.wait_for("info", lambda m: list(m.labels) == LABELS)
+    restore_labels(node, probe)
 
 
 def test_label_query_with_prompts_and_thresholds(running):
@@ -206,10 +215,14 @@ def test_label_query_with_prompts_and_thresholds(running):
     assert node.segmenter.label_set.descriptions == [["a wooden floor"], [], ["a glass door", "a door with a handle"]]
     header, mask_msg = probe.send_frame(scene(6))
     mask = image_msg_to_array(mask_msg)
-    assert not np.any(mask == 0)  # floor needs confidence 1.0: never reached
-    np.testing.assert_array_equal(mask, node.segmenter.segment(scene(6)).mask)
-    probe.labels_pub.publish(String(data=", ".join(LABELS)))
-    probe.wait_for("info", lambda m: not node.segmenter.label_set.descriptions[0])
+    expected = node.segmenter.segment(scene(6))
+    np.testing.assert_array_equal(mask, expected.mask)
+    floor_best = expected.confidences.argmax(0) == 0
+    # floor needs confidence 1.0: its pixels are unknown unless float32 softmax saturated to exactly 1
+    assert np.all((mask[floor_best] == 255) | (expected.confidences[0][floor_best] >= 1.0))
+    assert np.all(mask[~floor_best] == expected.confidences.argmax(0)[~floor_best])
+    restore_labels(node, probe)
+    assert not node.segmenter.label_set.descriptions[0]
 
 
 def test_labels_parameter_is_settable_at_run_time_and_rejects_bad_values(running):
@@ -231,6 +244,61 @@ def test_labels_parameter_is_settable_at_run_time_and_rejects_bad_values(running
     assert not future.result().results[0].successful  # read-only: needs a restart
     _wait(client.set_parameters([Parameter("labels", value=LABELS)]))
     probe.wait_for("info", lambda m: list(m.labels) == LABELS)
+
+
+@pytest.mark.parametrize("value", [5, True, 3.5])
+def test_labels_parameter_of_a_wrong_type_is_rejected_and_the_node_keeps_running(running, value):
+    node, probe = running
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.set_parameters([Parameter("labels", value=value)])
+    _wait(future)
+    result = future.result().results[0]
+    assert not result.successful and "string array" in result.reason
+    assert node.segmenter.labels == LABELS
+    probe.send_frame(scene(20))
+
+
+def test_atomic_parameter_change_with_one_bad_value_changes_nothing(running):
+    node, probe = running
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.set_parameters_atomically([Parameter("labels", value=["sofa", "lamp"]),
+                                               Parameter("overlay_alpha", value=5.0)])
+    _wait(future)
+    assert not future.result().result.successful
+    probe.send_frame(scene(21))
+    assert node.segmenter.labels == LABELS and node.node_config.overlay_alpha == 0.5
+
+
+def test_threshold_change_does_not_undo_a_label_query_waiting_to_be_applied(running):
+    node, probe = running
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    assert client.wait_for_services(timeout_sec=10.0)
+    real_segment = node.segmenter.segment
+    node.segmenter.segment = lambda *a, **k: (time.sleep(0.5), real_segment(*a, **k))[1]  # keep the worker busy
+    try:
+        probe.image_pub.publish(rgb_to_image_msg(scene(22), probe.next_header()))
+        time.sleep(0.2)
+        query = LabelQuery()
+        query.labels = [LabelSpec(name="sofa", threshold=float("nan")), LabelSpec(name="lamp", threshold=0.0)]
+        probe.query_pub.publish(query)
+        time.sleep(0.1)
+        _wait(client.set_parameters([Parameter("threshold", value=0.1)]))
+        probe.wait_for("info", lambda m: list(m.labels) == ["sofa", "lamp"])
+        time.sleep(1.5)
+        assert node.segmenter.labels == ["sofa", "lamp"]
+        assert node.segmenter.label_set.thresholds.tolist() == pytest.approx([0.1, 0.1])
+    finally:
+        node.segmenter.segment = real_segment
+        _wait(client.set_parameters([Parameter("threshold", value=0.0)]))
+        restore_labels(node, probe)
 
 
 def _wait(future, timeout=10.0):
@@ -285,6 +353,30 @@ def test_bad_label_queries_are_rejected_and_the_label_set_is_kept(running, names
     assert node.counters.rejected_queries == before + 1
     assert node.segmenter.labels == LABELS
     probe.send_frame(scene(9))
+
+
+@pytest.mark.parametrize("text", [" , ;\n ,", ""])
+def test_label_text_without_names_is_rejected_and_the_label_set_is_kept(running, text):
+    node, probe = running
+    before = node.counters.rejected_queries
+    probe.labels_pub.publish(String(data=text))
+    deadline = time.monotonic() + 10
+    while node.counters.rejected_queries == before and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert node.counters.rejected_queries == before + 1
+    assert node.segmenter.labels == LABELS
+
+
+def test_empty_camera_info_is_rejected_and_frames_are_still_processed(running):
+    node, probe = running
+    before = dict(vars(node.counters))
+    deadline = time.monotonic() + 10
+    while node.counters.rejected_camera_info == before["rejected_camera_info"] and time.monotonic() < deadline:
+        probe.info_pub.publish(CameraInfo(width=0, height=0))
+        time.sleep(0.05)
+    assert node.counters.rejected_camera_info > before["rejected_camera_info"]
+    probe.send_frame(scene(23))
+    assert node.counters.failed == before["failed"]
 
 
 def test_diagnostics_report_counters_labels_and_device(running):

@@ -34,7 +34,7 @@ def domain_env():
 
 
 def test_node_process_with_params_file_overrides_and_remapping_segments_frames(domain_env):
-    process = subprocess.Popen(node_command(*TINY, "-p", "labels:=[door, chair]", "-r", "image:=/robot/camera/image"),
+    process = subprocess.Popen(node_command(*TINY, "-p", "labels:=door, chair", "-r", "image:=/robot/camera/image"),
                                env=domain_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     context = rclpy.Context()
@@ -58,7 +58,35 @@ def test_node_process_with_params_file_overrides_and_remapping_segments_frames(d
         rclpy.try_shutdown(context=context)
         process.terminate()
         output = process.communicate(timeout=20)[0]
-    assert "lseg_node ready" in output, output
+    assert "lseg_node ready" in output and "labels ['door', 'chair']" in output, output
+
+
+def test_full_size_frames_from_another_process_arrive_with_reliable_image_qos(domain_env):
+    """640x480 rgb8 (921 KB) between processes: image_qos:=reliable with a reliable camera."""
+    from rclpy.qos import QoSProfile
+
+    process = subprocess.Popen(node_command(*TINY, "-p", "image_qos:=reliable"), env=domain_env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
+    try:
+        probe = rclpy.create_node("large_frame_probe", context=context)
+        masks = []
+        probe.create_subscription(Image, "/lseg_node/mask", masks.append, 10)
+        publisher = probe.create_publisher(Image, "/image", QoSProfile(depth=1))
+        executor = rclpy.executors.SingleThreadedExecutor(context=context)
+        executor.add_node(probe)
+        rgb = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        deadline = time.monotonic() + 60
+        while len(masks) < 3 and time.monotonic() < deadline and process.poll() is None:
+            publisher.publish(rgb_to_image_msg(rgb, Header(frame_id="cam")))
+            executor.spin_once(timeout_sec=0.5)
+        assert len(masks) >= 3, "full-size frames did not reach the node process"
+        assert (masks[0].height, masks[0].width) == (480, 640)
+    finally:
+        rclpy.try_shutdown(context=context)
+        process.terminate()
+        process.communicate(timeout=20)
 
 
 def test_missing_weights_stop_the_node_at_start_with_a_clear_message(domain_env):

@@ -17,7 +17,7 @@ from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 from rclpy.node import Node
-from rclpy.qos import qos_profile_sensor_data
+from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
@@ -38,6 +38,16 @@ class CameraSimConfig:
     max_frames: int = _doc("Stop publishing after this many frames; 0 = forever.", 0)
     frame_id: str = _doc("frame_id of the published headers.", "camera_optical_frame")
     horizontal_fov_deg: float = _doc("Horizontal field of view of the pinhole camera_info.", 60.0)
+    qos: str = _doc("Publisher QoS: reliable (matches every subscriber) | sensor_data (best effort).", "reliable")
+
+    def validate(self) -> "CameraSimConfig":
+        if not self.rate > 0:
+            raise ValueError(f"camera_sim: rate={self.rate!r} must be > 0 frames per second")
+        if self.width < 8 or self.height < 8:
+            raise ValueError(f"camera_sim: size {self.width}x{self.height} must be at least 8x8")
+        if self.qos not in ("reliable", "sensor_data"):
+            raise ValueError(f"camera_sim: qos={self.qos!r}; accepted: reliable, sensor_data")
+        return self
 
 
 def frame_source(config: CameraSimConfig) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
@@ -106,10 +116,11 @@ class CameraSim(Node):
         for name, (_, default, doc) in field_docs(CameraSimConfig).items():
             self.declare_parameter(name, default)
         values = {name: self.get_parameter(name).value for name in field_docs(CameraSimConfig)}
-        self.config = from_dict(CameraSimConfig, values, source="camera_sim parameters")
+        self.config = from_dict(CameraSimConfig, values, source="camera_sim parameters").validate()
         self.frames = frame_source(self.config)
-        self.image_pub = self.create_publisher(Image, "image", qos_profile_sensor_data)
-        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        qos = qos_profile_sensor_data if self.config.qos == "sensor_data" else QoSProfile(depth=1)
+        self.image_pub = self.create_publisher(Image, "image", qos)
+        self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
         self.published = 0
         #: ground-truth masks of generated scenes by header stamp (ns), newest 100
         self.ground_truth: Dict[int, np.ndarray] = {}

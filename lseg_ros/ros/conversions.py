@@ -23,7 +23,9 @@ from __future__ import annotations
 import array
 import copy
 import io
+import struct
 import sys
+import zlib
 from typing import Dict, NamedTuple
 
 import numpy as np
@@ -154,7 +156,10 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS
                 gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)  # [H, W]
                 return np.repeat(gray[:, :, None], 3, axis=2)
             return np.array(image.convert("RGB"))  # writable, like image_to_rgb's result
-    except (UnidentifiedImageError, OSError, SyntaxError, PILImage.DecompressionBombError) as error:
+    except ImageConversionError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
+            PILImage.DecompressionBombError) as error:  # what Pillow raises on corrupt JPEG/PNG data
         raise ImageConversionError(
             f"cannot decode compressed image ({msg.format!r}, {len(data)} bytes) as JPEG or "
             f"PNG: {error}") from error

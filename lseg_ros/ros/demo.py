@@ -56,6 +56,8 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--pretrained", default=None, help="override the demo model's weights")
     args = parser.parse_args(argv)
+    if args.rate <= 0 or args.frames < 1 or args.timeout <= 0:
+        parser.error(f"--rate ({args.rate}), --frames ({args.frames}) and --timeout ({args.timeout}) must be > 0")
 
     config = choose_model(args)
     rclpy.init()
@@ -93,9 +95,9 @@ def main(argv=None) -> int:
         counters = segmentation.counters
         latencies = np.array(recorder.latencies_s) * 1000
         elapsed = time.monotonic() - start
+        executor.shutdown()
         for node in (camera, segmentation, recorder):
             node.destroy_node()
-        executor.shutdown()
         rclpy.try_shutdown()
     if len(latencies) == 0:
         print("[demo] no overlay received", file=sys.stderr)

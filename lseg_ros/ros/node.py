@@ -55,6 +55,7 @@ class Counters:
     rejected_frames: int = 0
     rejected_queries: int = 0
     failed: int = 0
+    rejected_camera_info: int = 0
     inference_s: List[float] = field(default_factory=list)
     end_to_end_s: List[float] = field(default_factory=list)
 
@@ -64,6 +65,7 @@ class LsegNode(Node):
         super().__init__(node_name, **kwargs)
         declare_parameters(self)
         self.config, self.node_config = read_configs(self)
+        initial_labels = list(self.config.labels)  # coerced: "door, chair" -> ["door", "chair"]
         if segmenter is None:
             segmenter_config = self.config
             segmenter_config.labels = []  # applied below through the same path as run-time changes
@@ -71,6 +73,7 @@ class LsegNode(Node):
         self.segmenter = segmenter
         self.segmenter.max_labels = self.node_config.max_labels
         self.segmenter.max_label_chars = self.node_config.max_label_chars
+        self.segmenter.max_descriptions = self.node_config.max_prompts_per_label
         self.counters = Counters()
         self._lock = threading.Condition()
         self._slot = None  # (msg, receive_time) of the newest unprocessed frame
@@ -78,6 +81,7 @@ class LsegNode(Node):
         self._active_request: Optional[LabelRequest] = None
         self._camera_info: Optional[CameraInfo] = None
         self._latest_header = None  # header of the last processed frame, for ~/label_info
+        self._diagnostics_seen = (0, 0)  # (problems, processed) at the last diagnostics message
         self._stop = threading.Event()
 
         self.mask_pub = self.create_publisher(Image, "~/mask", 10)
@@ -85,32 +89,32 @@ class LsegNode(Node):
         from ..msg import ConfidenceMaps, LabelQuery, SegmentationInfo
 
         self._confidence_type, self._info_type = ConfidenceMaps, SegmentationInfo
-        self.confidence_pub = self.create_publisher(ConfidenceMaps, "~/confidence", 10)
+        self.confidence_pub = self.create_publisher(ConfidenceMaps, "~/confidence", 2)  # large: few queued
         self.camera_info_pub = self.create_publisher(CameraInfo, "~/camera_info", 10)
         latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
         self.info_pub = self.create_publisher(SegmentationInfo, "~/label_info", latched)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
 
+        image_qos = qos_profile_sensor_data if self.node_config.image_qos == "sensor_data" else \
+            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         if self.node_config.use_compressed:
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos_profile_sensor_data)
+            self.create_subscription(CompressedImage, "image/compressed", self._on_image, image_qos)
         else:
-            self.create_subscription(Image, "image", self._on_image, qos_profile_sensor_data)
+            self.create_subscription(Image, "image", self._on_image, image_qos)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
         self.create_subscription(String, "labels", self._on_label_text, 10)
         self.create_subscription(LabelQuery, "~/label_query", self._on_label_query, 10)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self.node_config.diagnostics_period, self._publish_diagnostics)
 
-        if self.config_labels():
-            self._submit(self.config_labels(), None, None, "labels parameter")
+        self.segmenter.label_encoder.should_stop = self._stop.is_set  # Ctrl-C during a long text forward
+        if initial_labels:
+            self._submit(initial_labels, None, None, "labels parameter")
         self._worker = threading.Thread(target=self._run_worker, name="lseg_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"lseg_node ready: {self.segmenter.description} on {self.segmenter.device}; "
-                               f"labels {self.config_labels()}")
-
-    def config_labels(self) -> List[str]:
-        return list(self.get_parameter("labels").value or [])
+                               f"labels {initial_labels}")
 
     # ------------------------------------------------------------- callbacks
     def _on_image(self, msg) -> None:
@@ -122,56 +126,70 @@ class LsegNode(Node):
             self._lock.notify()
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
+        if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] == 0:
+            self.counters.rejected_camera_info += 1
+            self.get_logger().error(f"camera_info rejected: size {msg.width}x{msg.height}, K {list(msg.k)}; "
+                                    "need a non-zero size and focal length", throttle_duration_sec=5.0)
+            return
         self._camera_info = msg
 
     def _on_label_text(self, msg: String) -> None:
-        self._submit(parse_label_text(msg.data), None, None, "labels topic")
+        self._submit(parse_label_text(msg.data), None, None, "labels topic", allow_empty=False)
 
     def _on_label_query(self, msg) -> None:
         names = [spec.name for spec in msg.labels]
         prompts = [list(spec.prompts) for spec in msg.labels]
         thresholds = [None if math.isnan(spec.threshold) or spec.threshold == 0 else float(spec.threshold)
                       for spec in msg.labels]
-        self._submit(names, prompts, thresholds, "label_query")
+        self._submit(names, prompts, thresholds, "label_query", allow_empty=False)
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
-        for parameter in parameters:
-            try:
+        """Validate every parameter of the request first; apply only if all pass (atomic)."""
+        changes = []
+        try:
+            for parameter in parameters:
                 if parameter.name == "labels":
-                    value = parameter.value if parameter.value is not None else []
-                    if isinstance(value, str) or not all(isinstance(label, str) for label in value):
-                        raise ValueError(f"labels must be a string array, got {value!r}")
-                    self._submit(list(value), None, None, "labels parameter", raise_errors=True)
-                elif parameter.name == "threshold":
-                    value = float(parameter.value)
-                    if not 0.0 <= value <= 1.0:
-                        raise ValueError(f"threshold {value} out of range; accepted: [0, 1]")
-                    self.segmenter.config.threshold = value
-                    if self._active_request is not None:  # re-resolve default thresholds
-                        self._submit_request(self._active_request)
-                elif parameter.name == "overlay_alpha":
-                    if not 0.0 <= float(parameter.value) <= 1.0:
-                        raise ValueError(f"overlay_alpha {parameter.value} out of range; accepted: [0, 1]")
-                    self.node_config.overlay_alpha = float(parameter.value)
-            except ValueError as error:
-                return SetParametersResult(successful=False, reason=str(error))
+                    labels = _label_list(parameter.value)
+                    if labels:
+                        self.segmenter.validate_labels(labels)
+                    changes.append(("labels", labels))
+                elif parameter.name in ("threshold", "overlay_alpha"):
+                    if not isinstance(parameter.value, (int, float)) or isinstance(parameter.value, bool) \
+                            or not 0.0 <= float(parameter.value) <= 1.0:
+                        raise ValueError(f"{parameter.name} {parameter.value!r} out of range; accepted: [0, 1]")
+                    changes.append((parameter.name, float(parameter.value)))
+        except ValueError as error:
+            self.counters.rejected_queries += 1
+            self.get_logger().error(f"parameter change rejected: {error}")
+            return SetParametersResult(successful=False, reason=str(error))
+        for name, value in changes:
+            if name == "labels":
+                self._submit(value, None, None, "labels parameter")
+            elif name == "threshold":
+                self.segmenter.config.threshold = value
+                with self._lock:  # re-resolve default thresholds, unless another label set is waiting
+                    if self._pending_labels is None and self._active_request is not None:
+                        self._pending_labels = self._active_request
+                        self._lock.notify()
+            else:
+                self.node_config.overlay_alpha = value
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- labels
-    def _submit(self, names, descriptions, thresholds, source: str, raise_errors: bool = False) -> None:
-        """Validate a label set now (cheap) and hand it to the worker (text forward there)."""
-        if not names:
+    def _submit(self, names, descriptions, thresholds, source: str, allow_empty: bool = True) -> None:
+        """Validate a label set now (cheap) and hand it to the worker (text forward there).
+
+        An empty set from the labels parameter pauses segmentation; from a topic it is a bad
+        query (rejected, the current labels stay)."""
+        if not names and allow_empty:
             self.get_logger().warning(f"{source}: empty label set; segmentation paused until labels arrive")
-            with self._lock:
-                self._pending_labels = LabelRequest([], [], [], source)
+            self._submit_request(LabelRequest([], [], [], source))
             return
         try:
             checked_names, checked_descriptions, _ = self.segmenter.validate_labels(names, descriptions, thresholds)
         except ValueError as error:
             self.counters.rejected_queries += 1
             self.get_logger().error(f"{source}: label set rejected: {error}")
-            if raise_errors:
-                raise
             return
         self._submit_request(LabelRequest(checked_names, checked_descriptions,
                                           list(thresholds) if thresholds else [None] * len(checked_names), source))
@@ -189,12 +207,13 @@ class LsegNode(Node):
         if not request.names:
             self.segmenter.label_set = None
             self._active_request = None
+            self._publish_label_info(self._latest_header)  # an empty set: nothing is segmented
             return
         try:
             self.segmenter.set_labels(request.names, request.descriptions, request.thresholds)
-        except ValueError as error:
+        except (ValueError, InterruptedError) as error:
             self.counters.rejected_queries += 1
-            self.get_logger().error(f"{request.source}: label set rejected: {error}")
+            self.get_logger().error(f"{request.source}: label set not applied: {error}")
             return
         self._active_request = request
         self.get_logger().info(f"labels from {request.source}: {request.names}")
@@ -226,7 +245,8 @@ class LsegNode(Node):
                 if self._stop.is_set() or not self.context.ok():
                     return  # shutting down: publishers may already be invalid
                 self.counters.failed += 1
-                self.get_logger().error(f"worker step failed: {type(error).__name__}: {error}")
+                self.get_logger().error(f"worker step failed: {type(error).__name__}: {error}",
+                                        throttle_duration_sec=1.0)
 
     def _process(self, msg, receive_time: float) -> None:
         try:
@@ -274,15 +294,24 @@ class LsegNode(Node):
     # ----------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
         counters = self.counters
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation", hardware_id=str(self.segmenter.device))
-        status.level = DiagnosticStatus.OK
-        status.message = "running" if self.segmenter.label_set else "waiting for labels"
+        problems = counters.rejected_frames + counters.failed + counters.rejected_queries + counters.rejected_camera_info
+        new_problems = problems - self._diagnostics_seen[0]
+        new_processed = counters.processed - self._diagnostics_seen[1]
+        self._diagnostics_seen = (problems, counters.processed)
+        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
+                                  hardware_id=str(self.segmenter.device))
         if self.segmenter.label_set is None:
-            status.level = DiagnosticStatus.WARN
+            status.level, status.message = DiagnosticStatus.WARN, "waiting for labels"
+        elif new_problems and not new_processed:
+            status.level, status.message = DiagnosticStatus.ERROR, "input rejected or failing, nothing processed"
+        elif new_problems:
+            status.level, status.message = DiagnosticStatus.WARN, "some input rejected or failing"
+        else:
+            status.level, status.message = DiagnosticStatus.OK, "running"
         values = {
             "frames_in": counters.frames_in, "processed": counters.processed, "dropped": counters.dropped,
             "rejected_frames": counters.rejected_frames, "rejected_queries": counters.rejected_queries,
-            "failed": counters.failed,
+            "rejected_camera_info": counters.rejected_camera_info, "failed": counters.failed,
             "inference_ms_mean": _mean_ms(counters.inference_s), "end_to_end_ms_mean": _mean_ms(counters.end_to_end_s),
             "labels": ", ".join(self.segmenter.labels), "device": str(self.segmenter.device),
             "model": self.segmenter.description,
@@ -300,6 +329,8 @@ class LsegNode(Node):
             self._lock.notify_all()
         if self._worker.is_alive():
             self._worker.join(timeout=10.0)
+        if self._worker.is_alive():
+            self.get_logger().warning("worker still busy after 10 s; shutting down without it")
         super().destroy_node()
 
 
@@ -308,6 +339,17 @@ def _resized_overlay(rgb, mask, colors, alpha):
 
     resized = np.asarray(PilImage.fromarray(rgb).resize((mask.shape[1], mask.shape[0]), PilImage.BILINEAR))
     return overlay(resized, mask, colors, alpha)
+
+
+def _label_list(value) -> List[str]:
+    """The labels parameter's value as a list of names; ValueError names a wrong type."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return parse_label_text(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(label, str) for label in value):
+        return list(value)
+    raise ValueError(f"labels must be a string array (or 'door, chair'), got {value!r}")
 
 
 def _push(window: list, value: float, size: int = 100) -> None:

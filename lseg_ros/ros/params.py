@@ -23,8 +23,27 @@ class NodeConfig:
     max_image_pixels: int = _doc("Frames with more pixels than this are rejected.", 4096 * 4096)
     max_labels: int = _doc("Label queries with more labels than this are rejected.", 255)
     max_label_chars: int = _doc("Label names or prompts longer than this are rejected.", 256)
+    max_prompts_per_label: int = _doc("Label queries with more extra prompts per label than this are rejected.", 32)
+    image_qos: str = _doc("Image subscription QoS: sensor_data (best effort; matches any camera) | reliable "
+                          "(matches only reliable publishers; use it for large frames between processes, "
+                          "which best-effort DDS may drop).", "sensor_data")
     overlay_alpha: float = _doc("Opacity of label colors in ~/overlay.", 0.5)
     diagnostics_period: float = _doc("Seconds between /diagnostics messages.", 1.0)
+
+    def validate(self) -> "NodeConfig":
+        checks = [
+            (self.max_image_pixels >= 1, "max_image_pixels", ">= 1"),
+            (self.max_labels >= 1, "max_labels", ">= 1"),
+            (self.max_label_chars >= 1, "max_label_chars", ">= 1"),
+            (self.max_prompts_per_label >= 0, "max_prompts_per_label", ">= 0"),
+            (self.image_qos in ("sensor_data", "reliable"), "image_qos", "sensor_data, reliable"),
+            (0.0 <= self.overlay_alpha <= 1.0, "overlay_alpha", "a value in [0, 1]"),
+            (self.diagnostics_period > 0, "diagnostics_period", "> 0 seconds"),
+        ]
+        for ok, name, accepted in checks:
+            if not ok:
+                raise ValueError(f"invalid parameter {name}={getattr(self, name)!r}; accepted: {accepted}")
+        return self
 
 
 def declared_fields() -> Dict[str, tuple]:
@@ -68,11 +87,13 @@ def configs_from_values(values: Dict[str, Any]) -> tuple:
     segmenter_config = with_overrides(SegmenterConfig(), {k: _plain(v) for k, v in values.items()
                                                           if k in segmenter_names})
     node_values = {k: _plain(v) for k, v in values.items() if k in field_docs(NodeConfig)}
-    return segmenter_config.validate(), from_dict(NodeConfig, node_values, source="node parameters")
+    return segmenter_config.validate(), from_dict(NodeConfig, node_values, source="node parameters").validate()
 
 
 def _plain(value: Any) -> Any:
-    # rclpy returns array parameters as array.array or numpy arrays
+    # rclpy returns array parameters as array.array or numpy arrays, and an empty list as None
+    if value is None:
+        return []
     if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
         return value.tolist()
     return value

@@ -12,10 +12,12 @@ def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
              start_errors: Tuple[Type[BaseException], ...] = (ValueError,)) -> int:
     """Build a node and spin it until its ``done`` attribute turns true (if it has one),
     Ctrl-C or shutdown. A start-up error in ``start_errors`` is printed and gives exit code 1."""
+    from rclpy.exceptions import ParameterException
+
     rclpy.init(args=args)
     try:
         node = build()
-    except start_errors as error:
+    except start_errors + (ParameterException,) as error:
         print(f"{program}: cannot start: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
