@@ -225,25 +225,47 @@ class Segmenter:
 
     def _finish(self, logits: torch.Tensor, label_set: LabelSet, out_size: tuple,
                 return_confidences: bool, timings: Dict[str, float]) -> List[SegmentationResult]:
-        logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)  # [B, N, H, W]
         unknown = self.config.unknown_value
         mask_dtype = torch.uint8 if max(unknown, len(label_set.names) - 1) <= 255 else torch.int32
         thresholded = bool((label_set.thresholds > 0).any())
-        if return_confidences or thresholded:
+        if return_confidences:
+            logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)  # [B, N, H, W]
             confidences = logits.softmax(dim=1)  # [B, N, H, W]
             best_confidence, mask = confidences.max(dim=1)  # [B, H, W]
-            if thresholded:
-                mask = torch.where(best_confidence < label_set.thresholds[mask],
-                                   torch.full_like(mask, unknown), mask)
         else:
             confidences = None
-            mask = logits.max(dim=1).indices  # (argmax over dim 1 is several times slower on the CPU)
+            mask, best_confidence = _streaming_argmax(logits, out_size, with_confidence=thresholded)
+        if thresholded:
+            mask = torch.where(best_confidence < label_set.thresholds[mask], torch.full_like(mask, unknown), mask)
         mask_np = mask.to(mask_dtype).cpu().numpy()
         if mask_dtype != torch.uint8:
             mask_np = mask_np.astype(np.uint16)
         confidences_np = confidences.cpu().numpy() if return_confidences else None
         return [SegmentationResult(mask_np[i], None if confidences_np is None else confidences_np[i],
                                    list(label_set.names), unknown) for i in range(mask_np.shape[0])]
+
+
+def _streaming_argmax(logits: torch.Tensor, out_size: tuple, with_confidence: bool, chunk: int = 16):
+    """Per-pixel best label (and its softmax confidence) of logits [B, N, h, w] upsampled to
+    ``out_size``, without holding all N full-resolution maps: labels are upsampled a chunk at
+    a time with a running max and a running softmax denominator. Same result as upsampling
+    everything, then max and softmax."""
+    best_logit = best_index = denominator = None
+    for start in range(0, logits.shape[1], chunk):
+        part = F.interpolate(logits[:, start:start + chunk], size=out_size, mode="bilinear",
+                             align_corners=False)  # [B, n, H, W]
+        part_best, part_index = part.max(dim=1)  # (argmax over dim 1 is several times slower on the CPU)
+        if best_logit is None:
+            best_logit, best_index = part_best, part_index
+            if with_confidence:
+                denominator = (part - part_best[:, None]).exp().sum(1)
+            continue
+        new_best = torch.maximum(best_logit, part_best)
+        if with_confidence:
+            denominator = denominator * (best_logit - new_best).exp() + (part - new_best[:, None]).exp().sum(1)
+        best_index = torch.where(part_best > best_logit, part_index + start, best_index)
+        best_logit = new_best
+    return best_index, (denominator.reciprocal() if with_confidence else None)
 
 
 class _StageClock:
