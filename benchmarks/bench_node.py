@@ -70,6 +70,7 @@ import threading
 import time
 
 import numpy as np
+from bench_args import add_model_arguments
 
 LABELS = ["floor", "wall", "door", "chair", "table", "person", "window", "ceiling", "plant", "cabinet"]
 _ADJECTIVES = ["red", "blue", "green", "wooden", "metal", "plastic", "glass", "striped", "round", "square",
@@ -82,15 +83,8 @@ TARGET_RATIO = 1.2
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="dense_clip")
-    parser.add_argument("--model", default="ViT-B-16")
-    parser.add_argument("--pretrained", default="random")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--short-side", type=int, default=448)
+    add_model_arguments(parser)
     parser.add_argument("--prompt-templates", default="default", help="none | single | imagenet | default")
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=480)
     parser.add_argument("--labels", type=int, default=10, help="labels in the active set (and in each switch)")
     parser.add_argument("--frames", type=int, default=10, help="latency samples per outputs setting")
     parser.add_argument("--warmup", type=int, default=2)

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import torch
 
+from bench_args import add_model_arguments
 from lseg_ros.config import SegmenterConfig
 from lseg_ros.preprocess import model_input_size, to_model_input
 from lseg_ros.segmenter import Segmenter
@@ -26,14 +27,7 @@ LABELS = ["floor", "wall", "door", "chair", "table", "person", "window", "ceilin
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backend", default="dense_clip")
-    parser.add_argument("--model", default="ViT-B-16")
-    parser.add_argument("--pretrained", default="random")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="fp32")
-    parser.add_argument("--short-side", type=int, default=448)
-    parser.add_argument("--width", type=int, default=640)
-    parser.add_argument("--height", type=int, default=480)
+    add_model_arguments(parser)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--labels", type=int, default=10)
