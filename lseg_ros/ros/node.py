@@ -206,7 +206,8 @@ class LsegNode(Node):
             return
         if not request.names:
             self.segmenter.label_set = None
-            self._active_request = None
+            with self._lock:
+                self._active_request = None
             self._publish_label_info(self._latest_header)  # an empty set: nothing is segmented
             return
         try:
@@ -215,7 +216,8 @@ class LsegNode(Node):
             self.counters.rejected_queries += 1
             self.get_logger().error(f"{request.source}: label set not applied: {error}")
             return
-        self._active_request = request
+        with self._lock:
+            self._active_request = request
         self.get_logger().info(f"labels from {request.source}: {request.names}")
         self._publish_label_info(self._latest_header)
 
