@@ -27,37 +27,45 @@ def node_command(*ros_args):
 
 
 @pytest.fixture
-def domain_env():
+def domain_env(monkeypatch):
+    monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # for this process's probe too
     env = dict(os.environ, ROS_DOMAIN_ID=str(1 + (os.getpid() + 37) % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                HF_HUB_OFFLINE="1")
     return env
 
 
-def test_node_process_with_params_file_overrides_and_remapping_segments_frames(domain_env):
-    process = subprocess.Popen(node_command(*TINY, "-p", "labels:=door, chair", "-r", "image:=/robot/camera/image"),
-                               env=domain_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+def segment_in_node_process(env, ros_args, image_topic, qos, rgb, masks_wanted):
+    """Start lseg_node as a process, publish ``rgb`` on ``image_topic`` until ``masks_wanted``
+    masks came back; return (masks, the process's output)."""
+    process = subprocess.Popen(node_command(*TINY, *ros_args), env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
+    rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
+    masks = []
     try:
         probe = rclpy.create_node("process_probe", context=context)
-        masks = []
         probe.create_subscription(Image, "/lseg_node/mask", masks.append, 10)
-        publisher = probe.create_publisher(Image, "/robot/camera/image", qos_profile_sensor_data)
+        publisher = probe.create_publisher(Image, image_topic, qos)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(probe)
-        rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
         deadline = time.monotonic() + 60
-        while not masks and time.monotonic() < deadline and process.poll() is None:
+        while len(masks) < masks_wanted and time.monotonic() < deadline and process.poll() is None:
             publisher.publish(rgb_to_image_msg(rgb, Header(frame_id="cam")))
             executor.spin_once(timeout_sec=0.5)
-        assert masks, "no mask from the node process"
-        mask = image_msg_to_array(masks[0])
-        assert mask.shape == (48, 64) and mask.max() < 2 and masks[0].header.frame_id == "cam"
     finally:
         rclpy.try_shutdown(context=context)
         process.terminate()
         output = process.communicate(timeout=20)[0]
+    return masks, output
+
+
+def test_node_process_with_params_file_overrides_and_remapping_segments_frames(domain_env):
+    rgb = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    masks, output = segment_in_node_process(domain_env, ["-p", "labels:=door, chair", "-r", "image:=/robot/camera/image"],
+                                            "/robot/camera/image", qos_profile_sensor_data, rgb, 1)
+    assert masks, f"no mask from the node process:\n{output}"
+    mask = image_msg_to_array(masks[0])
+    assert mask.shape == (48, 64) and mask.max() < 2 and masks[0].header.frame_id == "cam"
     assert "lseg_node ready" in output and "labels ['door', 'chair']" in output, output
 
 
@@ -65,28 +73,11 @@ def test_full_size_frames_from_another_process_arrive_with_reliable_image_qos(do
     """640x480 rgb8 (921 KB) between processes: image_qos:=reliable with a reliable camera."""
     from rclpy.qos import QoSProfile
 
-    process = subprocess.Popen(node_command(*TINY, "-p", "image_qos:=reliable"), env=domain_env,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    context = rclpy.Context()
-    rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
-    try:
-        probe = rclpy.create_node("large_frame_probe", context=context)
-        masks = []
-        probe.create_subscription(Image, "/lseg_node/mask", masks.append, 10)
-        publisher = probe.create_publisher(Image, "/image", QoSProfile(depth=1))
-        executor = rclpy.executors.SingleThreadedExecutor(context=context)
-        executor.add_node(probe)
-        rgb = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
-        deadline = time.monotonic() + 60
-        while len(masks) < 3 and time.monotonic() < deadline and process.poll() is None:
-            publisher.publish(rgb_to_image_msg(rgb, Header(frame_id="cam")))
-            executor.spin_once(timeout_sec=0.5)
-        assert len(masks) >= 3, "full-size frames did not reach the node process"
-        assert (masks[0].height, masks[0].width) == (480, 640)
-    finally:
-        rclpy.try_shutdown(context=context)
-        process.terminate()
-        process.communicate(timeout=20)
+    rgb = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    masks, output = segment_in_node_process(domain_env, ["-p", "image_qos:=reliable"], "/image", QoSProfile(depth=1),
+                                            rgb, 3)
+    assert len(masks) >= 3, f"full-size frames did not reach the node process:\n{output}"
+    assert (masks[0].height, masks[0].width) == (480, 640)
 
 
 def test_missing_weights_stop_the_node_at_start_with_a_clear_message(domain_env):
