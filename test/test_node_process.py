@@ -42,17 +42,19 @@ def segment_in_node_process(env, ros_args, image_topic, qos, rgb, masks_wanted):
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(env["ROS_DOMAIN_ID"]))
     masks = []
+    probe = rclpy.create_node("process_probe", context=context)
+    executor = rclpy.executors.SingleThreadedExecutor(context=context)
     try:
-        probe = rclpy.create_node("process_probe", context=context)
         probe.create_subscription(Image, "/lseg_node/mask", masks.append, 10)
         publisher = probe.create_publisher(Image, image_topic, qos)
-        executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(probe)
         deadline = time.monotonic() + 60
         while len(masks) < masks_wanted and time.monotonic() < deadline and process.poll() is None:
             publisher.publish(rgb_to_image_msg(rgb, Header(frame_id="cam")))
             executor.spin_once(timeout_sec=0.5)
     finally:
+        executor.shutdown()
+        probe.destroy_node()
         rclpy.try_shutdown(context=context)
         process.terminate()
         output = process.communicate(timeout=20)[0]
