@@ -103,7 +103,7 @@ class SegmenterConfig:
             (self.description_pooling in ("mean", "max"), "description_pooling", "mean, max"),
             (self.dense_clip.mode in ("maskclip", "sclip", "clearclip", "naclip"), "dense_clip.mode",
              "maskclip, sclip, clearclip, naclip"),
-            (self.dense_clip.window >= 0 and self.dense_clip.stride > 0, "dense_clip.window/stride",
+            (self.dense_clip.window >= 0 and self.dense_clip.stride > 0, "dense_clip.window/dense_clip.stride",
              "window >= 0 and stride > 0"),
             (self.dense_clip.gaussian_std > 0, "dense_clip.gaussian_std", "> 0"),
             (self.lseg.block_depth >= 0, "lseg.block_depth", ">= 0"),
@@ -114,16 +114,22 @@ class SegmenterConfig:
             (bool(self.postprocess.pamr_dilations) and all(d >= 1 for d in self.postprocess.pamr_dilations),
              "postprocess.pamr_dilations", "a non-empty list of integers >= 1"),
         ]
-        for ok, name, accepted in checks:
-            if not ok:
-                value = flatten(self).get(name, None)
-                if value is None:
-                    value = {k: v for k, v in flatten(self).items() if k in name.split("/")}
-                raise ValueError(f"invalid config value {name}={value!r}; accepted: {accepted}")
+        check_values(self, checks)
         return self
 
 
 # ---------------------------------------------------------------------- helpers
+def check_values(config: Any, checks, what: str = "config value") -> None:
+    """Raise ValueError for the first ``(ok, name, accepted)`` check that failed, naming the
+    field(s) (dotted; ``a/b`` for a check over two fields), their values and what is accepted."""
+    flat = flatten(config)
+    for ok, name, accepted in checks:
+        if not ok:
+            fields = name.split("/")
+            value = flat[name] if len(fields) == 1 else {field_name: flat[field_name] for field_name in fields}
+            raise ValueError(f"invalid {what} {name}={value!r}; accepted: {accepted}")
+
+
 def _looks_like_file(pretrained: str) -> bool:
     from .weights import looks_like_path  # local import: weights imports torch
 

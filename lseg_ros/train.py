@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from .config import SegmenterConfig, _doc, add_config_arguments, from_dict, with_overrides
+from .config import SegmenterConfig, _doc, add_config_arguments, check_values, from_dict, with_overrides
 from .data import TrainTransform, build_dataset
 from .evaluate import class_indices, evaluate_segmenter
 from .segmenter import Segmenter, resolve_device
@@ -117,10 +117,7 @@ class TrainConfig:
             (self.threads >= 0, "threads", ">= 0"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision", "fp32, bf16, fp16"),
         ]
-        for ok, name, accepted in checks:
-            if not ok:
-                value = {n: getattr(self, n) for n in name.split("/")}
-                raise ValueError(f"invalid training config value {value}; accepted: {accepted}")
+        check_values(self, checks, "training config value")
         self.model.validate()
         return self
 

@@ -11,7 +11,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
-from ..config import SegmenterConfig, _doc, field_docs, from_dict, with_overrides
+from ..config import SegmenterConfig, _doc, check_values, field_docs, from_dict, with_overrides
 
 #: parameters that may change while the node runs (all others need a restart)
 DYNAMIC_PARAMETERS = ("labels", "threshold", "overlay_alpha")
@@ -40,9 +40,7 @@ class NodeConfig:
             (0.0 <= self.overlay_alpha <= 1.0, "overlay_alpha", "a value in [0, 1]"),
             (self.diagnostics_period > 0, "diagnostics_period", "> 0 seconds"),
         ]
-        for ok, name, accepted in checks:
-            if not ok:
-                raise ValueError(f"invalid parameter {name}={getattr(self, name)!r}; accepted: {accepted}")
+        check_values(self, checks, "parameter")
         return self
 
 
