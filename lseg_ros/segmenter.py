@@ -196,7 +196,7 @@ class Segmenter:
         clock.lap("classify")
 
         out_size = output_size or (self.config.output_height or height, self.config.output_width or width)
-        results = self._finish(logits, label_set, tuple(out_size), return_confidences, timings)
+        results = self._finish(logits, label_set, tuple(out_size), return_confidences)
         clock.lap("postprocess")
         for result in results:
             result.timings = dict(timings)
@@ -224,7 +224,7 @@ class Segmenter:
         return logits
 
     def _finish(self, logits: torch.Tensor, label_set: LabelSet, out_size: tuple,
-                return_confidences: bool, timings: Dict[str, float]) -> List[SegmentationResult]:
+                return_confidences: bool) -> List[SegmentationResult]:
         unknown = self.config.unknown_value
         mask_dtype = torch.uint8 if max(unknown, len(label_set.names) - 1) <= 255 else torch.int32
         thresholded = bool((label_set.thresholds > 0).any())
