@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .config import add_config_arguments, config_from_args
+from .images import pil_to_rgb
 from .viz import add_legend, heatmap, label_colors, overlay
 
 
@@ -38,8 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
 def read_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            return np.asarray(ImageOps.exif_transpose(image).convert("RGB"))  # as a viewer shows it
-    except (OSError, UnidentifiedImageError) as error:
+            return pil_to_rgb(ImageOps.exif_transpose(image))  # as a viewer shows it; 16 bits -> top 8
+    except (OSError, UnidentifiedImageError, ValueError) as error:
         raise ValueError(f"cannot read image {str(path)!r}: {error}") from None
 
 

@@ -61,6 +61,10 @@ class SegmenterConfig:
     max_long_side: int = _doc("Cap on the model input long side in pixels.", 896)
     output_height: int = _doc("Output mask height; 0 = the input image height.", 0)
     output_width: int = _doc("Output mask width; 0 = the input image width.", 0)
+    memory_budget_mb: int = _doc("Per-frame memory (MB) for upsampling logits to the output size and "
+                                 "holding confidence maps. Upsampling runs in row bands that fit in half "
+                                 "of it; confidence maps larger than the other half are returned at a "
+                                 "reduced resolution (recorded with them).", 512)
     logit_scale: float = _doc("Softmax temperature over labels; 0 = the backend's own "
                               "(100 for CLIP, 1/0.07 for LSeg).", 0.0)
     threshold: float = _doc("Default minimum confidence; pixels below get unknown_value.", 0.0)
@@ -95,6 +99,7 @@ class SegmenterConfig:
             (self.short_side >= 32, "short_side", "an integer >= 32"),
             (self.max_long_side >= self.short_side, "max_long_side", f">= short_side ({self.short_side})"),
             (self.output_height >= 0 and self.output_width >= 0, "output_height/output_width", ">= 0"),
+            (self.memory_budget_mb >= 16, "memory_budget_mb", "an integer >= 16 (MB)"),
             (self.logit_scale >= 0, "logit_scale", ">= 0"),
             (0.0 <= self.threshold <= 1.0, "threshold", "a value in [0, 1]"),
             (0 <= self.unknown_value <= 65535, "unknown_value", "an integer in [0, 65535]"),

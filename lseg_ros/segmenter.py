@@ -9,9 +9,11 @@ Label embeddings are computed once per label (cached); every frame reuses them.
 """
 from __future__ import annotations
 
+import itertools
 import math
+import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Union
 
 import numpy as np
@@ -19,10 +21,13 @@ import torch
 import torch.nn.functional as F
 
 from .config import SegmenterConfig
+from .label_maps import classify_bands, plan_outputs
 from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
 from .preprocess import model_input_size, split_batch, to_model_input
 from .text import LabelEncoder
+from .validation import label_text_problem, shorten
+from .weights import check_finite
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
@@ -34,22 +39,32 @@ class SegmentationResult:
     #: [H, W] label indices: value i is labels[i]; below-threshold pixels are unknown_value.
     #: uint8 while every value fits in 8 bits, else uint16.
     mask: np.ndarray
-    #: [N, H, W] float32 softmax over labels, or None when not requested
+    #: [N, Hc, Wc] float32 softmax over labels, or None when not requested. Full size
+    #: ([N, H, W]) unless that exceeds half of memory_budget_mb; then both sides are
+    #: scaled by ``confidence_scale`` (rounded down to whole pixels).
     confidences: Optional[np.ndarray]
     labels: List[str]
     unknown_value: int
+    #: generation of the label set that produced this result (see LabelSet.generation)
+    generation: int = 0
+    #: confidence map size / mask size: 1.0 at full resolution
+    confidence_scale: float = 1.0
     #: seconds per stage: preprocess, backbone, classify, postprocess (shared by a batch)
     timings: Dict[str, float] = field(default_factory=dict)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LabelSet:
-    """The active labels, their per-label thresholds and their cached embeddings."""
+    """A label set as a value: names, per-label thresholds and cached embeddings, built off
+    the frame path (:meth:`Segmenter.prepare_labels`) and swapped in whole
+    (:meth:`Segmenter.use_labels`)."""
 
     names: List[str]
     descriptions: List[List[str]]
     thresholds: torch.Tensor  # [N] float32
     label_embeddings: torch.Tensor  # [N, D] float32, L2-normalized
+    #: 0 until the set is put in use; then 1, 2, ... in the order sets were put in use
+    generation: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -82,6 +97,7 @@ class Segmenter:
         if self.device.type == "cpu" and self.dtype == torch.float16:
             raise ValueError("precision 'fp16' needs CUDA; on the CPU use fp32 or bf16")
         backend = build_backend(self.config)
+        check_finite(backend, self.config.pretrained)
         backend.requires_grad_(False)
         self.backend = backend.to(self.device, self.dtype).eval()
         templates = self.config.prompt_templates
@@ -90,6 +106,8 @@ class Segmenter:
         self.label_encoder = LabelEncoder(self.backend, templates, self.config.description_pooling)
         self.logit_scale = self.config.logit_scale or self.backend.default_logit_scale
         self.label_set: Optional[LabelSet] = None
+        self._generations = itertools.count(1)
+        self._generation_lock = threading.Lock()
         if self.config.labels:
             self.set_labels(self.config.labels)
 
@@ -105,41 +123,49 @@ class Segmenter:
     def validate_labels(self, labels: Sequence[str], descriptions=None, thresholds=None):
         """Checked copies of (labels, descriptions, thresholds); ValueError names the bad value."""
         if isinstance(labels, str):
-            raise ValueError(f"labels must be a list of strings, got the string {labels!r}; "
+            raise ValueError(f"labels must be a list of strings, got the string {shorten(labels)}; "
                              "use parse_label_text() for 'door, chair'")
         labels = [str(label).strip() for label in labels]
         if not labels:
             raise ValueError("empty label list; give at least one label, e.g. ['floor', 'door']")
         if len(labels) > self.max_labels:
             raise ValueError(f"{len(labels)} labels requested; at most {self.max_labels} are accepted")
-        for label in labels:
+        for index, label in enumerate(labels):
             if not label:
-                raise ValueError(f"empty label name in {labels!r}")
+                raise ValueError(f"empty label name at position {index} of {shorten(labels)}")
             if len(label) > self.max_label_chars:
-                raise ValueError(f"label {label[:40]!r}... is {len(label)} characters long; "
+                raise ValueError(f"label {shorten(label, 40)} is {len(label)} characters long; "
                                  f"at most {self.max_label_chars} are accepted")
+            problem = label_text_problem(label)
+            if problem:
+                raise ValueError(f"label {shorten(label, 40)} at position {index} {problem}; labels must be "
+                                 "visible text without control characters")
         seen = set()
         for label in labels:
             if label in seen:
-                raise ValueError(f"duplicate label {label!r} in {labels!r}; each label must be unique")
+                raise ValueError(f"duplicate label {shorten(label, 40)} in {shorten(labels)}; "
+                                 "each label must be unique")
             seen.add(label)
         unknown = self.config.unknown_value
         if unknown < len(labels):
             raise ValueError(f"unknown_value {unknown} collides with label index {unknown} "
                              f"({len(labels)} labels); set unknown_value to 65535")
         if descriptions is not None and any(isinstance(d, str) for d in descriptions):
-            raise ValueError(f"descriptions must be one list of strings per label, got {list(descriptions)!r}")
+            raise ValueError(f"descriptions must be one list of strings per label, got {shorten(list(descriptions))}")
         descriptions = [list(d) for d in descriptions] if descriptions is not None else [[] for _ in labels]
         if len(descriptions) != len(labels):
             raise ValueError(f"{len(descriptions)} description lists for {len(labels)} labels")
         for label, desc_list in zip(labels, descriptions):
             if len(desc_list) > self.max_descriptions:
-                raise ValueError(f"label {label[:40]!r} has {len(desc_list)} descriptions; at most "
+                raise ValueError(f"label {shorten(label, 40)} has {len(desc_list)} descriptions; at most "
                                  f"{self.max_descriptions} are accepted")
             for desc in desc_list:
                 if not isinstance(desc, str) or not desc.strip() or len(desc) > self.max_label_chars:
-                    raise ValueError(f"invalid description {str(desc)[:40]!r}: must be a non-empty string "
+                    raise ValueError(f"invalid description {shorten(desc, 40)}: must be a non-empty string "
                                      f"of at most {self.max_label_chars} characters")
+                problem = label_text_problem(desc)
+                if problem:
+                    raise ValueError(f"description {shorten(desc, 40)} of label {shorten(label, 40)} {problem}")
         default = self.config.threshold
         if thresholds is None:
             thresholds = [default] * len(labels)
@@ -156,12 +182,29 @@ class Segmenter:
     def set_labels(self, labels: Sequence[str], descriptions: Optional[Sequence[Sequence[str]]] = None,
                    thresholds: Optional[Sequence[Optional[float]]] = None) -> List[str]:
         """Replace the active label set. Known labels cost no text forward."""
+        label_set = self.prepare_labels(labels, descriptions, thresholds)
+        self.use_labels(label_set)
+        return list(label_set.names)
+
+    def prepare_labels(self, labels: Sequence[str], descriptions: Optional[Sequence[Sequence[str]]] = None,
+                       thresholds: Optional[Sequence[Optional[float]]] = None) -> LabelSet:
+        """A checked, encoded label set that is not in use yet (the active one is untouched).
+
+        The text forward happens here, so a program can prepare a set in one thread while
+        another keeps segmenting; only one thread at a time may prepare (the cache is not
+        locked)."""
         labels, descriptions, thresholds = self.validate_labels(labels, descriptions, thresholds)
         label_embeddings = self.label_encoder.encode(labels, descriptions)  # [N, D]
-        self.label_set = LabelSet(labels, descriptions,
-                                  torch.tensor(thresholds, dtype=torch.float32, device=self.device),
-                                  label_embeddings)
-        return list(labels)
+        return LabelSet(labels, descriptions, torch.tensor(thresholds, dtype=torch.float32, device=self.device),
+                        label_embeddings)
+
+    def use_labels(self, label_set: Optional[LabelSet]) -> int:
+        """Swap in a prepared label set (None: no labels, segmentation pauses) under the next
+        generation number, which it returns; frames segmented from now on use it."""
+        with self._generation_lock:
+            generation = next(self._generations)
+            self.label_set = None if label_set is None else replace(label_set, generation=generation)
+        return generation
 
     # ---------------------------------------------------------------- segment
     @torch.inference_mode()
@@ -196,7 +239,8 @@ class Segmenter:
         clock.lap("classify")
 
         out_size = output_size or (self.config.output_height or height, self.config.output_width or width)
-        results = self._finish(logits, label_set, tuple(out_size), return_confidences)
+        results = [self._finish(image_logits, label_set, tuple(out_size), return_confidences)
+                   for image_logits in logits]
         clock.lap("postprocess")
         for result in results:
             result.timings = dict(timings)
@@ -224,48 +268,21 @@ class Segmenter:
         return logits
 
     def _finish(self, logits: torch.Tensor, label_set: LabelSet, out_size: tuple,
-                return_confidences: bool) -> List[SegmentationResult]:
+                return_confidences: bool) -> SegmentationResult:
+        """Mask (and confidences) of one image's logits [N, h, w] at ``out_size``, within
+        the config's memory budget (see :mod:`lseg_ros.label_maps`)."""
         unknown = self.config.unknown_value
         mask_dtype = torch.uint8 if max(unknown, len(label_set.names) - 1) <= 255 else torch.int32
-        thresholded = bool((label_set.thresholds > 0).any())
-        if return_confidences:
-            logits = F.interpolate(logits, size=out_size, mode="bilinear", align_corners=False)  # [B, N, H, W]
-            confidences = logits.softmax(dim=1)  # [B, N, H, W]
-            best_confidence, mask = confidences.max(dim=1)  # [B, H, W]
-        else:
-            confidences = None
-            mask, best_confidence = _streaming_argmax(logits, out_size, with_confidence=thresholded)
-        if thresholded:
-            mask = torch.where(best_confidence < label_set.thresholds[mask], torch.full_like(mask, unknown), mask)
-        mask_np = mask.to(mask_dtype).cpu().numpy()
+        thresholds = label_set.thresholds if bool((label_set.thresholds > 0).any()) else None
+        plan = plan_outputs(logits.shape[0], tuple(logits.shape[-2:]), out_size,
+                            self.config.memory_budget_mb * 1024 * 1024)
+        mask, confidences = classify_bands(logits, plan, thresholds, unknown, mask_dtype, return_confidences)
+        mask_np = mask.cpu().numpy()
         if mask_dtype != torch.uint8:
             mask_np = mask_np.astype(np.uint16)
-        confidences_np = confidences.cpu().numpy() if return_confidences else None
-        return [SegmentationResult(mask_np[i], None if confidences_np is None else confidences_np[i],
-                                   list(label_set.names), unknown) for i in range(mask_np.shape[0])]
-
-
-def _streaming_argmax(logits: torch.Tensor, out_size: tuple, with_confidence: bool, chunk: int = 16):
-    """Per-pixel best label (and its softmax confidence) of logits [B, N, h, w] upsampled to
-    ``out_size``, without holding all N full-resolution maps: labels are upsampled a chunk at
-    a time with a running max and a running softmax denominator. Same result as upsampling
-    everything, then max and softmax."""
-    best_logit = best_index = denominator = None
-    for start in range(0, logits.shape[1], chunk):
-        part = F.interpolate(logits[:, start:start + chunk], size=out_size, mode="bilinear",
-                             align_corners=False)  # [B, n, H, W]
-        part_best, part_index = part.max(dim=1)  # (argmax over dim 1 is several times slower on the CPU)
-        if best_logit is None:
-            best_logit, best_index = part_best, part_index
-            if with_confidence:
-                denominator = (part - part_best[:, None]).exp().sum(1)
-            continue
-        new_best = torch.maximum(best_logit, part_best)
-        if with_confidence:
-            denominator = denominator * (best_logit - new_best).exp() + (part - new_best[:, None]).exp().sum(1)
-        best_index = torch.where(part_best > best_logit, part_index + start, best_index)
-        best_logit = new_best
-    return best_index, (denominator.reciprocal() if with_confidence else None)
+        return SegmentationResult(mask_np, confidences, list(label_set.names), unknown,
+                                  generation=label_set.generation,
+                                  confidence_scale=plan.confidence_scale if return_confidences else 1.0)
 
 
 class _StageClock:

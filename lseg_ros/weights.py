@@ -137,3 +137,16 @@ def load_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], sourc
 def _head(keys, count: int = 8) -> str:
     shown = ", ".join(repr(k) for k in keys[:count])
     return shown + (f" and {len(keys) - count} more" if len(keys) > count else "")
+
+
+def check_finite(module: nn.Module, source: str) -> None:
+    """Raise :class:`WeightsError` naming the first tensor of ``module``'s state dict (the
+    weights a file supplies: parameters and persistent buffers; masks such as CLIP's causal
+    ``attn_mask`` hold -inf by design and are not in it) that holds NaN or infinity. Such
+    weights load, then give all-zero masks and NaN confidences."""
+    for name, tensor in module.state_dict().items():
+        if tensor.is_floating_point() and tensor.numel() and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise WeightsError(f"weights {source!r}: tensor {name!r} {tuple(tensor.shape)} holds {bad} "
+                               f"NaN or infinite value(s); the file is damaged or was saved from a "
+                               f"diverged training run. {HOW_TO_SUPPLY}")

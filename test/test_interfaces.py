@@ -19,11 +19,11 @@ from std_msgs.msg import ColorRGBA
 @pytest.mark.parametrize("message_type, fields", [
     (LabelSpec, {"name": "string", "prompts": "sequence<string>", "threshold": "float"}),
     (LabelQuery, {"header": "std_msgs/Header", "labels": "sequence<lseg_ros/LabelSpec>"}),
-    (SegmentationInfo, {"header": "std_msgs/Header", "labels": "sequence<string>",
+    (SegmentationInfo, {"header": "std_msgs/Header", "generation": "uint32", "labels": "sequence<string>",
                         "colors": "sequence<std_msgs/ColorRGBA>", "unknown_value": "uint16",
                         "model": "string"}),
-    (ConfidenceMaps, {"header": "std_msgs/Header", "labels": "sequence<string>",
-                      "maps": "sequence<sensor_msgs/Image>"}),
+    (ConfidenceMaps, {"header": "std_msgs/Header", "labels": "sequence<string>", "generation": "uint32",
+                      "scale": "float", "maps": "sequence<sensor_msgs/Image>"}),
 ], ids=lambda value: getattr(value, "__name__", ""))
 def test_message_has_the_specified_fields_in_order(message_type, fields):
     assert message_type.get_fields_and_field_types() == fields

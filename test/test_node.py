@@ -40,8 +40,9 @@ class Probe:
         self.node = rclpy.create_node("probe", namespace=namespace)
         ns = f"/{namespace}/lseg_node"
         self.received = {key: [] for key in ("mask", "overlay", "confidence", "info", "camera_info", "diagnostics")}
+        self.arrivals = []  # (key, stamp) of every message, in arrival order
         self.lock = threading.Lock()
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         for key, msg_type, topic, qos in (("mask", Image, f"{ns}/mask", 10), ("overlay", Image, f"{ns}/overlay", 10),
                                           ("confidence", ConfidenceMaps, f"{ns}/confidence", 10),
                                           ("info", SegmentationInfo, f"{ns}/label_info", latched),
@@ -59,12 +60,14 @@ class Probe:
         def collect(msg):
             with self.lock:
                 self.received[key].append(msg)
+                self.arrivals.append((key, _stamp(msg.header)))
         return collect
 
     def clear(self):
         with self.lock:
             for messages in self.received.values():
                 messages.clear()
+            self.arrivals.clear()
 
     def next_header(self, frame_id="camera"):
         self.stamp_counter += 1
@@ -82,6 +85,18 @@ class Probe:
             time.sleep(0.02)
         raise AssertionError(f"no matching {key} message within {timeout} s")
 
+    def wait_label_info(self, predicate=lambda msg: True, timeout=20.0):
+        """The first label_info matching ``predicate``. label_info comes with the first frame
+        segmented with a new label set, so frames are sent until it arrives."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.image_pub.publish(rgb_to_image_msg(scene(0), self.next_header()))
+            try:
+                return self.wait_for("info", predicate, timeout=0.3)
+            except AssertionError:
+                continue
+        raise AssertionError(f"no matching label_info within {timeout} s")
+
     def send_frame(self, rgb, frame_id="camera", publish=None, timeout=20.0):
         """Publish a frame (again if lost: sensor-data QoS is best effort) and return its mask."""
         header = self.next_header(frame_id)
@@ -95,6 +110,10 @@ class Probe:
             except AssertionError:
                 continue
         raise AssertionError(f"no mask for frame {header.stamp.sec}")
+
+
+def _stamp(header):
+    return header.stamp.sec, header.stamp.nanosec
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +147,7 @@ def ros():
 @pytest.fixture(scope="module")
 def running(ros):
     node, probe = ros()
-    probe.wait_for("info")  # the default labels are active
+    probe.wait_label_info()  # the default labels are active
     return node, probe
 
 
@@ -138,9 +157,10 @@ def scene(seed=0, height=48, width=64):
 
 def restore_labels(node, probe):
     """Back to LABELS without descriptions, waiting for the new label_info (not an old one)."""
+    before = node.segmenter.label_set.generation
     probe.clear()
     probe.labels_pub.publish(String(data=", ".join(LABELS)))
-    probe.wait_for("info", lambda m: list(m.labels) == LABELS)
+    probe.wait_label_info(lambda m: list(m.labels) == LABELS and m.generation > before)
     deadline = time.monotonic() + 10
     while any(node.segmenter.label_set.descriptions) and time.monotonic() < deadline:
         time.sleep(0.02)
@@ -189,7 +209,7 @@ def test_overlay_is_rgb8_of_the_frame_size(running):
 
 def test_label_info_lists_labels_colors_and_unknown_value(running):
     node, probe = running
-    info = probe.wait_for("info", lambda m: list(m.labels) == node.segmenter.labels)
+    info = probe.wait_label_info(lambda m: list(m.labels) == node.segmenter.labels)
     assert len(info.colors) == len(info.labels)
     assert info.unknown_value == 255 and "dense_clip" in info.model
 
@@ -197,7 +217,7 @@ def test_label_info_lists_labels_colors_and_unknown_value(running):
 def test_labels_topic_changes_labels_from_the_next_frame(running):
     node, probe = running
     probe.labels_pub.publish(String(data="chair, table, person, plant"))
-    probe.wait_for("info", lambda m: list(m.labels) == ["chair", "table", "person", "plant"])
+    probe.wait_label_info(lambda m: list(m.labels) == ["chair", "table", "person", "plant"])
     header, mask_msg = probe.send_frame(scene(5))
     expected = node.segmenter.segment(scene(5)).mask
     np.testing.assert_array_equal(image_msg_to_array(mask_msg), expected)
@@ -211,7 +231,7 @@ def test_label_query_with_prompts_and_thresholds(running):
                     LabelSpec(name="wall", prompts=[], threshold=float("nan")),
                     LabelSpec(name="door", prompts=["a glass door", "a door with a handle"], threshold=0.0)]
     probe.query_pub.publish(query)
-    probe.wait_for("info", lambda m: list(m.labels) == LABELS and node.segmenter.label_set.descriptions[0])
+    probe.wait_label_info(lambda m: list(m.labels) == LABELS and node.segmenter.label_set.descriptions[0])
     assert node.segmenter.label_set.descriptions == [["a wooden floor"], [], ["a glass door", "a door with a handle"]]
     header, mask_msg = probe.send_frame(scene(6))
     mask = image_msg_to_array(mask_msg)
@@ -234,7 +254,7 @@ def test_labels_parameter_is_settable_at_run_time_and_rejects_bad_values(running
     future = client.set_parameters([Parameter("labels", value=["sofa", "lamp"])])
     _wait(future)
     assert future.result().results[0].successful
-    probe.wait_for("info", lambda m: list(m.labels) == ["sofa", "lamp"])
+    probe.wait_label_info(lambda m: list(m.labels) == ["sofa", "lamp"])
     future = client.set_parameters([Parameter("labels", value=["sofa", "sofa"])])
     _wait(future)
     result = future.result().results[0]
@@ -243,7 +263,7 @@ def test_labels_parameter_is_settable_at_run_time_and_rejects_bad_values(running
     _wait(future)
     assert not future.result().results[0].successful  # read-only: needs a restart
     _wait(client.set_parameters([Parameter("labels", value=LABELS)]))
-    probe.wait_for("info", lambda m: list(m.labels) == LABELS)
+    probe.wait_label_info(lambda m: list(m.labels) == LABELS)
 
 
 @pytest.mark.parametrize("value", [5, True, 3.5])
@@ -291,7 +311,7 @@ def test_threshold_change_does_not_undo_a_label_query_waiting_to_be_applied(runn
         probe.query_pub.publish(query)
         time.sleep(0.1)
         _wait(client.set_parameters([Parameter("threshold", value=0.1)]))
-        probe.wait_for("info", lambda m: list(m.labels) == ["sofa", "lamp"])
+        probe.wait_label_info(lambda m: list(m.labels) == ["sofa", "lamp"])
         time.sleep(1.5)
         assert node.segmenter.labels == ["sofa", "lamp"]
         assert node.segmenter.label_set.thresholds.tolist() == pytest.approx([0.1, 0.1])
@@ -393,7 +413,6 @@ def test_diagnostics_report_counters_labels_and_device(running):
 
 def test_compressed_images_are_segmented_like_raw_ones(ros):
     node, probe = ros("compressed_camera", use_compressed=True)
-    probe.wait_for("info")
     import io
     from PIL import Image as PilImage
 
@@ -417,14 +436,14 @@ def test_empty_label_set_publishes_nothing_until_labels_arrive(ros):
     time.sleep(0.5)
     assert not probe.received["mask"]
     probe.labels_pub.publish(String(data="floor, wall"))
-    probe.wait_for("info", lambda m: list(m.labels) == ["floor", "wall"])
+    probe.wait_label_info(lambda m: list(m.labels) == ["floor", "wall"])
 
 
 def test_fast_camera_and_slow_model_process_only_the_newest_frames_with_flat_memory(ros):
     import psutil
 
     node, probe = ros("fast_camera", labels=LABELS)
-    probe.wait_for("info")
+    probe.wait_label_info()
     real_segment = node.segmenter.segment
 
     def slow_segment(*args, **kwargs):

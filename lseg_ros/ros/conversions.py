@@ -34,6 +34,9 @@ from PIL import UnidentifiedImageError
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header
 
+from ..images import pil_to_rgb, sixteen_to_eight_bits
+from ..validation import shorten
+
 #: largest frame (width * height) accepted unless the caller says otherwise
 DEFAULT_MAX_PIXELS = 8192 * 8192
 
@@ -92,10 +95,10 @@ def image_to_rgb(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray
     """
     if msg.encoding not in _RGB_CHANNELS:
         raise ImageConversionError(
-            f"unsupported image encoding {msg.encoding!r}; accepted: {', '.join(CAMERA_ENCODINGS)}")
+            f"unsupported image encoding {shorten(msg.encoding)}; accepted: {', '.join(CAMERA_ENCODINGS)}")
     pixels = _pixels(msg, max_pixels)  # [H, W, C]
     if pixels.dtype == _U16:
-        pixels = (pixels >> 8).astype(np.uint8)  # 16 -> 8 bits: 65535 -> 255
+        pixels = sixteen_to_eight_bits(pixels)  # 16 -> 8 bits: 65535 -> 255
     channels = _RGB_CHANNELS[msg.encoding]
     if channels == (0, 1, 2) and pixels.shape[2] == 3 and pixels.flags.c_contiguous:
         return pixels
@@ -124,7 +127,7 @@ def image_msg_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     """
     if msg.encoding not in _LAYOUTS:
         raise ImageConversionError(
-            f"unsupported image encoding {msg.encoding!r}; accepted: {', '.join(_LAYOUTS)}")
+            f"unsupported image encoding {shorten(msg.encoding)}; accepted: {', '.join(_LAYOUTS)}")
     pixels = _pixels(msg, max_pixels)
     return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
 
@@ -138,30 +141,27 @@ def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS
     """
     if "compresseddepth" in msg.format.lower().replace(" ", ""):
         raise ImageConversionError(
-            f"unsupported compressed format {msg.format!r}: depth streams are not camera "
+            f"unsupported compressed format {shorten(msg.format)}: depth streams are not camera "
             f"frames; accepted: JPEG or PNG color/gray images")
     data = memoryview(msg.data).cast("B")
     if len(data) == 0:
-        raise ImageConversionError(f"compressed image ({msg.format!r}) has no data")
+        raise ImageConversionError(f"compressed image ({shorten(msg.format)}) has no data")
     try:
         with PILImage.open(io.BytesIO(data)) as image:
             if image.format not in ("JPEG", "PNG"):
                 raise ImageConversionError(
                     f"unsupported compressed image type {image.format!r} (format field "
-                    f"{msg.format!r}); accepted: JPEG, PNG")
+                    f"{shorten(msg.format)}); accepted: JPEG, PNG")
             width, height = image.size
             _check_size(width, height, max_pixels)
             image.load()
-            if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-                gray = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)  # [H, W]
-                return np.repeat(gray[:, :, None], 3, axis=2)
-            return np.array(image.convert("RGB"))  # writable, like image_to_rgb's result
+            return pil_to_rgb(image)  # writable, like image_to_rgb's result
     except ImageConversionError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error,
             PILImage.DecompressionBombError) as error:  # what Pillow raises on corrupt JPEG/PNG data
         raise ImageConversionError(
-            f"cannot decode compressed image ({msg.format!r}, {len(data)} bytes) as JPEG or "
+            f"cannot decode compressed image ({shorten(msg.format)}, {len(data)} bytes) as JPEG or "
             f"PNG: {error}") from error
 
 

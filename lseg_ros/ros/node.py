@@ -10,6 +10,11 @@ Publishes, every message stamped with the source image's header:
 
 The executor never waits for the model: the newest frame waits in a one-slot buffer
 (a newer frame replaces it and counts as dropped) and a worker thread runs the model.
+New label sets are encoded by a second thread, off the frame path: frames keep being
+segmented with the current set until the new one is ready, then it is swapped in whole
+under a new generation number (a newer request supersedes one still waiting or encoding).
+~/label_info is published with the first frame segmented with a new set, before that
+frame's outputs, and carries the set's generation, as ~/confidence does.
 """
 from __future__ import annotations
 
@@ -24,17 +29,27 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import ColorRGBA, String
+from std_msgs.msg import ColorRGBA, Header, String
 
 from ..segmenter import Segmenter, parse_label_text
+from ..validation import shorten
 from ..viz import label_colors, overlay
 from ..weights import WeightsError
 from .runner import run_node
 from .conversions import (ImageConversionError, compressed_to_rgb, float_map_to_image_msg, image_to_rgb,
                           mask_to_image_msg, rgb_to_image_msg, scale_camera_info)
 from .params import declare_parameters, read_configs
+
+
+#: depth of the latched ~/label_info history (label sets of recent masks for late subscribers)
+LABEL_INFO_HISTORY = 10
+#: seconds after start-up at which the graph is checked for another node of the same name
+NAME_CHECK_DELAY_S = 2.0
+#: longest log line the node writes (values from topics are also shortened where quoted)
+LOG_LIMIT = 1000
 
 
 @dataclass
@@ -46,6 +61,10 @@ class LabelRequest:
     thresholds: List[Optional[float]]
     source: str
 
+    def same_labels(self, other: Optional["LabelRequest"]) -> bool:
+        return other is not None and (self.names, self.descriptions, self.thresholds) == \
+            (other.names, other.descriptions, other.thresholds)
+
 
 @dataclass
 class Counters:
@@ -56,6 +75,7 @@ class Counters:
     rejected_queries: int = 0
     failed: int = 0
     rejected_camera_info: int = 0
+    superseded_label_sets: int = 0
     inference_s: List[float] = field(default_factory=list)
     end_to_end_s: List[float] = field(default_factory=list)
 
@@ -75,14 +95,17 @@ class LsegNode(Node):
         self.segmenter.max_label_chars = self.node_config.max_label_chars
         self.segmenter.max_descriptions = self.node_config.max_prompts_per_label
         self.counters = Counters()
-        self._lock = threading.Condition()
+        self._lock = threading.Condition()  # frame slot
         self._slot = None  # (msg, receive_time) of the newest unprocessed frame
-        self._pending_labels: Optional[LabelRequest] = None
-        self._active_request: Optional[LabelRequest] = None
+        self._label_lock = threading.Condition()  # label requests
+        self._pending_labels: Optional[LabelRequest] = None  # waiting for the label thread
+        self._encoding: Optional[tuple] = None  # (request, start time) being encoded now
+        self._latest_request: Optional[LabelRequest] = None  # last accepted request (threshold changes)
+        self._published_generation = 0  # label set of the last ~/label_info
         self._camera_info: Optional[CameraInfo] = None
-        self._latest_header = None  # header of the last processed frame, for ~/label_info
         self._diagnostics_seen = (0, 0)  # (problems, processed) at the last diagnostics message
         self._stop = threading.Event()
+        self._last_logged = {}  # call site -> time of its last throttled log line
 
         self.mask_pub = self.create_publisher(Image, "~/mask", 10)
         self.overlay_pub = self.create_publisher(Image, "~/overlay", 10)
@@ -91,7 +114,8 @@ class LsegNode(Node):
         self._confidence_type, self._info_type = ConfidenceMaps, SegmentationInfo
         self.confidence_pub = self.create_publisher(ConfidenceMaps, "~/confidence", 2)  # large: few queued
         self.camera_info_pub = self.create_publisher(CameraInfo, "~/camera_info", 10)
-        latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        # latched, with history: a late subscriber still gets the label sets of recent masks
+        latched = QoSProfile(depth=LABEL_INFO_HISTORY, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                              reliability=ReliabilityPolicy.RELIABLE)
         self.info_pub = self.create_publisher(SegmentationInfo, "~/label_info", latched)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -107,14 +131,21 @@ class LsegNode(Node):
         self.create_subscription(LabelQuery, "~/label_query", self._on_label_query, 10)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self.node_config.diagnostics_period, self._publish_diagnostics)
+        self._name_check_timer = self.create_timer(NAME_CHECK_DELAY_S, self._check_name_once)
 
-        self.segmenter.label_encoder.should_stop = self._stop.is_set  # Ctrl-C during a long text forward
-        if initial_labels:
-            self._submit(initial_labels, None, None, "labels parameter")
+        # Ctrl-C, shutdown or a newer request stop a long text forward between batches
+        self.segmenter.label_encoder.should_stop = self._encoding_should_stop
+        if initial_labels:  # encoded before the node reports ready, so the first frame is segmented
+            request = self._checked_request(initial_labels, None, None, "labels parameter")
+            if request is not None:
+                self._latest_request = request
+                self._apply_labels(request)
+        self._label_thread = threading.Thread(target=self._run_label_encoder, name="lseg_labels", daemon=True)
+        self._label_thread.start()
         self._worker = threading.Thread(target=self._run_worker, name="lseg_worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"lseg_node ready: {self.segmenter.description} on {self.segmenter.device}; "
-                               f"labels {initial_labels}")
+                               f"labels {shorten(self.segmenter.labels, 200)}")
 
     # ------------------------------------------------------------- callbacks
     def _on_image(self, msg) -> None:
@@ -128,8 +159,8 @@ class LsegNode(Node):
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] == 0:
             self.counters.rejected_camera_info += 1
-            self.get_logger().error(f"camera_info rejected: size {msg.width}x{msg.height}, K {list(msg.k)}; "
-                                    "need a non-zero size and focal length", throttle_duration_sec=5.0)
+            self._log("error", f"camera_info rejected: size {msg.width}x{msg.height}, K {list(msg.k)}; "
+                      "need a non-zero size and focal length", throttle=5.0)
             return
         self._camera_info = msg
 
@@ -148,6 +179,10 @@ class LsegNode(Node):
         changes = []
         try:
             for parameter in parameters:
+                if parameter.type_ == Parameter.Type.NOT_SET:
+                    # with dynamic typing, NOT_SET would delete the parameter for good
+                    raise ValueError(f"parameter {parameter.name!r} cannot be unset (type NOT_SET); "
+                                     "set a value of its type instead")
                 if parameter.name == "labels":
                     labels = _label_list(parameter.value)
                     if labels:
@@ -160,95 +195,151 @@ class LsegNode(Node):
                     changes.append((parameter.name, float(parameter.value)))
         except ValueError as error:
             self.counters.rejected_queries += 1
-            self.get_logger().error(f"parameter change rejected: {error}")
+            self._log("error", f"parameter change rejected: {error}")
             return SetParametersResult(successful=False, reason=str(error))
         for name, value in changes:
             if name == "labels":
                 self._submit(value, None, None, "labels parameter")
             elif name == "threshold":
                 self.segmenter.config.threshold = value
-                with self._lock:  # re-resolve default thresholds, unless another label set is waiting
-                    if self._pending_labels is None and self._active_request is not None:
-                        self._pending_labels = self._active_request
-                        self._lock.notify()
+                with self._label_lock:  # re-resolve default thresholds, unless another label set is waiting
+                    latest = self._latest_request
+                    if self._pending_labels is None and latest is not None and latest.names:
+                        self._pending_labels = LabelRequest(latest.names, latest.descriptions, latest.thresholds,
+                                                            "threshold parameter")
+                        self._label_lock.notify()
             else:
                 self.node_config.overlay_alpha = value
         return SetParametersResult(successful=True)
 
     # ---------------------------------------------------------------- labels
     def _submit(self, names, descriptions, thresholds, source: str, allow_empty: bool = True) -> None:
-        """Validate a label set now (cheap) and hand it to the worker (text forward there).
+        """Validate a label set now (cheap) and hand it to the label thread (text forward there).
 
         An empty set from the labels parameter pauses segmentation; from a topic it is a bad
         query (rejected, the current labels stay)."""
         if not names and allow_empty:
-            self.get_logger().warning(f"{source}: empty label set; segmentation paused until labels arrive")
-            self._submit_request(LabelRequest([], [], [], source))
-            return
+            self._log("warning", f"{source}: empty label set; segmentation paused until labels arrive")
+            request = LabelRequest([], [], [], source)
+        else:
+            request = self._checked_request(names, descriptions, thresholds, source)
+            if request is None:
+                return
+        with self._label_lock:
+            self._pending_labels = self._latest_request = request  # supersedes a waiting request
+            self._label_lock.notify()
+
+    def _checked_request(self, names, descriptions, thresholds, source: str) -> Optional[LabelRequest]:
         try:
             checked_names, checked_descriptions, _ = self.segmenter.validate_labels(names, descriptions, thresholds)
         except ValueError as error:
             self.counters.rejected_queries += 1
-            self.get_logger().error(f"{source}: label set rejected: {error}")
-            return
-        self._submit_request(LabelRequest(checked_names, checked_descriptions,
-                                          list(thresholds) if thresholds else [None] * len(checked_names), source))
+            self._log("error", f"{source}: label set rejected: {error}")
+            return None
+        return LabelRequest(checked_names, checked_descriptions,
+                            list(thresholds) if thresholds else [None] * len(checked_names), source)
 
-    def _submit_request(self, request: LabelRequest) -> None:
-        with self._lock:
-            self._pending_labels = request
-            self._lock.notify()
+    def _encoding_should_stop(self) -> bool:
+        if self._stop.is_set() or not self.context.ok():
+            return True
+        pending, encoding = self._pending_labels, self._encoding
+        return pending is not None and encoding is not None and not pending.same_labels(encoding[0])
 
-    def _apply_pending_labels(self) -> None:
-        with self._lock:
-            request, self._pending_labels = self._pending_labels, None
-        if request is None:
-            return
+    def _run_label_encoder(self) -> None:
+        while not self._stop.is_set():
+            with self._label_lock:
+                while self._pending_labels is None and not self._stop.is_set():
+                    self._label_lock.wait(timeout=0.1)
+                request, self._pending_labels = self._pending_labels, None
+                self._encoding = (request, time.monotonic()) if request is not None else None
+            if request is None:
+                continue
+            try:
+                self._apply_labels(request)
+            except Exception as error:  # the node never dies on a label set
+                if not self._stopping():
+                    self.counters.failed += 1
+                    self._log("error", f"label encoding failed: {type(error).__name__}: {error}")
+            finally:
+                with self._label_lock:
+                    self._encoding = None
+
+    def _apply_labels(self, request: LabelRequest) -> None:
+        """Encode ``request`` (off the frame path) and swap it in whole under a new generation."""
         if not request.names:
-            self.segmenter.label_set = None
-            with self._lock:
-                self._active_request = None
-            self._publish_label_info(self._latest_header)  # an empty set: nothing is segmented
+            generation = self.segmenter.use_labels(None)
+            header = Header()
+            header.stamp = self.get_clock().now().to_msg()
+            self._publish_label_info(header, [], generation)  # nothing is segmented: no frame to stamp with
             return
         try:
-            self.segmenter.set_labels(request.names, request.descriptions, request.thresholds)
-        except (ValueError, InterruptedError) as error:
-            self.counters.rejected_queries += 1
-            self.get_logger().error(f"{request.source}: label set not applied: {error}")
+            label_set = self.segmenter.prepare_labels(request.names, request.descriptions, request.thresholds)
+        except InterruptedError:
+            if not self._stopping():
+                self.counters.superseded_label_sets += 1
+                self._log("info", f"{request.source}: label set superseded by a newer request before it was ready")
             return
-        with self._lock:
-            self._active_request = request
-        self.get_logger().info(f"labels from {request.source}: {request.names}")
-        self._publish_label_info(self._latest_header)
+        except ValueError as error:
+            self.counters.rejected_queries += 1
+            self._log("error", f"{request.source}: label set not applied: {error}")
+            return
+        generation = self.segmenter.use_labels(label_set)
+        self._log("info", f"label set {generation} from {request.source}: {shorten(request.names, 200)}")
 
-    def _publish_label_info(self, header) -> None:
+    def _publish_label_info(self, header, labels: List[str], generation: int) -> None:
         info = self._info_type()
-        if header is not None:
-            info.header = header
-        info.labels = self.segmenter.labels
+        info.header = header
+        info.generation = generation
+        info.labels = list(labels)
         info.colors = [ColorRGBA(r=r / 255.0, g=g / 255.0, b=b / 255.0, a=1.0)
                        for r, g, b in label_colors(len(info.labels))]
         info.unknown_value = self.segmenter.config.unknown_value
         info.model = self.segmenter.description
         self.info_pub.publish(info)
+        self._published_generation = generation
 
     # ---------------------------------------------------------------- worker
     def _run_worker(self) -> None:
         while not self._stop.is_set():
             with self._lock:
-                while self._slot is None and self._pending_labels is None and not self._stop.is_set():
+                while self._slot is None and not self._stop.is_set():
                     self._lock.wait(timeout=0.1)
                 frame, self._slot = self._slot, None
+            if frame is None or self._stop.is_set():
+                continue
             try:
-                self._apply_pending_labels()
-                if frame is not None and not self._stop.is_set():
-                    self._process(*frame)
-            except Exception as error:  # the node never dies on a frame or a label set
-                if self._stop.is_set() or not self.context.ok():
+                self._process(*frame)
+            except Exception as error:  # the node never dies on a frame
+                if self._stopping():
                     return  # shutting down: publishers may already be invalid
                 self.counters.failed += 1
-                self.get_logger().error(f"worker step failed: {type(error).__name__}: {error}",
-                                        throttle_duration_sec=1.0)
+                self._log("error", f"worker step failed: {type(error).__name__}: {error}", throttle=1.0)
+
+    def _stopping(self) -> bool:
+        return self._stop.is_set() or not self.context.ok()
+
+    def _log(self, level: str, text: str, throttle: float = 0.0) -> None:
+        """Log from any thread: at most LOG_LIMIT characters, at most once per ``throttle``
+        seconds from the same calling line, and not once shutting down (the rosout
+        publisher is gone then). rclpy ties a call site to one severity, so each level has
+        its own call below."""
+        if self._stopping():
+            return
+        if throttle:
+            caller = sys._getframe(1)
+            site, now = (caller.f_code, caller.f_lineno), time.monotonic()
+            if now - self._last_logged.get(site, -math.inf) < throttle:
+                return
+            self._last_logged[site] = now
+        if len(text) > LOG_LIMIT:
+            text = f"{text[:LOG_LIMIT]}... ({len(text)} characters)"
+        logger = self.get_logger()
+        if level == "error":
+            logger.error(text)
+        elif level == "warning":
+            logger.warning(text)
+        else:
+            logger.info(text)
 
     def _process(self, msg, receive_time: float) -> None:
         try:
@@ -258,18 +349,19 @@ class LsegNode(Node):
                 rgb = image_to_rgb(msg, max_pixels=self.node_config.max_image_pixels)
         except ImageConversionError as error:
             self.counters.rejected_frames += 1
-            self.get_logger().error(f"frame rejected: {error}", throttle_duration_sec=1.0)
+            self._log("error", f"frame rejected: {error}", throttle=1.0)
             return
         if self.segmenter.label_set is None:
-            self.get_logger().warning("no labels set: frame not segmented; publish labels on 'labels' or "
-                                   "'~/label_query' or set the labels parameter", throttle_duration_sec=5.0)
+            self._log("warning", "no labels set: frame not segmented; publish labels on 'labels' or "
+                      "'~/label_query' or set the labels parameter", throttle=5.0)
             return
         want_confidences = self.confidence_pub.get_subscription_count() > 0
         start = time.perf_counter()
         result = self.segmenter.segment(rgb, return_confidences=want_confidences)
         inference_s = time.perf_counter() - start
         header = msg.header
-        self._latest_header = header
+        if result.generation != self._published_generation:  # first frame of a new label set
+            self._publish_label_info(header, result.labels, result.generation)
         encoding = "mono8" if result.mask.dtype == np.uint8 else "mono16"
         self.mask_pub.publish(mask_to_image_msg(result.mask, header, encoding))
         if self.overlay_pub.get_subscription_count() > 0:
@@ -282,6 +374,8 @@ class LsegNode(Node):
             maps = self._confidence_type()
             maps.header = header
             maps.labels = result.labels
+            maps.generation = result.generation
+            maps.scale = result.confidence_scale
             maps.maps = [float_map_to_image_msg(c, header) for c in result.confidences]
             self.confidence_pub.publish(maps)
         if self._camera_info is not None:
@@ -302,20 +396,29 @@ class LsegNode(Node):
         self._diagnostics_seen = (problems, counters.processed)
         status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
                                   hardware_id=str(self.segmenter.device))
+        encoding, pending = self._encoding, self._pending_labels
         if self.segmenter.label_set is None:
-            status.level, status.message = DiagnosticStatus.WARN, "waiting for labels"
+            status.level, status.message = DiagnosticStatus.WARN, \
+                "waiting for labels" + ("" if encoding is None else " (encoding a label set)")
         elif new_problems and not new_processed:
             status.level, status.message = DiagnosticStatus.ERROR, "input rejected or failing, nothing processed"
         elif new_problems:
             status.level, status.message = DiagnosticStatus.WARN, "some input rejected or failing"
+        elif encoding is not None:
+            status.level, status.message = DiagnosticStatus.OK, "running; encoding a new label set"
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
+        label_set = self.segmenter.label_set
         values = {
             "frames_in": counters.frames_in, "processed": counters.processed, "dropped": counters.dropped,
             "rejected_frames": counters.rejected_frames, "rejected_queries": counters.rejected_queries,
             "rejected_camera_info": counters.rejected_camera_info, "failed": counters.failed,
             "inference_ms_mean": _mean_ms(counters.inference_s), "end_to_end_ms_mean": _mean_ms(counters.end_to_end_s),
-            "labels": ", ".join(self.segmenter.labels), "device": str(self.segmenter.device),
+            "labels": ", ".join(self.segmenter.labels), "label_generation": label_set.generation if label_set else 0,
+            "label_encoding": "idle" if encoding is None else
+            f"{len(encoding[0].names)} labels from {encoding[0].source}, {time.monotonic() - encoding[1]:.1f} s",
+            "label_pending": "none" if pending is None else f"{len(pending.names)} labels from {pending.source}",
+            "superseded_label_sets": counters.superseded_label_sets, "device": str(self.segmenter.device),
             "model": self.segmenter.description,
         }
         status.values = [KeyValue(key=key, value=str(value)) for key, value in values.items()]
@@ -323,16 +426,33 @@ class LsegNode(Node):
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 
+    def _check_name_once(self) -> None:
+        self._name_check_timer.cancel()
+        self.check_unique_name()
+
+    def check_unique_name(self) -> int:
+        """Warn when other nodes on the graph have this node's fully qualified name (both would
+        answer every frame and parameter request); returns how many others there are."""
+        name = self.get_fully_qualified_name()
+        others = sum(1 for node_name, namespace in self.get_node_names_and_namespaces()
+                     if f"{namespace.rstrip('/')}/{node_name}" == name) - 1
+        if others > 0:
+            self._log("warning", f"{others} other node(s) named {name} are running: every one answers each frame "
+                      "and label query; give each a unique name or namespace (__node:=, __ns:=)")
+        return others
+
     def destroy_node(self) -> None:
         if not hasattr(self, "_worker"):  # construction failed half-way
             return super().destroy_node()
         self._stop.set()
         with self._lock:
             self._lock.notify_all()
-        if self._worker.is_alive():
-            self._worker.join(timeout=10.0)
-        if self._worker.is_alive():
-            self.get_logger().warning("worker still busy after 10 s; shutting down without it")
+        with self._label_lock:
+            self._label_lock.notify_all()
+        for thread in (self._worker, self._label_thread):
+            thread.join(timeout=10.0)
+            if thread.is_alive() and self.context.ok():
+                self.get_logger().warning(f"{thread.name} still busy after 10 s; shutting down without it")
         super().destroy_node()
 
 

@@ -1,0 +1,138 @@
+"""Low-resolution label logits -> full-resolution mask and confidence maps, within a memory budget.
+
+The logits of one image are small ([N, h, w] at the model's resolution); the outputs are
+not: N full-resolution float32 maps of a 4096x4096 frame with 255 labels take 17 GB. So
+the upsampling is done in bands of output rows sized to ``budget_bytes``, and the
+confidence maps are returned at full resolution only when they fit in half the budget;
+otherwise both sides are scaled down by the same factor (the caller records the size).
+
+Per band, the rows are bilinear-interpolated exactly as ``F.interpolate(mode="bilinear",
+align_corners=False)`` interpolates the whole map: the needed source rows are interpolated
+along the width, then each output row blends its two source rows with PyTorch's
+source-index and weight rule. When the whole output fits in one band, ``F.interpolate``
+does it in one call.
+
+Memory held at once: one band's work (at most half the budget), the mask and the
+confidence maps (at most half the budget), whatever the frame size and label count.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Iterator, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: float32 [N, rows, W] tensors alive at once while one band is classified (interpolated
+#: rows, two gathered source rows, the blend, the softmax and its temporaries)
+_BAND_TENSORS = 6
+_FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class OutputPlan:
+    """How one image's outputs are computed within the budget."""
+
+    out_size: Tuple[int, int]  # (H, W) of the mask
+    confidence_size: Tuple[int, int]  # (Hc, Wc) of the confidence maps; == out_size when they fit
+    rows_per_band: int  # mask rows upsampled at once
+    confidence_rows_per_band: int  # confidence-map rows upsampled at once (reduced size only)
+
+    @property
+    def confidence_scale(self) -> float:
+        """Confidence map size / mask size (1.0 at full resolution)."""
+        return self.confidence_size[0] / self.out_size[0]
+
+
+def plan_outputs(labels: int, logits_size: Tuple[int, int], out_size: Tuple[int, int],
+                 budget_bytes: int) -> OutputPlan:
+    """Band height and confidence size for ``labels`` maps of ``logits_size`` -> ``out_size``."""
+    height, width = out_size
+    full_bytes = labels * height * width * _FLOAT_BYTES
+    if full_bytes <= budget_bytes // 2:
+        confidence_size = (height, width)
+    else:
+        scale = math.sqrt((budget_bytes // 2) / full_bytes)
+        confidence_size = (max(1, int(height * scale)), max(1, int(width * scale)))
+    work_bytes = budget_bytes // 2
+    return OutputPlan(out_size, confidence_size, band_rows(labels, logits_size, out_size, work_bytes),
+                      band_rows(labels, logits_size, confidence_size, work_bytes))
+
+
+def band_rows(labels: int, logits_size: Tuple[int, int], out_size: Tuple[int, int], work_bytes: int) -> int:
+    """Output rows per band so that one band's work fits in ``work_bytes`` (at least one row)."""
+    height, width = out_size
+    source_rows_per_row = logits_size[0] / height  # > 1 when the output is smaller than the logits
+    row_bytes = labels * width * _FLOAT_BYTES * (_BAND_TENSORS + source_rows_per_row)
+    return int(min(height, max(1, work_bytes // row_bytes)))
+
+
+def bilinear_source_rows(in_size: int, out_size: int, device=None):
+    """(i0, i1, weight of i1) per output index, as PyTorch's bilinear (align_corners=False) has them."""
+    scale = torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)
+    source = ((torch.arange(out_size, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_min(0.0)
+    first = source.floor().long().clamp_max(in_size - 1)
+    second = (first + 1).clamp_max(in_size - 1)
+    weight = (source - first.float()).clamp(0.0, 1.0)
+    return first.to(device), second.to(device), weight.to(device)
+
+
+def upsampled_bands(logits: torch.Tensor, out_size: Tuple[int, int],
+                    rows_per_band: int) -> Iterator[Tuple[int, int, torch.Tensor]]:
+    """(y0, y1, rows [N, y1 - y0, W]) of ``logits`` [N, h, w] bilinearly resized to ``out_size``."""
+    height, width = out_size
+    if rows_per_band >= height:
+        yield 0, height, F.interpolate(logits[None], size=out_size, mode="bilinear", align_corners=False)[0]
+        return
+    first, second, weight = bilinear_source_rows(logits.shape[1], height, logits.device)
+    for y0 in range(0, height, rows_per_band):
+        y1 = min(height, y0 + rows_per_band)
+        top, bottom = int(first[y0]), int(second[y1 - 1]) + 1  # source rows this band reads
+        rows = F.interpolate(logits[None, :, top:bottom], size=(bottom - top, width), mode="bilinear",
+                             align_corners=False)[0]  # [N, rows, W]: along the width only
+        blend = weight[y0:y1, None]  # [b, 1]
+        band = rows[:, first[y0:y1] - top] * (1.0 - blend) + rows[:, second[y0:y1] - top] * blend  # [N, b, W]
+        yield y0, y1, band
+
+
+def classify_bands(logits: torch.Tensor, plan: OutputPlan, thresholds: Optional[torch.Tensor],
+                   unknown_value: int, mask_dtype: torch.dtype,
+                   want_confidences: bool) -> Tuple[torch.Tensor, Optional[np.ndarray]]:
+    """(mask [H, W] on logits' device, confidences [N, Hc, Wc] float32 numpy or None) of one
+    image's ``logits`` [N, h, w] (float32). Pixels whose best softmax confidence is below
+    their label's threshold get ``unknown_value`` (``thresholds`` None: no thresholding)."""
+    labels = logits.shape[0]
+    height, width = plan.out_size
+    mask = torch.empty((height, width), dtype=mask_dtype, device=logits.device)
+    confidences = None
+    full_confidences = want_confidences and plan.confidence_size == plan.out_size
+    if full_confidences:
+        confidences = np.empty((labels, height, width), dtype=np.float32)
+    for y0, y1, band in upsampled_bands(logits, plan.out_size, plan.rows_per_band):
+        if full_confidences or thresholds is not None:
+            probabilities = band.softmax(dim=0)  # [N, b, W]
+            best, index = probabilities.max(dim=0)  # [b, W]
+            if full_confidences:
+                confidences[:, y0:y1] = probabilities.cpu().numpy()
+            del probabilities
+        else:
+            best, index = band.max(dim=0)  # (argmax over dim 0 is several times slower on the CPU)
+        del band
+        if thresholds is not None:
+            index = torch.where(best < thresholds[index], torch.full_like(index, unknown_value), index)
+        mask[y0:y1] = index.to(mask_dtype)
+    if want_confidences and not full_confidences:
+        confidences = reduced_confidences(logits, plan)
+    return mask, confidences
+
+
+def reduced_confidences(logits: torch.Tensor, plan: OutputPlan) -> np.ndarray:
+    """Softmax confidences [N, Hc, Wc] of ``logits`` [N, h, w] at the plan's reduced size."""
+    labels = logits.shape[0]
+    height, width = plan.confidence_size
+    confidences = np.empty((labels, height, width), dtype=np.float32)
+    for y0, y1, band in upsampled_bands(logits, plan.confidence_size, plan.confidence_rows_per_band):
+        confidences[:, y0:y1] = band.softmax(dim=0).cpu().numpy()
+    return confidences
