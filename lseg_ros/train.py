@@ -3,6 +3,7 @@
     lseg-train --data_root scenes/ --out runs/scenes --epochs 20 --batch_size 8
     lseg-train --config train.yaml --model.model lseg_vitl16_384 --model.pretrained demo_e200.ckpt
     lseg-train --resume runs/scenes/epoch_005          # continues from that step
+    lseg-train --resume runs/scenes                    # from the run's last complete epoch
 
 LSeg's objective: the label embeddings of the dataset's class names are computed once
 with the backend's (frozen) text tower; the logits are the engine's own
@@ -16,13 +17,21 @@ with ``pretrained:=<that file>``), ``epoch_NNN.train_state.pt`` (optimizer, sche
 step, RNG; tensors and plain Python only), a row of ``metrics.csv`` and ``model.yaml``
 (an inference SegmenterConfig for the latest checkpoint); ``config.yaml`` holds the run's
 TrainConfig. Every TrainConfig field is an option (``--name value``) and a YAML key.
+
+A kill at any moment leaves the run resumable: every file is written to a temporary
+name, flushed and renamed (weights, then training state, then model.yaml), so an epoch
+whose ``.train_state.pt`` exists is complete, and ``model.yaml`` names the last complete
+epoch. ``metrics.csv`` is only ever appended to; a run resumed from an earlier epoch
+appends that epoch's successors again (the last row of an epoch is the current one).
 """
 from __future__ import annotations
 
 import argparse
 import csv
 import dataclasses
+import io
 import math
+import re
 import random
 import sys
 import time
@@ -35,6 +44,7 @@ import torch
 import torch.nn.functional as F
 import yaml
 
+from . import atomic
 from .config import SegmenterConfig, _doc, add_config_arguments, check_values, from_dict, with_overrides
 from .data import TrainTransform, build_dataset
 from .evaluate import class_indices, evaluate_segmenter
@@ -155,12 +165,28 @@ def set_rng_state(state: dict) -> None:
 
 
 def checkpoint_paths(stem) -> tuple:
-    """(weights .safetensors, .train_state.pt) of ``<out>/epoch_NNN`` (either file name works too)."""
+    """(weights .safetensors, .train_state.pt) of ``<out>/epoch_NNN`` (either file name works
+    too), or of the last complete epoch when ``stem`` is a run folder."""
+    if Path(stem).is_dir():
+        stem = last_complete_epoch(stem)
     stem = str(stem)
     for suffix in (".safetensors", ".train_state.pt"):
         if stem.endswith(suffix):
             stem = stem[:-len(suffix)]
     return Path(stem + ".safetensors"), Path(stem + ".train_state.pt")
+
+
+def last_complete_epoch(run: str | Path) -> Path:
+    """``<run>/epoch_NNN`` of the highest epoch with both its weights and its training state
+    (the state is renamed into place last, so its presence marks a complete epoch)."""
+    epochs = sorted((int(match.group(1)), path) for path in Path(run).glob("epoch_*.train_state.pt")
+                    if (match := re.fullmatch(r"epoch_(\d+)\.train_state\.pt", path.name)))
+    for _, state_path in reversed(epochs):
+        stem = state_path.with_name(state_path.name[:-len(".train_state.pt")])
+        if stem.with_suffix(".safetensors").is_file():
+            return stem
+    raise FileNotFoundError(f"no complete epoch in {str(run)!r} (an epoch_NNN.safetensors with its "
+                            "epoch_NNN.train_state.pt); --resume takes a run folder or <out>/epoch_NNN")
 
 
 class Trainer:
@@ -232,6 +258,7 @@ class Trainer:
         self.step, self.epoch, self.next_batch, self.elapsed = 0, 1, 0, 0.0
         #: mean training loss of every optimizer step of this process
         self.step_losses: List[float] = []
+        self._resumed_row: Optional[dict] = None  # the metrics row saved with the resumed checkpoint
         if state_path is not None:
             self._load_state(state_path)
 
@@ -275,7 +302,9 @@ class Trainer:
 
         config = self.config
         self.out.mkdir(parents=True, exist_ok=True)
-        (self.out / "config.yaml").write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
+        atomic.write_text(self.out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+        if self._resumed_row is not None:  # killed after the checkpoint, before its metrics row
+            self._append_metrics(self._resumed_row, only_if_missing=True)
         self._started = time.perf_counter() - self.elapsed
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", desc="lseg-train",
                    disable=not config.progress, dynamic_ncols=True)
@@ -328,7 +357,7 @@ class Trainer:
         row.update({f"lr_{group['name']}": group["lr"] for group in self.optimizer.param_groups})
         self.elapsed = time.perf_counter() - self._started
         row["seconds"] = round(self.elapsed, 3)
-        self.save_checkpoint(epoch)
+        self.save_checkpoint(epoch, row)
         self._append_metrics(row)
         bar.write(f"epoch {epoch} step {self.step}: loss {row['train_loss']:.4f}, val mIoU {row['val_miou']:.4f}, "
                   f"pixel acc {row['val_pixel_accuracy']:.4f}, {row['seconds']:.0f} s")
@@ -343,26 +372,38 @@ class Trainer:
                                   unseen=self.config.unseen_classes or None)
 
     # ---------------------------------------------------------- checkpoints
-    def save_checkpoint(self, epoch: int) -> Path:
+    def save_checkpoint(self, epoch: int, metrics_row: Optional[dict] = None) -> Path:
+        """Weights, then training state, then model.yaml, each written whole or not at all."""
         from safetensors.torch import save_file
 
         weights_path, state_path = checkpoint_paths(self.out / f"epoch_{epoch:03d}")
         tensors = {key: value.detach().cpu().contiguous() for key, value in self.backend.net_state_dict().items()}
-        save_file(tensors, str(weights_path))
-        torch.save({"epoch": self.epoch, "next_batch": self.next_batch, "step": self.step,
-                    "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(),
-                    "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                    "rng": rng_state()}, state_path)
+        with atomic.atomic_path(weights_path) as temporary:
+            save_file(tensors, str(temporary))
+        state = {"epoch": self.epoch, "next_batch": self.next_batch, "step": self.step,
+                 "elapsed": self.elapsed, "optimizer": self.optimizer.state_dict(),
+                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                 "rng": rng_state(), "metrics_row": metrics_row or {}}
+        with atomic.atomic_path(state_path) as temporary:
+            torch.save(state, temporary)
         inference = dataclasses.replace(self.config.model, pretrained=str(weights_path.resolve()),
                                         labels=list(self.class_names))
-        (self.out / "model.yaml").write_text(yaml.safe_dump(dataclasses.asdict(inference), sort_keys=False))
+        atomic.write_text(self.out / "model.yaml", yaml.safe_dump(dataclasses.asdict(inference), sort_keys=False))
         return weights_path
 
     def _load_state(self, state_path: Path) -> None:
         if not state_path.is_file():
             raise FileNotFoundError(f"training state {state_path} does not exist; --resume takes "
-                                    f"<out>/epoch_NNN of a previous run")
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
+                                    f"a run folder or <out>/epoch_NNN of a previous run")
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict) or not {"optimizer", "scheduler", "step", "rng"} <= set(state):
+                raise ValueError("not a training state written by lseg-train")
+        except Exception as error:  # truncated, zero bytes, or not ours
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ValueError(f"training state {str(state_path)!r} is damaged or incomplete ({first_line}); "
+                             "resume from an earlier epoch or the run folder") from None
+        self._resumed_row = state.get("metrics_row") or None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.schedule.total_steps = self.total_steps  # the config may extend the run
@@ -371,17 +412,21 @@ class Trainer:
         self.elapsed = float(state["elapsed"])
         set_rng_state(state["rng"])
 
-    def _append_metrics(self, row: dict) -> None:
+    def _append_metrics(self, row: dict, only_if_missing: bool = False) -> None:
+        """Append ``row`` to metrics.csv (header first for a new file); never rewrites it."""
         path = self.out / "metrics.csv"
-        rows = []
-        if path.is_file():  # keep what a resumed run had written up to its checkpoint
+        fieldnames = list(row)
+        if path.is_file() and path.stat().st_size:
             with open(path, newline="") as stream:
-                rows = [r for r in csv.DictReader(stream) if int(r["step"]) < self.step]
-        rows.append(row)
-        with open(path, "w", newline="") as stream:
-            writer = csv.DictWriter(stream, fieldnames=list(row), extrasaction="ignore")
-            writer.writeheader()
-            writer.writerows(rows)
+                reader = csv.DictReader(stream)
+                fieldnames = list(reader.fieldnames or row)
+                if only_if_missing and any(r.get("step") == str(row["step"]) for r in reader):
+                    return
+        else:
+            atomic.append_line(path, ",".join(fieldnames))
+        line = io.StringIO()
+        csv.DictWriter(line, fieldnames=fieldnames, extrasaction="ignore", lineterminator="\n").writerow(row)
+        atomic.append_line(path, line.getvalue())
 
 
 # ------------------------------------------------------------------------- CLI

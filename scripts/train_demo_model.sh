@@ -26,7 +26,9 @@ start=$(date +%s)
   --model.prompt_templates none --model.short_side 128 --model.max_long_side 160
 echo "[demo model] training took $(( $(date +%s) - start )) s"
 
-last=$(ls "$WORK"/run/epoch_*.safetensors | sort | tail -n 1)
+# model.yaml is renamed into place after an epoch's weights and state: it names the last
+# complete epoch (an epoch_NNN.safetensors alone may be from a run killed mid-save)
+last=$("$PYTHON" -c 'import sys, yaml; print(yaml.safe_load(open(sys.argv[1]))["pretrained"])' "$WORK/run/model.yaml")
 install -m 644 "$last" "$WEIGHTS/scenes_lseg_tiny.safetensors"
 "$PYTHON" - "$WORK/run/model.yaml" "$WEIGHTS/scenes_lseg_tiny.yaml" <<'EOF'
 import sys

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -81,10 +82,10 @@ def test_resume_from_the_command_line_reuses_the_run_config_and_metrics(scenes, 
     first = list(csv.DictReader(open(out / "metrics.csv")))
     assert main(["--resume", str(out / "epoch_002")]) == 0  # config.yaml of the run is the default
     second = list(csv.DictReader(open(out / "metrics.csv")))
-    assert [row["epoch"] for row in second] == ["1", "2", "3"]
-    assert second[:2] == first[:2]
-    assert float(second[2]["train_loss"]) == pytest.approx(float(first[2]["train_loss"]), rel=1e-6)
-    assert 0.0 <= float(second[2]["val_miou"]) <= 1.0
+    assert [row["epoch"] for row in second] == ["1", "2", "3", "3"]  # appended, never rewritten
+    assert second[:3] == first
+    assert float(second[3]["train_loss"]) == pytest.approx(float(first[2]["train_loss"]), rel=1e-6)
+    assert 0.0 <= float(second[3]["val_miou"]) <= 1.0
 
 
 def test_each_epoch_writes_weights_state_config_and_metrics(scenes, tmp_path):
@@ -162,3 +163,83 @@ def test_invalid_train_config_values_are_named(name, value):
     setattr(config, name, value)
     with pytest.raises(ValueError, match=name):
         config.validate()
+
+
+class _KilledWhileSaving(Exception):
+    """Stands in for SIGKILL: the process stops in the middle of writing a file."""
+
+
+def _kill_during_training_state_save(monkeypatch):
+    """torch.save writes half a file, then the process 'dies'."""
+    real_save = torch.save
+
+    def dying_save(obj, path, *args, **kwargs):
+        import io
+        buffer = io.BytesIO()
+        real_save(obj, buffer)
+        with open(path, "wb") as stream:
+            stream.write(buffer.getvalue()[:100])
+        raise _KilledWhileSaving()
+
+    monkeypatch.setattr(torch, "save", dying_save)
+
+
+def test_a_kill_while_saving_leaves_the_previous_epoch_complete_and_resumable(scenes, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    trainer = Trainer(tiny_config(scenes, out, epochs=3, val_split=""))
+    trainer.total_steps = 3  # one epoch
+    trainer.fit()
+    metrics_before = (out / "metrics.csv").read_text()
+    trainer.total_steps = 6
+    _kill_during_training_state_save(monkeypatch)
+    with pytest.raises(_KilledWhileSaving):
+        trainer.fit()  # epoch 2 trains, then dies while saving its training state
+    monkeypatch.undo()
+    assert not (out / "epoch_002.train_state.pt").exists()  # no truncated file under the final name
+    assert not list(out.glob(".*.tmp"))  # the temporary is gone too
+    assert (out / "metrics.csv").read_text() == metrics_before
+    assert SegmenterConfig.from_yaml(out / "model.yaml").pretrained.endswith("epoch_001.safetensors")
+    resumed = Trainer(tiny_config(scenes, out, epochs=3, val_split=""), resume=str(out))
+    assert resumed.step == 3 and resumed.epoch == 2  # the last complete epoch
+    resumed.fit()
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(row["step"]) for row in rows] == [3, 6, 9]
+
+
+def test_a_checkpoint_saved_before_its_metrics_row_gets_the_row_on_resume(scenes, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    trainer = Trainer(tiny_config(scenes, out, epochs=2, val_split=""))
+    monkeypatch.setattr(Trainer, "_append_metrics", lambda self, row, only_if_missing=False: (_ for _ in ()).throw(
+        _KilledWhileSaving()) if not only_if_missing else None)
+    with pytest.raises(_KilledWhileSaving):
+        trainer.fit()  # epoch 1 saved, killed before its metrics row
+    monkeypatch.undo()
+    assert not (out / "metrics.csv").exists()
+    resumed = Trainer(tiny_config(scenes, out, epochs=2, val_split=""), resume=str(out))
+    resumed.fit()
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [int(row["step"]) for row in rows] == [3, 6]
+
+
+@pytest.mark.parametrize("damage", ["empty", "truncated"])
+def test_a_damaged_training_state_is_refused_in_one_line_naming_it(scenes, tmp_path, capsys, damage):
+    out = tmp_path / "run"
+    Trainer(tiny_config(scenes, out, epochs=1, val_split="")).fit()
+    state = out / "epoch_001.train_state.pt"
+    state.write_bytes(b"" if damage == "empty" else state.read_bytes()[:200])
+    capsys.readouterr()
+    assert main(["--resume", str(out / "epoch_001")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in error
+    assert str(state) in error and "damaged" in error
+
+
+def test_resume_of_a_folder_without_a_complete_epoch_is_refused_clearly(scenes, tmp_path, capsys):
+    (tmp_path / "epoch_001.safetensors").write_bytes(b"")  # weights without a training state
+    assert main(["--resume", str(tmp_path), "--data_root", str(scenes)]) == 2
+    assert "no complete epoch" in capsys.readouterr().err
+
+
+def test_demo_training_script_installs_the_epoch_that_model_yaml_names():
+    script = (Path(__file__).parents[1] / "scripts" / "train_demo_model.sh").read_text()
+    assert "model.yaml" in script and "ls \"$WORK\"/run/epoch_" not in script
