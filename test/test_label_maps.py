@@ -1,0 +1,116 @@
+"""Outputs within the memory budget: banded upsampling equals one-shot upsampling, confidence
+maps shrink (and say so) past half the budget, and peak memory holds at the accepted limits."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lseg_ros.config import SegmenterConfig
+from lseg_ros.label_maps import classify_bands, plan_outputs, upsampled_bands
+from lseg_ros.segmenter import Segmenter
+
+MB = 1024 * 1024
+
+
+@pytest.mark.parametrize("logits_size, out_size, rows", [
+    ((12, 17), (100, 130), 7),   # upsampling by a non-integer factor
+    ((12, 17), (100, 130), 1),   # one row at a time
+    ((40, 30), (23, 19), 4),     # downsampling
+    ((5, 5), (5, 5), 2),         # same size
+])
+def test_bands_equal_one_shot_bilinear_upsampling(logits_size, out_size, rows):
+    logits = torch.randn(6, *logits_size, generator=torch.Generator().manual_seed(0))
+    expected = F.interpolate(logits[None], size=out_size, mode="bilinear", align_corners=False)[0]
+    bands = list(upsampled_bands(logits, out_size, rows))
+    assert [(y0, y1) for y0, y1, _ in bands] == [(y, min(out_size[0], y + rows)) for y in range(0, out_size[0], rows)]
+    stitched = torch.cat([band for _, _, band in bands], dim=1)
+    torch.testing.assert_close(stitched, expected, rtol=0, atol=1e-5)
+
+
+def test_plan_keeps_band_work_and_confidences_within_the_budget():
+    budget = 64 * MB
+    plan = plan_outputs(255, (224, 224), (4096, 4096), budget)
+    assert plan.rows_per_band >= 1
+    assert 255 * plan.rows_per_band * 4096 * 4 * 6 <= budget // 2
+    height, width = plan.confidence_size
+    assert 255 * height * width * 4 <= budget // 2 and height == width
+    assert plan.confidence_scale == pytest.approx(height / 4096)
+    small = plan_outputs(10, (30, 40), (480, 640), 512 * MB)
+    assert small.confidence_size == (480, 640) and small.rows_per_band == 480 and small.confidence_scale == 1.0
+
+
+def test_banded_mask_thresholds_and_confidences_equal_the_one_shot_computation():
+    logits = torch.randn(40, 24, 32, generator=torch.Generator().manual_seed(1)) * 3
+    thresholds = torch.full((40,), 0.2)
+    one_shot = plan_outputs(40, (24, 32), (300, 400), 1024 * MB)
+    banded = plan_outputs(40, (24, 32), (300, 400), 16 * MB)
+    banded = type(banded)(banded.out_size, banded.out_size, 9, banded.confidence_rows_per_band)  # full-size maps
+    mask, confidences = classify_bands(logits, one_shot, thresholds, 255, torch.uint8, True)
+    banded_mask, banded_confidences = classify_bands(logits, banded, thresholds, 255, torch.uint8, True)
+    reference = F.interpolate(logits[None], size=(300, 400), mode="bilinear", align_corners=False)[0].softmax(0)
+    np.testing.assert_allclose(confidences, reference.numpy(), atol=1e-6)
+    np.testing.assert_allclose(banded_confidences, reference.numpy(), atol=1e-5)
+    best, index = reference.max(0)
+    expected = torch.where(best < 0.2, torch.full_like(index, 255), index).to(torch.uint8)
+    assert (mask == expected).float().mean() > 0.9999 and (banded_mask == expected).float().mean() > 0.9999
+    assert (expected == 255).any() and (expected != 255).any()
+
+
+def test_confidences_past_half_the_budget_come_at_a_reduced_resolution_that_is_recorded():
+    segmenter = Segmenter(SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device="cpu",
+                                          short_side=64, memory_budget_mb=16, labels=[]))
+    segmenter.set_labels([f"label {i}" for i in range(40)])
+    image = np.random.default_rng(3).integers(0, 256, (600, 800, 3), dtype=np.uint8)
+    result = segmenter.segment(image)
+    assert result.mask.shape == (600, 800)
+    labels, height, width = result.confidences.shape
+    assert labels == 40 and result.confidences.nbytes <= 8 * MB
+    assert result.confidence_scale == pytest.approx(height / 600) and abs(width - 800 * result.confidence_scale) <= 2
+    np.testing.assert_allclose(result.confidences.sum(0), 1.0, atol=1e-5)
+    segmenter.config.memory_budget_mb = 1024  # the same model with room for full-size maps
+    full = segmenter.segment(image)
+    assert full.confidences.shape == (40, 600, 800) and full.confidence_scale == 1.0
+    assert (full.mask == result.mask).mean() > 0.9999  # the mask is always full size
+    shrunk = F.interpolate(torch.from_numpy(full.confidences)[None], size=(height, width), mode="bilinear")[0]
+    assert float((shrunk - torch.from_numpy(result.confidences)).abs().mean()) < 0.01  # same maps, smaller
+
+
+_PEAK_RSS = textwrap.dedent("""
+    import json, resource, sys
+    import numpy as np
+    from lseg_ros.config import SegmenterConfig
+    from lseg_ros.segmenter import Segmenter
+
+    side, labels, budget = (int(value) for value in sys.argv[1:4])
+    segmenter = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device="cpu",
+                                          short_side=64, max_long_side=64, unknown_value=65535,
+                                          memory_budget_mb=budget, labels=[]))
+    segmenter.set_labels([f"label {i}" for i in range(labels)])
+    segmenter.segment(np.zeros((64, 64, 3), np.uint8))  # warm up allocators and lazy state
+    frame = np.random.default_rng(0).integers(0, 256, (side, side, 3), dtype=np.uint8)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    result = segmenter.segment(frame, return_confidences=True)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"extra_mb": (after - before) / 1024, "mask": list(result.mask.shape),
+                      "confidences": list(result.confidences.shape), "scale": result.confidence_scale}))
+""")
+
+
+@pytest.mark.parametrize("side, labels, budget_mb", [
+    (4096, 32, 256),   # a frame at max_image_pixels (4096 x 4096): 2.1 GB of full-size maps
+    (1024, 255, 128),  # max_labels: 2.1 GB of logits plus softmax before the budget existed
+], ids=["4096x4096 frame", "255 labels"])
+def test_peak_memory_of_one_frame_stays_within_the_budget_at_the_accepted_limits(side, labels, budget_mb):
+    done = subprocess.run([sys.executable, "-c", _PEAK_RSS, str(side), str(labels), str(budget_mb)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["mask"] == [side, side] and report["confidences"][0] == labels and report["scale"] < 1
+    # the budget, plus converting the frame to a float model input (~16 bytes per pixel), plus slack
+    allowed = budget_mb + 16 * side * side / MB + 64
+    assert report["extra_mb"] < allowed, report
