@@ -69,3 +69,19 @@ def test_bad_configuration_fails_at_start_with_a_clear_message(tmp_path, capsys,
     code = main([str(write_image(tmp_path / "a.png")), "--out", str(tmp_path / "out"), *tiny, *args])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_16_bit_png_keeps_its_top_8_bits_like_the_node(tmp_path):
+    from lseg_ros.cli import read_rgb
+    from lseg_ros.ros.conversions import compressed_to_rgb  # noqa: F401  (same rule, tested there too)
+
+    gray = np.array([[0, 255, 256, 4095], [32768, 40000, 65280, 65535]], dtype=np.uint16)
+    path = tmp_path / "depthlike.png"
+    Image.fromarray(gray).save(path)
+    assert Image.open(path).mode.startswith("I")
+    rgb = read_rgb(path)
+    expected = (gray >> 8).astype(np.uint8)
+    assert rgb.dtype == np.uint8 and rgb.shape == (2, 4, 3)
+    np.testing.assert_array_equal(rgb[..., 0], expected)
+    np.testing.assert_array_equal(rgb[..., 2], expected)
+    assert main([str(path), "--labels", "door, chair", "--out", str(tmp_path / "out"), *TINY]) == 0

@@ -232,3 +232,21 @@ def test_vitl16_preset_shapes_match_lang_seg_clip_vitl16_384():
     assert state["scratch.layer3_rn.weight"].shape == (256, 1024, 3, 3)
     assert state["scratch.head1.weight"].shape == (512, 256, 1, 1)
     assert state["clip_pretrained.text_projection"].shape == (512, 512)
+
+
+@pytest.mark.parametrize("bad_value", [float("nan"), float("inf")])
+def test_weights_with_nan_or_inf_are_refused_naming_the_first_bad_tensor(tmp_path, bad_value):
+    from lseg_ros.segmenter import Segmenter
+    from lseg_ros.weights import WeightsError
+
+    state = {k: v.clone().contiguous() for k, v in random_tiny_backend(seed=0).net_state_dict().items()}
+    bad_key = next(key for key, value in state.items() if value.is_floating_point() and "decoder" in key) \
+        if any("decoder" in key for key in state) else next(iter(state))
+    state[bad_key].view(-1)[0] = bad_value
+    path = tmp_path / "diverged.safetensors"
+    save_file(state, str(path))
+    with pytest.raises(WeightsError) as error:
+        Segmenter(tiny_config(str(path)))
+    message = str(error.value)
+    assert str(path) in message and "NaN or infinite" in message and len(message.splitlines()) == 1
+    assert bad_key.split(".")[-1] in message

@@ -469,3 +469,146 @@ def test_fast_camera_and_slow_model_process_only_the_newest_frames_with_flat_mem
     assert counters.dropped >= counters.frames_in - counters.processed - 1
     assert max(rss) - rss[0] < 50 * 2**20, f"resident memory grew: {[r >> 20 for r in rss]} MiB"
     assert not math.isnan(float(counters.end_to_end_s[-1]))
+
+
+def _latest_info_for(infos, stamp):
+    """The label_info in force for a frame: the latest one stamped no later than it."""
+    earlier = [info for info in infos if _stamp(info.header) <= stamp]
+    return max(earlier, key=lambda info: (_stamp(info.header), info.generation)) if earlier else None
+
+
+def test_label_info_is_stamped_with_the_first_frame_of_its_label_set(running):
+    node, probe = running
+    probe.send_frame(scene(30))
+    probe.clear()
+    probe.labels_pub.publish(String(data="sofa, lamp, rug"))
+    info = probe.wait_label_info(lambda m: list(m.labels) == ["sofa", "lamp", "rug"])
+    assert info.generation == node.segmenter.label_set.generation
+    probe.wait_for("mask", lambda m: _stamp(m.header) == _stamp(info.header))
+    first = probe.wait_for("confidence", lambda m: _stamp(m.header) == _stamp(info.header))
+    assert first.generation == info.generation and list(first.labels) == ["sofa", "lamp", "rug"]
+    with probe.lock:
+        earlier = [m for m in probe.received["confidence"] if _stamp(m.header) < _stamp(info.header)]
+    assert earlier and all(m.generation < info.generation for m in earlier)  # made with the old set
+    restore_labels(node, probe)
+
+
+def test_with_rapidly_alternating_label_sets_every_output_names_the_labels_it_used(running):
+    node, probe = running
+    sets = ["sofa, lamp", "chair, table, person, plant, door, window"]
+    for labels in sets:  # encoded once; the alternation below switches between cached sets
+        probe.labels_pub.publish(String(data=labels))
+        probe.wait_label_info(lambda m: ", ".join(m.labels) == labels)
+    with probe.lock:
+        infos_before = list(probe.received["info"])  # the set in force when the alternation starts
+    probe.clear()
+    start = time.monotonic()
+    index = 0
+    while time.monotonic() - start < 3.0:  # label sets at 50 Hz, frames at 25 Hz
+        probe.labels_pub.publish(String(data=sets[index % 2]))
+        if index % 2 == 0:
+            probe.image_pub.publish(rgb_to_image_msg(scene(32 + index % 5), probe.next_header()))
+        index += 1
+        time.sleep(0.02)
+    time.sleep(1.0)
+    with probe.lock:
+        infos, masks, maps = infos_before + list(probe.received["info"]), list(probe.received["mask"]), \
+            list(probe.received["confidence"])
+    assert len(masks) >= 5 and len(infos) >= 3 and maps
+    by_generation = {info.generation: info for info in infos}
+    for mask_msg in masks:
+        info = _latest_info_for(infos, _stamp(mask_msg.header))
+        assert info is not None
+        values = np.unique(image_msg_to_array(mask_msg))
+        assert values.max() < len(info.labels), (values, list(info.labels))
+    for maps_msg in maps:
+        info = by_generation[maps_msg.generation]
+        assert list(info.labels) == list(maps_msg.labels) and _stamp(info.header) <= _stamp(maps_msg.header)
+        assert _latest_info_for(infos, _stamp(maps_msg.header)).generation == maps_msg.generation
+    restore_labels(node, probe)
+
+
+def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersedes_it(running):
+    node, probe = running
+    backend, encoder = node.segmenter.backend, node.segmenter.label_encoder
+    real_encode_text = backend.encode_text
+
+    def slow_encode_text(token_ids):
+        time.sleep(0.05)
+        return real_encode_text(token_ids)
+
+    backend.encode_text, encoder.batch_size = slow_encode_text, 8  # 80 prompts per label: 10 forwards each
+    try:
+        generation = node.segmenter.label_set.generation
+        superseded = node.counters.superseded_label_sets
+        probe.labels_pub.publish(String(data="slow one, slow two, slow three, slow four"))  # ~2 s to encode
+        deadline = time.monotonic() + 5
+        while node._encoding is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert node._encoding is not None
+        frames_during = [probe.send_frame(scene(40 + i))[1] for i in range(3)]
+        assert node._encoding is not None, "the encoding finished too fast to show anything"
+        diagnostics = probe.wait_for("diagnostics", lambda m: m.status[0].name.startswith("/camera/lseg_node") and any(
+            kv.key == "label_encoding" and kv.value.startswith("4 labels") for kv in m.status[0].values))
+        assert "encoding" in diagnostics.status[0].message
+        assert node.segmenter.label_set.generation == generation  # still the old set
+        assert all(image_msg_to_array(m).max() < len(LABELS) for m in frames_during)
+        probe.labels_pub.publish(String(data="newer one, newer two"))
+        info = probe.wait_label_info(lambda m: list(m.labels) == ["newer one", "newer two"], timeout=30)
+        assert info.generation > generation
+        assert node.counters.superseded_label_sets == superseded + 1
+        assert not any(list(m.labels)[0] == "slow one" for m in probe.received["info"])
+    finally:
+        del backend.encode_text
+        encoder.batch_size = 256
+    restore_labels(node, probe)
+
+
+def test_unsetting_the_labels_parameter_is_refused_and_it_stays_settable(running):
+    node, probe = running
+    from rclpy.parameter_client import AsyncParameterClient
+
+    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    assert client.wait_for_services(timeout_sec=10.0)
+    future = client.set_parameters([Parameter("labels", Parameter.Type.NOT_SET)])
+    _wait(future)
+    result = future.result().results[0]
+    assert not result.successful and "cannot be unset" in result.reason
+    assert node.has_parameter("labels")
+    future = client.set_parameters([Parameter("labels", value=["sofa", "lamp"])])
+    _wait(future)
+    assert future.result().results[0].successful
+    probe.wait_label_info(lambda m: list(m.labels) == ["sofa", "lamp"])
+    restore_labels(node, probe)
+
+
+def test_another_node_with_the_same_name_is_reported(running):
+    node, probe = running
+    assert node.check_unique_name() == 0
+    twin = rclpy.create_node("lseg_node", namespace="camera")
+    try:
+        deadline = time.monotonic() + 10
+        while node.check_unique_name() == 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert node.check_unique_name() == 1
+    finally:
+        twin.destroy_node()
+
+
+def test_log_lines_quote_only_a_short_excerpt_of_attacker_controlled_text(ros, capfd):
+    node, probe = ros("log_camera", use_compressed=True)
+    capfd.readouterr()
+    before = node.counters.rejected_frames
+    format_string = "%s" * 5000  # 10,000 characters
+    deadline = time.monotonic() + 10
+    while node.counters.rejected_frames == before and time.monotonic() < deadline:
+        probe.compressed_pub.publish(CompressedImage(header=probe.next_header(), format=format_string, data=b"junk"))
+        time.sleep(0.1)
+    probe.labels_pub.publish(String(data="x" * 10000))
+    deadline = time.monotonic() + 10
+    while node.counters.rejected_queries == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    lines = [line for line in capfd.readouterr().err.splitlines() if "log_camera" in line]
+    assert any("frame rejected" in line for line in lines) and any("label set rejected" in line for line in lines)
+    assert max(len(line) for line in lines) < 500, max(lines, key=len)[:300]

@@ -339,3 +339,45 @@ def test_mask_only_path_with_many_labels_and_thresholds_equals_the_full_softmax_
     streamed = segmenter.segment(image, return_confidences=False)
     assert (full.mask == 65535).any() and (full.mask != 65535).any()
     assert (streamed.mask == full.mask).mean() > 0.999  # ties at float precision may differ
+
+
+@pytest.mark.parametrize("label, problem", [
+    ("\u200b", "no visible characters"),
+    ("\u200b\u200d \ufeff", "no visible characters"),
+    ("\u202eevil\u202c", "bidirectional control character U+202E"),
+    ("door\x1b[31m", "control character U+001B"),
+    ("door\nchair", "control character U+000A"),
+])
+def test_invisible_and_control_character_labels_are_rejected(label, problem):
+    segmenter = make_segmenter()
+    with pytest.raises(ValueError, match=problem.replace("+", r"\+")):
+        segmenter.set_labels(["floor", label])
+    with pytest.raises(ValueError, match=problem.replace("+", r"\+")):
+        segmenter.set_labels(["floor"], descriptions=[[label]])
+    assert segmenter.labels == ["floor", "wall", "door"]
+
+
+def test_visible_unicode_labels_are_accepted():
+    segmenter = make_segmenter()
+    assert segmenter.set_labels(["Tür", "椅子", "family 👨\u200d👩\u200d👧"]) == ["Tür", "椅子", "family 👨\u200d👩\u200d👧"]
+
+
+@pytest.mark.parametrize("labels", [["x" * 10000], ["door", "door" + "y" * 10000, "door" + "y" * 10000],
+                                    ["a"] * 3 + [""] + ["z" * 5000] * 3])
+def test_errors_quote_at_most_a_short_excerpt_of_bad_labels(labels):
+    with pytest.raises(ValueError) as error:
+        make_segmenter().set_labels(labels)
+    assert len(str(error.value)) < 400
+
+
+def test_label_sets_get_increasing_generations_and_results_name_theirs():
+    segmenter = make_segmenter()
+    first = segmenter.label_set.generation
+    prepared = segmenter.prepare_labels(["sofa", "lamp"])
+    assert prepared.generation == 0 and segmenter.labels == ["floor", "wall", "door"]  # not in use yet
+    assert segmenter.segment(random_image()).generation == first
+    generation = segmenter.use_labels(prepared)
+    assert generation > first and segmenter.label_set.generation == generation
+    result = segmenter.segment(random_image())
+    assert result.generation == generation and result.labels == ["sofa", "lamp"]
+    assert segmenter.use_labels(None) > generation and segmenter.label_set is None

@@ -12,7 +12,8 @@ The executor never waits for the model: the newest frame waits in a one-slot buf
 (a newer frame replaces it and counts as dropped) and a worker thread runs the model.
 New label sets are encoded by a second thread, off the frame path: frames keep being
 segmented with the current set until the new one is ready, then it is swapped in whole
-under a new generation number (a newer request supersedes one still waiting or encoding).
+under a new generation number. A newer request supersedes one still waiting; one being
+encoded finishes (its labels are cached) but is not put in use if a newer one is waiting.
 ~/label_info is published with the first frame segmented with a new set, before that
 frame's outputs, and carries the set's generation, as ~/confidence does.
 """
@@ -133,7 +134,7 @@ class LsegNode(Node):
         self.create_timer(self.node_config.diagnostics_period, self._publish_diagnostics)
         self._name_check_timer = self.create_timer(NAME_CHECK_DELAY_S, self._check_name_once)
 
-        # Ctrl-C, shutdown or a newer request stop a long text forward between batches
+        # Ctrl-C or shutdown stop a long text forward between batches
         self.segmenter.label_encoder.should_stop = self._encoding_should_stop
         if initial_labels:  # encoded before the node reports ready, so the first frame is segmented
             request = self._checked_request(initial_labels, None, None, "labels parameter")
@@ -240,10 +241,7 @@ class LsegNode(Node):
                             list(thresholds) if thresholds else [None] * len(checked_names), source)
 
     def _encoding_should_stop(self) -> bool:
-        if self._stop.is_set() or not self.context.ok():
-            return True
-        pending, encoding = self._pending_labels, self._encoding
-        return pending is not None and encoding is not None and not pending.same_labels(encoding[0])
+        return self._stop.is_set() or not self.context.ok()
 
     def _run_label_encoder(self) -> None:
         while not self._stop.is_set():
@@ -275,13 +273,14 @@ class LsegNode(Node):
         try:
             label_set = self.segmenter.prepare_labels(request.names, request.descriptions, request.thresholds)
         except InterruptedError:
-            if not self._stopping():
-                self.counters.superseded_label_sets += 1
-                self._log("info", f"{request.source}: label set superseded by a newer request before it was ready")
-            return
+            return  # shutting down
         except ValueError as error:
             self.counters.rejected_queries += 1
             self._log("error", f"{request.source}: label set not applied: {error}")
+            return
+        if self._pending_labels is not None:  # a newer request came in meanwhile: it wins (this one is cached)
+            self.counters.superseded_label_sets += 1
+            self._log("info", f"{request.source}: label set superseded by a newer request before it was ready")
             return
         generation = self.segmenter.use_labels(label_set)
         self._log("info", f"label set {generation} from {request.source}: {shorten(request.names, 200)}")
