@@ -87,3 +87,36 @@ def test_missing_weights_stop_the_node_at_start_with_a_clear_message(domain_env)
                             env=domain_env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "/nonexistent/lseg.safetensors" in result.stderr and "does not exist" in result.stderr
+
+
+def test_ctrl_c_during_a_long_label_encoding_shuts_down_cleanly(domain_env):
+    import signal
+
+    from std_msgs.msg import String
+
+    process = subprocess.Popen(node_command(*TINY), env=domain_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not any("lseg_node ready" in line for line in lines):
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
+    probe = rclpy.create_node("ctrl_c_probe", context=context)
+    try:
+        publisher = probe.create_publisher(String, "/labels", 10)
+        many = ", ".join(f"object number {i}" for i in range(200))  # 200 x 80 prompts: seconds of text forwards
+        for _ in range(10):
+            publisher.publish(String(data=many))
+            time.sleep(0.1)
+        time.sleep(1.0)
+    finally:
+        probe.destroy_node()
+        rclpy.try_shutdown(context=context)
+    process.send_signal(signal.SIGINT)
+    output = "".join(lines) + process.communicate(timeout=30)[0]
+    assert process.returncode == 0, output
+    assert "Failed to publish log message" not in output and "Traceback" not in output, output
