@@ -37,8 +37,7 @@ class OutputPlan:
 
     out_size: Tuple[int, int]  # (H, W) of the mask
     confidence_size: Tuple[int, int]  # (Hc, Wc) of the confidence maps; == out_size when they fit
-    rows_per_band: int  # mask rows upsampled at once
-    confidence_rows_per_band: int  # confidence-map rows upsampled at once (reduced size only)
+    work_bytes: int  # for one band's work
 
     @property
     def confidence_scale(self) -> float:
@@ -48,7 +47,8 @@ class OutputPlan:
 
 def plan_outputs(labels: int, logits_size: Tuple[int, int], out_size: Tuple[int, int],
                  budget_bytes: int) -> OutputPlan:
-    """Band height and confidence size for ``labels`` maps of ``logits_size`` -> ``out_size``."""
+    """Confidence size and band work for ``labels`` maps of ``logits_size`` -> ``out_size``:
+    half the budget for the confidence maps, half for the work of one band."""
     height, width = out_size
     full_bytes = labels * height * width * _FLOAT_BYTES
     if full_bytes <= budget_bytes // 2:
@@ -56,17 +56,41 @@ def plan_outputs(labels: int, logits_size: Tuple[int, int], out_size: Tuple[int,
     else:
         scale = math.sqrt((budget_bytes // 2) / full_bytes)
         confidence_size = (max(1, int(height * scale)), max(1, int(width * scale)))
-    work_bytes = budget_bytes // 2
-    return OutputPlan(out_size, confidence_size, band_rows(labels, logits_size, out_size, work_bytes),
-                      band_rows(labels, logits_size, confidence_size, work_bytes))
+    return OutputPlan(out_size, confidence_size, budget_bytes // 2)
 
 
-def band_rows(labels: int, logits_size: Tuple[int, int], out_size: Tuple[int, int], work_bytes: int) -> int:
-    """Output rows per band so that one band's work fits in ``work_bytes`` (at least one row)."""
+Region = Tuple[slice, slice]
+
+
+def upsampled_bands(logits: torch.Tensor, out_size: Tuple[int, int],
+                    work_bytes: int) -> Iterator[Tuple[Region, torch.Tensor]]:
+    """(region (rows, columns), values [N, rows, columns]) covering ``logits`` [N, h, w]
+    bilinearly resized to ``out_size``, each band's work within ``work_bytes``.
+
+    Column bands (the usual case): the logits are interpolated along the width once
+    ([N, h, W], small), then each band of columns along the height with ``F.interpolate``,
+    which gives exactly what one 2D call gives. When even the width pass does not fit
+    (huge label counts at huge widths), row bands: each output row blends its two source
+    rows with PyTorch's source-index and weight rule."""
+    labels, in_height, _ = logits.shape
     height, width = out_size
-    source_rows_per_row = logits_size[0] / height  # > 1 when the output is smaller than the logits
-    row_bytes = labels * width * _FLOAT_BYTES * (_BAND_TENSORS + source_rows_per_row)
-    return int(min(height, max(1, work_bytes // row_bytes)))
+    band_bytes_per_line = labels * _FLOAT_BYTES * _BAND_TENSORS
+    if band_bytes_per_line * height * width <= work_bytes:
+        yield (slice(0, height), slice(0, width)), _resize(logits, out_size)
+        return
+    along_width_bytes = labels * in_height * width * _FLOAT_BYTES
+    columns = (work_bytes - along_width_bytes) // (band_bytes_per_line * height)
+    if along_width_bytes <= work_bytes // 2 and columns >= 1:
+        along_width = _resize(logits, (in_height, width))  # [N, h, W]; exact: no blend along the height
+        for x0 in range(0, width, columns):
+            x1 = min(width, x0 + columns)
+            yield (slice(0, height), slice(x0, x1)), _resize(along_width[:, :, x0:x1], (height, x1 - x0))
+        return
+    yield from _row_bands(logits, out_size, work_bytes)
+
+
+def _resize(values: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    return F.interpolate(values[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
 def bilinear_source_rows(in_size: int, out_size: int, device=None):
@@ -79,22 +103,19 @@ def bilinear_source_rows(in_size: int, out_size: int, device=None):
     return first.to(device), second.to(device), weight.to(device)
 
 
-def upsampled_bands(logits: torch.Tensor, out_size: Tuple[int, int],
-                    rows_per_band: int) -> Iterator[Tuple[int, int, torch.Tensor]]:
-    """(y0, y1, rows [N, y1 - y0, W]) of ``logits`` [N, h, w] bilinearly resized to ``out_size``."""
+def _row_bands(logits: torch.Tensor, out_size: Tuple[int, int], work_bytes: int):
+    labels, in_height, _ = logits.shape
     height, width = out_size
-    if rows_per_band >= height:
-        yield 0, height, F.interpolate(logits[None], size=out_size, mode="bilinear", align_corners=False)[0]
-        return
-    first, second, weight = bilinear_source_rows(logits.shape[1], height, logits.device)
+    source_rows_per_row = in_height / height  # > 1 when the output is smaller than the logits
+    rows_per_band = int(max(1, work_bytes // (labels * width * _FLOAT_BYTES * (_BAND_TENSORS + source_rows_per_row))))
+    first, second, weight = bilinear_source_rows(in_height, height, logits.device)
     for y0 in range(0, height, rows_per_band):
         y1 = min(height, y0 + rows_per_band)
         top, bottom = int(first[y0]), int(second[y1 - 1]) + 1  # source rows this band reads
-        rows = F.interpolate(logits[None, :, top:bottom], size=(bottom - top, width), mode="bilinear",
-                             align_corners=False)[0]  # [N, rows, W]: along the width only
+        rows = _resize(logits[:, top:bottom], (bottom - top, width))  # [N, rows, W]: along the width only
         blend = weight[y0:y1, None]  # [b, 1]
         band = rows[:, first[y0:y1] - top] * (1.0 - blend) + rows[:, second[y0:y1] - top] * blend  # [N, b, W]
-        yield y0, y1, band
+        yield (slice(y0, y1), slice(0, width)), band
 
 
 def classify_bands(logits: torch.Tensor, plan: OutputPlan, thresholds: Optional[torch.Tensor],
@@ -110,19 +131,19 @@ def classify_bands(logits: torch.Tensor, plan: OutputPlan, thresholds: Optional[
     full_confidences = want_confidences and plan.confidence_size == plan.out_size
     if full_confidences:
         confidences = np.empty((labels, height, width), dtype=np.float32)
-    for y0, y1, band in upsampled_bands(logits, plan.out_size, plan.rows_per_band):
+    for region, band in upsampled_bands(logits, plan.out_size, plan.work_bytes):
         if full_confidences or thresholds is not None:
-            probabilities = band.softmax(dim=0)  # [N, b, W]
-            best, index = probabilities.max(dim=0)  # [b, W]
+            probabilities = band.softmax(dim=0)  # [N, rows, columns]
+            best, index = probabilities.max(dim=0)  # [rows, columns]
             if full_confidences:
-                confidences[:, y0:y1] = probabilities.cpu().numpy()
+                confidences[(slice(None),) + region] = probabilities.cpu().numpy()
             del probabilities
         else:
             best, index = band.max(dim=0)  # (argmax over dim 0 is several times slower on the CPU)
         del band
         if thresholds is not None:
             index = torch.where(best < thresholds[index], torch.full_like(index, unknown_value), index)
-        mask[y0:y1] = index.to(mask_dtype)
+        mask[region] = index.to(mask_dtype)
     if want_confidences and not full_confidences:
         confidences = reduced_confidences(logits, plan)
     return mask, confidences
@@ -133,6 +154,6 @@ def reduced_confidences(logits: torch.Tensor, plan: OutputPlan) -> np.ndarray:
     labels = logits.shape[0]
     height, width = plan.confidence_size
     confidences = np.empty((labels, height, width), dtype=np.float32)
-    for y0, y1, band in upsampled_bands(logits, plan.confidence_size, plan.confidence_rows_per_band):
-        confidences[:, y0:y1] = band.softmax(dim=0).cpu().numpy()
+    for region, band in upsampled_bands(logits, plan.confidence_size, plan.work_bytes):
+        confidences[(slice(None),) + region] = band.softmax(dim=0).cpu().numpy()
     return confidences

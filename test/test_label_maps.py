@@ -11,53 +11,69 @@ import torch
 import torch.nn.functional as F
 
 from lseg_ros.config import SegmenterConfig
-from lseg_ros.label_maps import classify_bands, plan_outputs, upsampled_bands
+from lseg_ros.label_maps import OutputPlan, classify_bands, plan_outputs, upsampled_bands
 from lseg_ros.segmenter import Segmenter
 
 MB = 1024 * 1024
 
 
-@pytest.mark.parametrize("logits_size, out_size, rows", [
-    ((12, 17), (100, 130), 7),   # upsampling by a non-integer factor
-    ((12, 17), (100, 130), 1),   # one row at a time
-    ((40, 30), (23, 19), 4),     # downsampling
-    ((5, 5), (5, 5), 2),         # same size
+def _work(labels, rows, columns):
+    """Work bytes that fit bands of rows x columns of ``labels`` float32 maps (6 live tensors)."""
+    return labels * rows * columns * 4 * 6
+
+
+@pytest.mark.parametrize("logits_size, out_size, work, kind", [
+    ((12, 17), (100, 130), _work(6, 100, 130), "one call"),
+    ((12, 17), (100, 130), _work(6, 100, 7) + 2 * 6 * 12 * 130 * 4, "column bands"),  # non-integer factor
+    ((12, 17), (100, 130), _work(6, 100, 1) + 2 * 6 * 12 * 130 * 4, "column bands"),  # narrow bands
+    ((12, 17), (100, 130), _work(6, 3, 130), "row bands"),  # the width pass takes over half the work
+    ((12, 17), (100, 130), 1, "row bands"),  # one row at a time
+    ((40, 30), (23, 19), _work(6, 4, 19), "row bands"),  # downsampling
+    ((40, 30), (23, 19), _work(6, 23, 3) + 6 * 40 * 19 * 4 * 2, "column bands"),
+    ((5, 5), (5, 5), _work(6, 2, 5), "column bands"),  # same size
+    ((5, 5), (5, 5), _work(6, 2, 5) // 2, "row bands"),
 ])
-def test_bands_equal_one_shot_bilinear_upsampling(logits_size, out_size, rows):
+def test_bands_cover_the_output_once_and_equal_one_shot_bilinear_upsampling(logits_size, out_size, work, kind):
     logits = torch.randn(6, *logits_size, generator=torch.Generator().manual_seed(0))
     expected = F.interpolate(logits[None], size=out_size, mode="bilinear", align_corners=False)[0]
-    bands = list(upsampled_bands(logits, out_size, rows))
-    assert [(y0, y1) for y0, y1, _ in bands] == [(y, min(out_size[0], y + rows)) for y in range(0, out_size[0], rows)]
-    stitched = torch.cat([band for _, _, band in bands], dim=1)
+    stitched = torch.full_like(expected, float("nan"))
+    covered = torch.zeros(out_size, dtype=torch.int32)
+    bands = list(upsampled_bands(logits, out_size, work))
+    for region, band in bands:
+        stitched[(slice(None),) + region] = band
+        covered[region] += 1
+    assert (covered == 1).all()
     torch.testing.assert_close(stitched, expected, rtol=0, atol=1e-5)
+    full_height = all(region[0] == slice(0, out_size[0]) for region, _ in bands)
+    full_width = all(region[1] == slice(0, out_size[1]) for region, _ in bands)
+    assert (full_height, full_width, len(bands) > 1) == {"one call": (True, True, False),
+                                                         "column bands": (True, False, True),
+                                                         "row bands": (False, True, True)}[kind]
 
 
-def test_plan_keeps_band_work_and_confidences_within_the_budget():
+def test_plan_keeps_confidences_within_half_the_budget():
     budget = 64 * MB
     plan = plan_outputs(255, (224, 224), (4096, 4096), budget)
-    assert plan.rows_per_band >= 1
-    assert 255 * plan.rows_per_band * 4096 * 4 * 6 <= budget // 2
+    assert plan.work_bytes == budget // 2
     height, width = plan.confidence_size
     assert 255 * height * width * 4 <= budget // 2 and height == width
     assert plan.confidence_scale == pytest.approx(height / 4096)
     small = plan_outputs(10, (30, 40), (480, 640), 512 * MB)
-    assert small.confidence_size == (480, 640) and small.rows_per_band == 480 and small.confidence_scale == 1.0
+    assert small.confidence_size == (480, 640) and small.confidence_scale == 1.0
 
 
-def test_banded_mask_thresholds_and_confidences_equal_the_one_shot_computation():
+@pytest.mark.parametrize("work", [6 * 40 * 300 * 400 * 4, 6 * 40 * 300 * 9 * 4 + 40 * 24 * 400 * 4 * 2,
+                                  6 * 40 * 9 * 400 * 4], ids=["one call", "column bands", "row bands"])
+def test_banded_mask_thresholds_and_confidences_equal_the_one_shot_computation(work):
     logits = torch.randn(40, 24, 32, generator=torch.Generator().manual_seed(1)) * 3
     thresholds = torch.full((40,), 0.2)
-    one_shot = plan_outputs(40, (24, 32), (300, 400), 1024 * MB)
-    banded = plan_outputs(40, (24, 32), (300, 400), 16 * MB)
-    banded = type(banded)(banded.out_size, banded.out_size, 9, banded.confidence_rows_per_band)  # full-size maps
-    mask, confidences = classify_bands(logits, one_shot, thresholds, 255, torch.uint8, True)
-    banded_mask, banded_confidences = classify_bands(logits, banded, thresholds, 255, torch.uint8, True)
+    plan = OutputPlan((300, 400), (300, 400), work)  # full-size maps
+    mask, confidences = classify_bands(logits, plan, thresholds, 255, torch.uint8, True)
     reference = F.interpolate(logits[None], size=(300, 400), mode="bilinear", align_corners=False)[0].softmax(0)
-    np.testing.assert_allclose(confidences, reference.numpy(), atol=1e-6)
-    np.testing.assert_allclose(banded_confidences, reference.numpy(), atol=1e-5)
+    np.testing.assert_allclose(confidences, reference.numpy(), atol=1e-5)
     best, index = reference.max(0)
     expected = torch.where(best < 0.2, torch.full_like(index, 255), index).to(torch.uint8)
-    assert (mask == expected).float().mean() > 0.9999 and (banded_mask == expected).float().mean() > 0.9999
+    assert (mask == expected).float().mean() > 0.9999
     assert (expected == 255).any() and (expected != 255).any()
 
 
