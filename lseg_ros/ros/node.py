@@ -47,7 +47,8 @@ from .params import declare_parameters, read_configs
 
 #: depth of the latched ~/label_info history (label sets of recent masks for late subscribers)
 LABEL_INFO_HISTORY = 10
-#: seconds after start-up at which the graph is checked for another node of the same name
+#: seconds after start-up after which the graph is checked (once, at the next diagnostics
+#: message) for another node of the same name
 NAME_CHECK_DELAY_S = 2.0
 #: longest log line the node writes (values from topics are also shortened where quoted)
 LOG_LIMIT = 1000
@@ -132,7 +133,7 @@ class LsegNode(Node):
         self.create_subscription(LabelQuery, "~/label_query", self._on_label_query, 10)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.create_timer(self.node_config.diagnostics_period, self._publish_diagnostics)
-        self._name_check_timer = self.create_timer(NAME_CHECK_DELAY_S, self._check_name_once)
+        self._name_check_at = time.monotonic() + NAME_CHECK_DELAY_S  # done by the diagnostics timer
 
         # Ctrl-C or shutdown stop a long text forward between batches
         self.segmenter.label_encoder.should_stop = self._encoding_should_stop
@@ -388,6 +389,9 @@ class LsegNode(Node):
 
     # ----------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
+        if self._name_check_at is not None and time.monotonic() >= self._name_check_at:
+            self._name_check_at = None
+            self.check_unique_name()
         counters = self.counters
         problems = counters.rejected_frames + counters.failed + counters.rejected_queries + counters.rejected_camera_info
         new_problems = problems - self._diagnostics_seen[0]
@@ -424,10 +428,6 @@ class LsegNode(Node):
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
-
-    def _check_name_once(self) -> None:
-        self._name_check_timer.cancel()
-        self.check_unique_name()
 
     def check_unique_name(self) -> int:
         """Warn when other nodes on the graph have this node's fully qualified name (both would
