@@ -62,7 +62,7 @@ class SegmenterConfig:
     output_height: int = _doc("Output mask height; 0 = the input image height.", 0)
     output_width: int = _doc("Output mask width; 0 = the input image width.", 0)
     memory_budget_mb: int = _doc("Per-frame memory (MB) for upsampling logits to the output size and "
-                                 "holding confidence maps. Upsampling runs in row bands that fit in half "
+                                 "holding confidence maps. Upsampling runs in bands that fit in half "
                                  "of it; confidence maps larger than the other half are returned at a "
                                  "reduced resolution (recorded with them).", 512)
     logit_scale: float = _doc("Softmax temperature over labels; 0 = the backend's own "

@@ -2,15 +2,12 @@
 
 The logits of one image are small ([N, h, w] at the model's resolution); the outputs are
 not: N full-resolution float32 maps of a 4096x4096 frame with 255 labels take 17 GB. So
-the upsampling is done in bands of output rows sized to ``budget_bytes``, and the
-confidence maps are returned at full resolution only when they fit in half the budget;
-otherwise both sides are scaled down by the same factor (the caller records the size).
-
-Per band, the rows are bilinear-interpolated exactly as ``F.interpolate(mode="bilinear",
-align_corners=False)`` interpolates the whole map: the needed source rows are interpolated
-along the width, then each output row blends its two source rows with PyTorch's
-source-index and weight rule. When the whole output fits in one band, ``F.interpolate``
-does it in one call.
+the upsampling is done in bands (of columns, or of rows when needed; see
+:func:`upsampled_bands`) whose work fits in half of ``budget_bytes``, and the confidence
+maps are returned at full resolution only when they fit in the other half; otherwise both
+sides are scaled down by the same factor (the caller records the size). The bands give
+what one ``F.interpolate(mode="bilinear", align_corners=False)`` of the whole map gives;
+when everything fits, that one call is it.
 
 Memory held at once: one band's work (at most half the budget), the mask and the
 confidence maps (at most half the budget), whatever the frame size and label count.
@@ -25,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-#: float32 [N, rows, W] tensors alive at once while one band is classified (interpolated
-#: rows, two gathered source rows, the blend, the softmax and its temporaries)
+#: float32 tensors of a band's size alive at once while it is classified (interpolated
+#: values, gathered source rows in row bands, the blend, the softmax and its temporaries)
 _BAND_TENSORS = 6
 _FLOAT_BYTES = 4
 

@@ -63,10 +63,6 @@ class LabelRequest:
     thresholds: List[Optional[float]]
     source: str
 
-    def same_labels(self, other: Optional["LabelRequest"]) -> bool:
-        return other is not None and (self.names, self.descriptions, self.thresholds) == \
-            (other.names, other.descriptions, other.thresholds)
-
 
 @dataclass
 class Counters:
@@ -136,7 +132,7 @@ class LsegNode(Node):
         self._name_check_at = time.monotonic() + NAME_CHECK_DELAY_S  # done by the diagnostics timer
 
         # Ctrl-C or shutdown stop a long text forward between batches
-        self.segmenter.label_encoder.should_stop = self._encoding_should_stop
+        self.segmenter.label_encoder.should_stop = self._stopping
         if initial_labels:  # encoded before the node reports ready, so the first frame is segmented
             request = self._checked_request(initial_labels, None, None, "labels parameter")
             if request is not None:
@@ -240,9 +236,6 @@ class LsegNode(Node):
             return None
         return LabelRequest(checked_names, checked_descriptions,
                             list(thresholds) if thresholds else [None] * len(checked_names), source)
-
-    def _encoding_should_stop(self) -> bool:
-        return self._stop.is_set() or not self.context.ok()
 
     def _run_label_encoder(self) -> None:
         while not self._stop.is_set():
