@@ -23,9 +23,9 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .config import add_config_arguments, config_from_args, flatten
+from .label_maps import resize_logits
 from .metrics import ConfusionMatrix
 from .preprocess import model_input_size, to_model_input
 
@@ -76,9 +76,9 @@ def predict_probabilities(segmenter, image: np.ndarray, scales: Sequence[float] 
                                      segmenter.device, segmenter.dtype)  # [1, 3, h, w]
         for flipped in ((False, True) if flip else (False,)):
             view = model_input.flip(-1) if flipped else model_input
-            logits = window_logits(segmenter, view, window, stride)  # [1, N, h, w]
+            logits = window_logits(segmenter, view, window, stride)  # [1, N, h, w] at model-input size
             logits = logits.flip(-1) if flipped else logits
-            logits = F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=False)
+            logits = resize_logits(logits.float(), (height, width))
             view_probabilities = logits.softmax(dim=1)[0]  # [N, H, W]
             probabilities = view_probabilities if probabilities is None else probabilities + view_probabilities
     return probabilities / (len(scales) * (2 if flip else 1))
@@ -91,7 +91,7 @@ def window_logits(segmenter, model_input: torch.Tensor, window: int = 0, stride:
     label_embeddings = segmenter.label_set.label_embeddings
     if window <= 0 or (height <= window and width <= window):
         logits = segmenter.classify(segmenter.backend(model_input), label_embeddings, model_input)
-        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        return segmenter.resize_logits(logits, (height, width), model_input)
     multiple = segmenter.backend.input_multiple
     if window % multiple:
         raise ValueError(f"window {window} must be a multiple of the backend's input multiple {multiple}")
@@ -102,7 +102,7 @@ def window_logits(segmenter, model_input: torch.Tensor, window: int = 0, stride:
         for left in _window_starts(width, window, stride):
             crop = model_input[..., top:top + window, left:left + window]  # [1, 3, wh, ww]
             logits = segmenter.classify(segmenter.backend(crop), label_embeddings, crop)
-            logits = F.interpolate(logits, size=crop.shape[-2:], mode="bilinear", align_corners=False)
+            logits = segmenter.resize_logits(logits, crop.shape[-2:], crop)
             total[..., top:top + window, left:left + window] += logits
             counts[..., top:top + window, left:left + window] += 1
     return total / counts

@@ -6,8 +6,9 @@ the upsampling is done in bands (of columns, or of rows when needed; see
 :func:`upsampled_bands`) whose work fits in half of ``budget_bytes``, and the confidence
 maps are returned at full resolution only when they fit in the other half; otherwise both
 sides are scaled down by the same factor (the caller records the size). The bands give
-what one ``F.interpolate(mode="bilinear", align_corners=False)`` of the whole map gives;
-when everything fits, that one call is it.
+what resizing the whole map at once gives (:func:`resize_logits`: the backend's own
+upsample, e.g. LSeg's x2 with ``align_corners=True``, then one bilinear
+``align_corners=False`` resize); when everything fits, that is what runs.
 
 Memory held at once: one band's work (at most half the budget), the mask and the
 confidence maps (at most half the budget), whatever the frame size and label count.
@@ -59,68 +60,126 @@ def plan_outputs(labels: int, logits_size: Tuple[int, int], out_size: Tuple[int,
 Region = Tuple[slice, slice]
 
 
-def upsampled_bands(logits: torch.Tensor, out_size: Tuple[int, int],
-                    work_bytes: int) -> Iterator[Tuple[Region, torch.Tensor]]:
-    """(region (rows, columns), values [N, rows, columns]) covering ``logits`` [N, h, w]
-    bilinearly resized to ``out_size``, each band's work within ``work_bytes``.
+def resize_logits(logits: torch.Tensor, size: Tuple[int, int], pre_scale: int = 1) -> torch.Tensor:
+    """Label logits [..., N, h, w] at ``size``, the reference way: first the backend's own
+    upsample by ``pre_scale`` (bilinear, ``align_corners=True``: LSeg's ``output_conv``),
+    then bilinear with ``align_corners=False`` to ``size`` (skipped when already there)."""
+    squeeze = logits.dim() == 3
+    values = logits[None] if squeeze else logits
+    if pre_scale > 1:
+        values = F.interpolate(values, size=(values.shape[-2] * pre_scale, values.shape[-1] * pre_scale),
+                               mode="bilinear", align_corners=True)
+    if tuple(values.shape[-2:]) != tuple(size):
+        values = F.interpolate(values, size=tuple(size), mode="bilinear", align_corners=False)
+    return values[0] if squeeze else values
 
-    Column bands (the usual case): the logits are interpolated along the width once
-    ([N, h, W], small), then each band of columns along the height with ``F.interpolate``,
-    which gives exactly what one 2D call gives. When even the width pass does not fit
-    (huge label counts at huge widths), row bands: each output row blends its two source
-    rows with PyTorch's source-index and weight rule."""
+
+def upsampled_bands(logits: torch.Tensor, out_size: Tuple[int, int], work_bytes: int,
+                    pre_scale: int = 1) -> Iterator[Tuple[Region, torch.Tensor]]:
+    """(region (rows, columns), values [N, rows, columns]) covering
+    ``resize_logits(logits, out_size, pre_scale)`` for ``logits`` [N, h, w], each band's
+    work within ``work_bytes``.
+
+    Column bands (the usual case): the logits are resized along the width once
+    ([N, h, W], small), then each band of columns along the height with ``F.interpolate``
+    (bilinear is separable: the same weights as the 2D resize). When even the width pass
+    does not fit (huge label counts at huge widths), row bands: each output row blends its
+    source rows with PyTorch's source-index and weight rules."""
     labels, in_height, _ = logits.shape
     height, width = out_size
     band_bytes_per_line = labels * _FLOAT_BYTES * _BAND_TENSORS
     if band_bytes_per_line * height * width <= work_bytes:
-        yield (slice(0, height), slice(0, width)), _resize(logits, out_size)
+        yield (slice(0, height), slice(0, width)), resize_logits(logits, out_size, pre_scale)
         return
-    along_width_bytes = labels * in_height * width * _FLOAT_BYTES
-    columns = (work_bytes - along_width_bytes) // (band_bytes_per_line * height)
+    # the width pass's result, plus the backend's upsampled logits it is made from (when any)
+    middle = pre_scale if pre_scale > 1 else 0
+    along_width_bytes = labels * in_height * (width + middle * logits.shape[2]) * _FLOAT_BYTES
+    columns = (work_bytes - along_width_bytes) // (labels * _FLOAT_BYTES * (_BAND_TENSORS * height
+                                                                          + middle * in_height))
     if along_width_bytes <= work_bytes // 2 and columns >= 1:
-        along_width = _resize(logits, (in_height, width))  # [N, h, W]; exact: no blend along the height
+        along_width = _resize_width(logits, width, pre_scale)  # [N, h, W]
         for x0 in range(0, width, columns):
             x1 = min(width, x0 + columns)
-            yield (slice(0, height), slice(x0, x1)), _resize(along_width[:, :, x0:x1], (height, x1 - x0))
+            yield (slice(0, height), slice(x0, x1)), _resize_height(along_width[:, :, x0:x1], height, pre_scale)
         return
-    yield from _row_bands(logits, out_size, work_bytes)
+    yield from _row_bands(logits, out_size, work_bytes, pre_scale)
 
 
-def _resize(values: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
-    return F.interpolate(values[None], size=size, mode="bilinear", align_corners=False)[0]
+def _resize_width(values: torch.Tensor, width: int, pre_scale: int) -> torch.Tensor:
+    """[N, h, w] -> [N, h, width]: both resize steps along the width only (along the height,
+    same-size bilinear is the identity, exactly)."""
+    rows = values.shape[1]
+    if pre_scale > 1:
+        values = F.interpolate(values[None], size=(rows, values.shape[2] * pre_scale), mode="bilinear",
+                               align_corners=True)[0]
+    if values.shape[2] != width:
+        values = F.interpolate(values[None], size=(rows, width), mode="bilinear", align_corners=False)[0]
+    return values
 
 
-def bilinear_source_rows(in_size: int, out_size: int, device=None):
-    """(i0, i1, weight of i1) per output index, as PyTorch's bilinear (align_corners=False) has them."""
-    scale = torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)
-    source = ((torch.arange(out_size, dtype=torch.float32) + 0.5) * scale - 0.5).clamp_min(0.0)
+def _resize_height(values: torch.Tensor, height: int, pre_scale: int) -> torch.Tensor:
+    """[N, h, c] -> [N, height, c]: both resize steps along the height only."""
+    columns = values.shape[2]
+    if pre_scale > 1:
+        values = F.interpolate(values[None], size=(values.shape[1] * pre_scale, columns), mode="bilinear",
+                               align_corners=True)[0]
+    if values.shape[1] != height:
+        values = F.interpolate(values[None], size=(height, columns), mode="bilinear", align_corners=False)[0]
+    return values
+
+
+def bilinear_source_rows(in_size: int, out_size: int, device=None, align_corners: bool = False):
+    """(i0, i1, weight of i1) per output index, as PyTorch's bilinear has them."""
+    index = torch.arange(out_size, dtype=torch.float32)
+    if align_corners:
+        scale = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+        source = index * torch.tensor(scale, dtype=torch.float32)
+    else:
+        scale = torch.tensor(in_size, dtype=torch.float32) / torch.tensor(out_size, dtype=torch.float32)
+        source = ((index + 0.5) * scale - 0.5).clamp_min(0.0)
     first = source.floor().long().clamp_max(in_size - 1)
     second = (first + 1).clamp_max(in_size - 1)
     weight = (source - first.float()).clamp(0.0, 1.0)
     return first.to(device), second.to(device), weight.to(device)
 
 
-def _row_bands(logits: torch.Tensor, out_size: Tuple[int, int], work_bytes: int):
+def _blend(rows: torch.Tensor, first, second, weight) -> torch.Tensor:
+    blend = weight[:, None]  # [b, 1]
+    return rows[:, first] * (1.0 - blend) + rows[:, second] * blend
+
+
+def _row_bands(logits: torch.Tensor, out_size: Tuple[int, int], work_bytes: int, pre_scale: int):
     labels, in_height, _ = logits.shape
     height, width = out_size
-    source_rows_per_row = in_height / height  # > 1 when the output is smaller than the logits
-    rows_per_band = int(max(1, work_bytes // (labels * width * _FLOAT_BYTES * (_BAND_TENSORS + source_rows_per_row))))
-    first, second, weight = bilinear_source_rows(in_height, height, logits.device)
+    middle_height = in_height * pre_scale  # rows after the backend's own upsample
+    source_rows_per_row = middle_height / height  # > 1 when the output is smaller than the logits
+    rows_per_band = int(max(1, work_bytes // (labels * width * _FLOAT_BYTES
+                                              * (_BAND_TENSORS + 2 * source_rows_per_row))))
+    first, second, weight = bilinear_source_rows(middle_height, height, logits.device)
+    if pre_scale > 1:
+        first_in, second_in, weight_in = bilinear_source_rows(in_height, middle_height, logits.device,
+                                                              align_corners=True)
     for y0 in range(0, height, rows_per_band):
         y1 = min(height, y0 + rows_per_band)
-        top, bottom = int(first[y0]), int(second[y1 - 1]) + 1  # source rows this band reads
-        rows = _resize(logits[:, top:bottom], (bottom - top, width))  # [N, rows, W]: along the width only
-        blend = weight[y0:y1, None]  # [b, 1]
-        band = rows[:, first[y0:y1] - top] * (1.0 - blend) + rows[:, second[y0:y1] - top] * blend  # [N, b, W]
+        top, bottom = int(first[y0]), int(second[y1 - 1]) + 1  # middle rows this band reads
+        if pre_scale > 1:
+            top_in, bottom_in = int(first_in[top]), int(second_in[bottom - 1]) + 1  # logits rows read
+            rows = _resize_width(logits[:, top_in:bottom_in], width, pre_scale)  # [N, rows, W]
+            middle = _blend(rows, first_in[top:bottom] - top_in, second_in[top:bottom] - top_in,
+                            weight_in[top:bottom])  # [N, bottom - top, W]
+        else:
+            middle = _resize_width(logits[:, top:bottom], width, 1)
+        band = _blend(middle, first[y0:y1] - top, second[y0:y1] - top, weight[y0:y1])  # [N, b, W]
         yield (slice(y0, y1), slice(0, width)), band
 
 
 def classify_bands(logits: torch.Tensor, plan: OutputPlan, thresholds: Optional[torch.Tensor],
-                   unknown_value: int, mask_dtype: torch.dtype,
-                   want_confidences: bool) -> Tuple[torch.Tensor, Optional[np.ndarray]]:
+                   unknown_value: int, mask_dtype: torch.dtype, want_confidences: bool,
+                   pre_scale: int = 1) -> Tuple[torch.Tensor, Optional[np.ndarray]]:
     """(mask [H, W] on logits' device, confidences [N, Hc, Wc] float32 numpy or None) of one
-    image's ``logits`` [N, h, w] (float32). Pixels whose best softmax confidence is below
-    their label's threshold get ``unknown_value`` (``thresholds`` None: no thresholding)."""
+    image's ``logits`` [N, h, w] (float32), resized as :func:`resize_logits` with
+    ``pre_scale``. Pixels whose best softmax confidence is below their label's threshold
+    get ``unknown_value`` (``thresholds`` None: no thresholding)."""
     labels = logits.shape[0]
     height, width = plan.out_size
     mask = torch.empty((height, width), dtype=mask_dtype, device=logits.device)
@@ -128,7 +187,7 @@ def classify_bands(logits: torch.Tensor, plan: OutputPlan, thresholds: Optional[
     full_confidences = want_confidences and plan.confidence_size == plan.out_size
     if full_confidences:
         confidences = np.empty((labels, height, width), dtype=np.float32)
-    for region, band in upsampled_bands(logits, plan.out_size, plan.work_bytes):
+    for region, band in upsampled_bands(logits, plan.out_size, plan.work_bytes, pre_scale):
         if full_confidences or thresholds is not None:
             probabilities = band.softmax(dim=0)  # [N, rows, columns]
             best, index = probabilities.max(dim=0)  # [rows, columns]
@@ -142,15 +201,15 @@ def classify_bands(logits: torch.Tensor, plan: OutputPlan, thresholds: Optional[
             index = torch.where(best < thresholds[index], torch.full_like(index, unknown_value), index)
         mask[region] = index.to(mask_dtype)
     if want_confidences and not full_confidences:
-        confidences = reduced_confidences(logits, plan)
+        confidences = reduced_confidences(logits, plan, pre_scale)
     return mask, confidences
 
 
-def reduced_confidences(logits: torch.Tensor, plan: OutputPlan) -> np.ndarray:
+def reduced_confidences(logits: torch.Tensor, plan: OutputPlan, pre_scale: int = 1) -> np.ndarray:
     """Softmax confidences [N, Hc, Wc] of ``logits`` [N, h, w] at the plan's reduced size."""
     labels = logits.shape[0]
     height, width = plan.confidence_size
     confidences = np.empty((labels, height, width), dtype=np.float32)
-    for region, band in upsampled_bands(logits, plan.confidence_size, plan.work_bytes):
+    for region, band in upsampled_bands(logits, plan.confidence_size, plan.work_bytes, pre_scale):
         confidences[(slice(None),) + region] = band.softmax(dim=0).cpu().numpy()
     return confidences

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import SegmenterConfig
-from .label_maps import classify_bands, plan_outputs
+from .label_maps import classify_bands, plan_outputs, resize_logits
 from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
 from .preprocess import model_input_size, split_batch, to_model_input
@@ -239,17 +239,31 @@ class Segmenter:
         clock.lap("classify")
 
         out_size = output_size or (self.config.output_height or height, self.config.output_width or width)
-        results = [self._finish(image_logits, label_set, tuple(out_size), return_confidences)
+        pre_scale = self.logits_pre_scale(logits, model_input)
+        results = [self._finish(image_logits, label_set, tuple(out_size), return_confidences, pre_scale)
                    for image_logits in logits]
         clock.lap("postprocess")
         for result in results:
             result.timings = dict(timings)
         return results if is_batch else results[0]
 
+    def logits_pre_scale(self, logits: torch.Tensor, model_input: torch.Tensor) -> int:
+        """The backend's own upsample factor still to apply to ``classify`` logits (1 once they
+        are at the model-input resolution, as after PAMR)."""
+        if tuple(logits.shape[-2:]) == tuple(model_input.shape[-2:]):
+            return 1
+        return self.backend.logits_upsample
+
+    def resize_logits(self, logits: torch.Tensor, size, model_input: torch.Tensor) -> torch.Tensor:
+        """``classify`` logits [B, N, h, w] at ``size`` as the backend's reference code resizes
+        them: its own final upsample (LSeg: x2 bilinear, align_corners=True), then bilinear."""
+        return resize_logits(logits, tuple(size), self.logits_pre_scale(logits, model_input))
+
     def classify(self, pixel_embeddings: torch.Tensor, label_embeddings: torch.Tensor,
                  model_input: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits [B, N, h, w] = logit_scale * cosine(pixel embedding, label embedding), float32
-        (also under autocast, as in training)."""
+        (also under autocast, as in training), at the backend's resolution (at the model-input
+        resolution after PAMR)."""
         with torch.autocast(device_type=pixel_embeddings.device.type, enabled=False):
             return self._classify(pixel_embeddings, label_embeddings, model_input)
 
@@ -262,13 +276,13 @@ class Segmenter:
         logits = self.backend.refine_logits(logits)
         if post.pamr_iters > 0 and model_input is not None:
             # PAMR at model-input resolution, guided by the (normalized) input image
-            logits = F.interpolate(logits, size=model_input.shape[-2:], mode="bilinear", align_corners=False)
+            logits = resize_logits(logits, tuple(model_input.shape[-2:]), self.backend.logits_upsample)
             probabilities = pamr(model_input.float(), logits.softmax(1), post.pamr_iters, post.pamr_dilations)
             logits = probabilities.clamp_min(1e-8).log()  # [B, N, h, w] at model-input size
         return logits
 
     def _finish(self, logits: torch.Tensor, label_set: LabelSet, out_size: tuple,
-                return_confidences: bool) -> SegmentationResult:
+                return_confidences: bool, pre_scale: int = 1) -> SegmentationResult:
         """Mask (and confidences) of one image's logits [N, h, w] at ``out_size``, within
         the config's memory budget (see :mod:`lseg_ros.label_maps`)."""
         unknown = self.config.unknown_value
@@ -276,7 +290,8 @@ class Segmenter:
         thresholds = label_set.thresholds if bool((label_set.thresholds > 0).any()) else None
         plan = plan_outputs(logits.shape[0], tuple(logits.shape[-2:]), out_size,
                             self.config.memory_budget_mb * 1024 * 1024)
-        mask, confidences = classify_bands(logits, plan, thresholds, unknown, mask_dtype, return_confidences)
+        mask, confidences = classify_bands(logits, plan, thresholds, unknown, mask_dtype, return_confidences,
+                                           pre_scale)
         mask_np = mask.cpu().numpy()
         if mask_dtype != torch.uint8:
             mask_np = mask_np.astype(np.uint16)

@@ -272,13 +272,14 @@ class Trainer:
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Training logits [B, N, H, W] for images [B, 3, H, W] in [0, 1]: normalize, backend,
-        the engine's classify, bilinear upsampling to the image size."""
+        the engine's classify, the backend's own upsampling (LSeg: x2, align_corners=True, as
+        upstream trains), bilinear to the image size."""
         mean = torch.tensor(self.backend.image_mean, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(self.backend.image_std, device=images.device).view(1, 3, 1, 1)
         model_input = (images - mean) / std
         pixel_embeddings = self.backend(model_input)  # [B, D, H/2, W/2]
         logits = self.segmenter.classify(pixel_embeddings, self.label_embeddings, model_input)
-        return F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False)
+        return self.segmenter.resize_logits(logits, images.shape[-2:], model_input)
 
     def loss(self, batch: dict) -> torch.Tensor:
         images = batch["image"].to(self.device, non_blocking=True)  # [B, 3, H, W]

@@ -130,3 +130,40 @@ def test_peak_memory_of_one_frame_stays_within_the_budget_at_the_accepted_limits
     # the budget, plus converting the frame to a float model input (~16 bytes per pixel), plus slack
     allowed = budget_mb + 16 * side * side / MB + 64
     assert report["extra_mb"] < allowed, report
+
+
+def _lseg_reference(logits, out_size):
+    """LSeg's resize written out: output_conv (x2 bilinear, align_corners=True), then bilinear."""
+    height, width = logits.shape[-2:]
+    doubled = F.interpolate(logits[None], size=(2 * height, 2 * width), mode="bilinear", align_corners=True)
+    return F.interpolate(doubled, size=out_size, mode="bilinear", align_corners=False)[0]
+
+
+@pytest.mark.parametrize("logits_size, out_size, work", [
+    ((12, 17), (100, 130), _work(6, 100, 130)),  # one call
+    ((12, 17), (100, 130), _work(6, 100, 7) + 4 * 6 * 12 * 170 * 4),  # column bands
+    ((12, 17), (100, 130), _work(6, 3, 130)),  # row bands
+    ((12, 17), (100, 130), 1),  # one row at a time
+    ((12, 17), (24, 34), 1),  # exactly the x2 size: the second resize is skipped
+    ((40, 30), (23, 19), _work(6, 4, 19)),  # downsampling after the x2
+    ((40, 30), (23, 19), _work(6, 23, 3) + 4 * 6 * 40 * 60 * 4),
+])
+def test_bands_with_the_backends_x2_step_equal_lseg_output_conv_then_bilinear(logits_size, out_size, work):
+    logits = torch.randn(6, *logits_size, generator=torch.Generator().manual_seed(2))
+    expected = _lseg_reference(logits, out_size)
+    stitched = torch.full_like(expected, float("nan"))
+    for region, band in upsampled_bands(logits, out_size, work, pre_scale=2):
+        stitched[(slice(None),) + region] = band
+    torch.testing.assert_close(stitched, expected, rtol=0, atol=1e-5)
+    # the step matters: a direct align_corners=False resize differs
+    direct = F.interpolate(logits[None], size=out_size, mode="bilinear", align_corners=False)[0]
+    assert float((direct - expected).abs().max()) > 1e-2
+
+
+def test_band_kinds_with_the_x2_step_are_all_exercised():
+    logits = torch.randn(6, 12, 17)
+    kinds = set()
+    for work in (_work(6, 100, 130), _work(6, 100, 7) + 4 * 6 * 12 * 170 * 4, _work(6, 3, 130)):
+        bands = [region for region, _ in upsampled_bands(logits, (100, 130), work, pre_scale=2)]
+        kinds.add((bands[0][0] == slice(0, 100), bands[0][1] == slice(0, 130), len(bands) > 1))
+    assert kinds == {(True, True, False), (True, False, True), (False, True, True)}

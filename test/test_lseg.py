@@ -250,3 +250,58 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_first_bad_tensor(tmp_pat
     message = str(error.value)
     assert str(path) in message and "NaN or infinite" in message and len(message.splitlines()) == 1
     assert bad_key.split(".")[-1] in message
+
+
+# ------------------------------------------------------- the segmenter around it
+def _tiny_segmenter(**postprocess):
+    from lseg_ros.segmenter import Segmenter
+
+    config = SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device="cpu",
+                             short_side=64, max_long_side=96, labels=["a chair", "the floor", "door"])
+    for name, value in postprocess.items():
+        setattr(config.postprocess, name, value)
+    return Segmenter(config)
+
+
+def _plain_lseg_logits(segmenter, image):
+    """lang-seg's head written out: cosine x 1/0.07 at H/2, output_conv (x2 bilinear,
+    align_corners=True) to the model input; returns (logits [1, N, H, W], model input)."""
+    from lseg_ros.preprocess import to_model_input
+
+    x = to_model_input([image], (64, 96), (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), torch.float32)
+    with torch.no_grad():
+        pixel = torch.nn.functional.normalize(segmenter.backend(x), dim=1)  # [1, D, 32, 48]
+        text = torch.nn.functional.normalize(segmenter.backend.encode_text(
+            segmenter.backend.tokenize(segmenter.labels)), dim=1)
+    logits = torch.einsum("bdhw,nd->bnhw", pixel, text) / 0.07
+    return torch.nn.functional.interpolate(logits, size=(64, 96), mode="bilinear", align_corners=True), x
+
+
+def test_segmenter_resizes_lseg_logits_through_output_conv_before_the_output_size():
+    import numpy as np
+    import torch.nn.functional as F
+
+    segmenter = _tiny_segmenter()
+    image = np.random.default_rng(4).integers(0, 256, (100, 150, 3), dtype=np.uint8)
+    at_input, _ = _plain_lseg_logits(segmenter, image)
+    expected = F.interpolate(at_input, size=(100, 150), mode="bilinear", align_corners=False)[0].softmax(0)
+    result = segmenter.segment(image)
+    np.testing.assert_allclose(result.confidences, expected.numpy(), atol=1e-5)
+    # without the x2 align_corners=True step (the old path) the maps differ
+    with torch.no_grad():
+        low = segmenter.classify(segmenter.backend(_plain_lseg_logits(segmenter, image)[1]),
+                                 segmenter.label_set.label_embeddings)
+    direct = F.interpolate(low, size=(100, 150), mode="bilinear", align_corners=False)[0].softmax(0)
+    assert float((direct - expected).abs().max()) > 1e-3
+
+
+def test_pamr_on_lseg_starts_from_the_output_conv_logits():
+    from lseg_ros.postprocess import pamr
+
+    segmenter = _tiny_segmenter(pamr_iters=2)
+    image = __import__("numpy").random.default_rng(5).integers(0, 256, (64, 96, 3), dtype="uint8")
+    at_input, x = _plain_lseg_logits(segmenter, image)
+    expected = pamr(x, at_input.softmax(1), 2, [1, 2]).clamp_min(1e-8).log()
+    with torch.no_grad():
+        logits = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings, x)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-4)

@@ -63,6 +63,9 @@ class SegmentationBackend(nn.Module):
     image_std: Tuple[float, float, float] = (0.26862954, 0.26130258, 0.27577711)
     #: the model input's height and width are rounded to a multiple of this
     input_multiple: int = 16
+    #: the backend's own final upsample of label logits, applied before any resize to an
+    #: output size (LSeg: ``scratch.output_conv``, x2 bilinear with align_corners=True); 1 = none
+    logits_upsample: int = 1
     #: softmax temperature over labels when the config leaves it at 0
     default_logit_scale: float = 100.0
     #: prompt template set when the config says "default"

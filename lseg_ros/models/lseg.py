@@ -243,6 +243,7 @@ class LSegBackend(SegmentationBackend):
     image_mean = (0.5, 0.5, 0.5)
     image_std = (0.5, 0.5, 0.5)
     input_multiple = 16
+    logits_upsample = 2  # scratch.output_conv: x2 bilinear, align_corners=True
     default_logit_scale = LSEG_LOGIT_SCALE
     default_prompt_templates = "none"
 
