@@ -35,7 +35,12 @@ class DenseClipConfig:
 
 @dataclass
 class LSegConfig:
-    block_depth: int = _doc("Spatial-regularization blocks after the head (0 = none).", 0)
+    arch_option: int = _doc("lang-seg's arch_option: the spatial-regularization head after the label "
+                            "logits. 0 none; 1 bottleneck blocks (3x3 conv shared by all label maps plus "
+                            "the per-pixel max over labels); 2 depthwise blocks (the 3x3 conv only). "
+                            "Must match the checkpoint: 1 and 2 have the same keys.", 0)
+    block_depth: int = _doc("Spatial-regularization blocks with arch_option 1 or 2 (as upstream, 0 "
+                            "still runs one block; the last block has no activation).", 0)
     activation: str = _doc("Activation in the spatial-regularization blocks: lrelu | tanh | relu.", "lrelu")
 
 
@@ -111,7 +116,11 @@ class SegmenterConfig:
             (self.dense_clip.window >= 0 and self.dense_clip.stride > 0, "dense_clip.window/dense_clip.stride",
              "window >= 0 and stride > 0"),
             (self.dense_clip.gaussian_std > 0, "dense_clip.gaussian_std", "> 0"),
+            (self.lseg.arch_option in (0, 1, 2), "lseg.arch_option", "0 (none), 1 (bottleneck), 2 (depthwise)"),
             (self.lseg.block_depth >= 0, "lseg.block_depth", ">= 0"),
+            (self.lseg.arch_option != 0 or self.lseg.block_depth == 0, "lseg.arch_option/lseg.block_depth",
+             "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
+             "what block_depth > 0 alone selected before) or 2 (depthwise)"),
             (self.lseg.activation in ("lrelu", "tanh", "relu"), "lseg.activation", "lrelu, tanh, relu"),
             (self.postprocess.cluster_k >= 0, "postprocess.cluster_k", ">= 0"),
             (self.postprocess.cluster_iters >= 1, "postprocess.cluster_iters", ">= 1"),

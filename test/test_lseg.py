@@ -83,18 +83,64 @@ def test_label_logits_reproduce_lang_seg_output_at_input_resolution():
     assert logits.abs().max() <= 1 / 0.07 + 1e-4  # scaled cosine similarity
 
 
-def test_spatial_regularization_blocks_add_lang_seg_head_block_and_keep_logit_shape():
-    backend = random_tiny_backend(block_depth=2, activation="tanh")
+def _written_out_head(logits, conv, arch_option, block_depth, activation):
+    """lang-seg's LSeg.forward head loop written out: block_depth - 1 activated blocks, then
+    one without activation (so block_depth 0 still runs one); a block is the shared 3x3 conv
+    per label map, plus (arch_option 1, bottleneck_block) the input's per-pixel max over labels."""
+    def block(x, act):
+        out = torch.cat([conv(x[:, i:i + 1]) for i in range(x.shape[1])], dim=1)
+        if arch_option == 1:
+            out = out + x.max(dim=1, keepdim=True).values
+        return activation(out) if act else out
+    for _ in range(block_depth - 1):
+        logits = block(logits, True)
+    return block(logits, False)
+
+
+@pytest.mark.parametrize("arch_option, block_depth", [(1, 0), (1, 1), (1, 3), (2, 0), (2, 2)])
+def test_spatial_regularization_blocks_follow_lang_seg_arch_options(arch_option, block_depth):
+    backend = random_tiny_backend(arch_option=arch_option, block_depth=block_depth, activation="tanh")
     assert {"scratch.head_block.depthwise.depthwise.weight",
             "scratch.head_block.depthwise.depthwise.bias"} <= set(backend.net.state_dict())
+    torch.nn.init.normal_(backend.net.scratch.head_block.depthwise.depthwise.weight)
+    logits = torch.randn(2, 3, 8, 12) * 5
+    with torch.no_grad():
+        expected = _written_out_head(logits, backend.net.scratch.head_block.depthwise.depthwise, arch_option,
+                                     block_depth, torch.tanh)
+        torch.testing.assert_close(backend.refine_logits(logits), expected, rtol=0, atol=1e-5)
+        other = _written_out_head(logits, backend.net.scratch.head_block.depthwise.depthwise, 3 - arch_option,
+                                  block_depth, torch.tanh)
+    assert float((other - expected).abs().max()) > 1e-2  # the two options differ on the same weights
+
+
+def test_no_regularization_head_with_arch_option_0():
+    backend = random_tiny_backend()
+    assert not any(key.startswith("scratch.head_block") for key in backend.net.state_dict())
     logits = torch.randn(1, 3, 8, 12)
-    assert backend.refine_logits(logits).shape == logits.shape
-    assert torch.equal(random_tiny_backend().refine_logits(logits), logits)
+    assert torch.equal(backend.refine_logits(logits), logits)
+
+
+def test_block_depth_without_an_arch_option_is_refused_naming_both():
+    with pytest.raises(ValueError, match=r"lseg.arch_option/lseg.block_depth.*'lseg.block_depth': 2"):
+        tiny_config(block_depth=2).validate()
+    with pytest.raises(ValueError, match="arch_option=3"):
+        tiny_config(arch_option=3).validate()
+
+
+@pytest.mark.parametrize("saved, configured, message", [
+    (dict(arch_option=1, block_depth=2), dict(), "has spatial-regularization blocks.*arch_option"),
+    (dict(), dict(arch_option=2), "has no spatial-regularization blocks.*arch_option is 2"),
+])
+def test_checkpoint_with_another_head_than_configured_is_refused_saying_which(tmp_path, saved, configured, message):
+    path = tmp_path / "head.safetensors"
+    save_file(random_tiny_backend(**saved).net_state_dict(), str(path))
+    with pytest.raises(WeightsError, match=message):
+        build_lseg(tiny_config(str(path), **configured))
 
 
 def test_invalid_regularization_activation_is_rejected_naming_it():
     with pytest.raises(ValueError, match="'sigmoid'"):
-        random_tiny_backend(block_depth=1, activation="sigmoid")
+        random_tiny_backend(arch_option=1, block_depth=1, activation="sigmoid")
 
 
 def test_backend_advertises_lseg_preprocessing_and_temperature():

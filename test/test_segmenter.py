@@ -312,7 +312,7 @@ def test_pamr_runs_at_model_input_resolution():
 @pytest.mark.parametrize("backend, model, extra", [
     ("dense_clip", "lseg-test-tiny-ViT", {}),
     ("lseg", "lseg_tiny", {}),
-    ("lseg", "lseg_tiny", {"block_depth": 2}),
+    ("lseg", "lseg_tiny", {"arch_option": 1, "block_depth": 2}),
 ])
 def test_bf16_precision_runs_every_backend_with_float32_outputs(backend, model, extra):
     config = SegmenterConfig(backend=backend, model=model, pretrained="random", device="cpu", precision="bf16",

@@ -149,7 +149,8 @@ def test_every_train_config_field_is_documented_and_settable_from_the_command_li
     path = tmp_path / "train.yaml"
     path.write_text("epochs: 7\nmodel:\n  short_side: 96\n")
     args = parser.parse_args(["--config", str(path), "--batch-size", "3", "--unseen_classes", "wall, floor",
-                              "--model.lseg.block_depth", "2", "--optimizer", "sgd"])
+                              "--model.lseg.block_depth", "2", "--model.lseg.arch_option", "1",
+                              "--optimizer", "sgd"])
     config = config_from_args(args)
     assert (config.epochs, config.batch_size, config.optimizer) == (7, 3, "sgd")
     assert config.unseen_classes == ["wall", "floor"]

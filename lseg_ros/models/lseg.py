@@ -32,7 +32,7 @@ Key layout of ``LSegNet.state_dict()`` (a Lightning checkpoint prefixes every ke
     scratch.refinenet{1..4}.resConfUnit{1,2}.bn{1,2}.{weight, bias, running_mean, running_var,
         num_batches_tracked}
     scratch.head1.{weight,bias}                       1x1 conv, features -> 512
-    scratch.head_block.depthwise.depthwise.{weight,bias}   only with lseg.block_depth > 0
+    scratch.head_block.depthwise.depthwise.{weight,bias}   only with lseg.arch_option 1 or 2
 
 There is no ``logit_scale`` key: upstream's ``logit_scale`` is a plain tensor (1/0.07),
 not a parameter; ``scratch.output_conv`` (a x2 bilinear upsample) has no parameters.
@@ -147,8 +147,9 @@ class DepthwiseConv(nn.Module):
 
 
 class SpatialRegularizationBlock(nn.Module):
-    """lang-seg's ``bottleneck_block`` (arch_option 1: adds the per-pixel max over labels)
-    or ``depthwise_block`` (arch_option 2) over label logits [B, N, h, w]."""
+    """lang-seg's ``bottleneck_block`` (arch_option 1: adds the per-pixel max over labels,
+    taken before the conv) or ``depthwise_block`` (arch_option 2: the conv only) over label
+    logits [B, N, h, w]."""
 
     def __init__(self, activation: str = "lrelu", bottleneck: bool = True) -> None:
         super().__init__()
@@ -171,11 +172,17 @@ class LSegNet(nn.Module):
     ``scratch`` (decoder, head, optional regularization, output upsample)."""
 
     def __init__(self, preset: LSegPreset, block_depth: int = 0, activation: str = "lrelu",
-                 bottleneck: bool = True) -> None:
+                 arch_option: int = 0) -> None:
         super().__init__()
         if block_depth < 0:
             raise ValueError(f"invalid lseg.block_depth={block_depth!r}; accepted: an integer >= 0")
+        if arch_option not in (0, 1, 2):
+            raise ValueError(f"invalid lseg.arch_option={arch_option!r}; accepted: 0, 1, 2")
+        if arch_option == 0 and block_depth:
+            raise ValueError(f"lseg.block_depth={block_depth} needs lseg.arch_option 1 (bottleneck) or 2 "
+                             f"(depthwise); arch_option 0 has no regularization blocks")
         self.preset = preset
+        self.arch_option = arch_option
         self.block_depth = block_depth
         self.logit_scale = LSEG_LOGIT_SCALE
         self.clip_pretrained = build_clip(preset.clip_model)
@@ -190,8 +197,8 @@ class LSegNet(nn.Module):
         for level in (1, 2, 3, 4):
             setattr(self.scratch, f"refinenet{level}", FeatureFusionBlock(preset.features))
         self.scratch.head1 = nn.Conv2d(preset.features, preset.embedding_dim, kernel_size=1)
-        if block_depth > 0:
-            self.scratch.head_block = SpatialRegularizationBlock(activation, bottleneck)
+        if arch_option in (1, 2):
+            self.scratch.head_block = SpatialRegularizationBlock(activation, bottleneck=arch_option == 1)
         self.scratch.output_conv = nn.Sequential(Interpolate(scale_factor=2, mode="bilinear", align_corners=True))
 
     @property
@@ -217,9 +224,10 @@ class LSegNet(nn.Module):
         return encode_text_trimmed(self.clip_pretrained, token_ids)
 
     def refine_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Spatial regularization of label logits [B, N, h, w]: ``block_depth`` blocks, the
-        last without activation; the identity when block_depth is 0."""
-        if self.block_depth == 0:
+        """Spatial regularization of label logits [B, N, h, w] with arch_option 1 or 2:
+        ``block_depth`` blocks (one when block_depth is 0, as upstream's loop has it), the
+        last without activation; the identity with arch_option 0."""
+        if self.arch_option == 0:
             return logits
         for _ in range(self.block_depth - 1):
             logits = self.scratch.head_block(logits)
@@ -247,17 +255,20 @@ class LSegBackend(SegmentationBackend):
     default_logit_scale = LSEG_LOGIT_SCALE
     default_prompt_templates = "none"
 
-    def __init__(self, preset: LSegPreset, block_depth: int = 0, activation: str = "lrelu") -> None:
+    def __init__(self, preset: LSegPreset, block_depth: int = 0, activation: str = "lrelu",
+                 arch_option: int = 0) -> None:
         super().__init__()
         self.preset = preset
-        self.net = LSegNet(preset, block_depth=block_depth, activation=activation)
+        self.net = LSegNet(preset, block_depth=block_depth, activation=activation, arch_option=arch_option)
         self.input_multiple = self.net.patch_size
         self._describe("random init")
         # Two random inits never share label embeddings.
         self.text_model_id = f"lseg/{preset.name}/random#{id(self):x}"
 
     def _describe(self, weights: str) -> None:
-        regularization = f", {self.net.block_depth} regularization blocks" if self.net.block_depth else ""
+        net = self.net
+        kind = {1: "bottleneck", 2: "depthwise"}.get(net.arch_option)
+        regularization = f", arch_option {net.arch_option}: {max(1, net.block_depth)} {kind} block(s)" if kind else ""
         self.description = f"lseg {self.preset.name} ({weights}{regularization})"
 
     def load_weights(self, path: str | os.PathLike,
@@ -266,7 +277,16 @@ class LSegBackend(SegmentationBackend):
         state dict strictly; :class:`WeightsError` names any missing or unexpected key."""
         path = Path(path).expanduser()
         checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
-        load_strict(self.net, net_state_dict_from_checkpoint(checkpoint), source=str(path))
+        state_dict = net_state_dict_from_checkpoint(checkpoint)
+        has_head_block = any(key.startswith("scratch.head_block.") for key in state_dict)
+        if has_head_block != (self.net.arch_option != 0):
+            hint = ("it has spatial-regularization blocks (scratch.head_block): set lseg.arch_option to the "
+                    "one it was trained with, 1 (bottleneck) or 2 (depthwise), and lseg.block_depth"
+                    if has_head_block else
+                    f"it has no spatial-regularization blocks (scratch.head_block) but lseg.arch_option is "
+                    f"{self.net.arch_option}: set lseg.arch_option 0 and lseg.block_depth 0")
+            raise WeightsError(f"LSeg weights {str(path)!r} do not match the configured head: {hint}")
+        load_strict(self.net, state_dict, source=str(path))
         self._describe(path.name)
         stat = path.stat()
         self.text_model_id = f"lseg/{self.preset.name}/{path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
@@ -335,7 +355,8 @@ def build_lseg(config: SegmenterConfig) -> LSegBackend:
             f"release's weights for model:=lseg_vitl16_384) or a .safetensors saved by lseg_ros "
             f"training; or pretrained:=random explicitly for tests.")
     checkpoint = None if pretrained == "random" else read_checkpoint(pretrained)
-    backend = LSegBackend(preset, block_depth=config.lseg.block_depth, activation=config.lseg.activation)
+    backend = LSegBackend(preset, block_depth=config.lseg.block_depth, activation=config.lseg.activation,
+                          arch_option=config.lseg.arch_option)
     if checkpoint is not None:
         backend.load_weights(pretrained, checkpoint)
     return backend.eval()
