@@ -25,10 +25,18 @@ def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclass
     return field(default=default, metadata={"doc": text})
 
 
+#: dense_clip.positional_resize values
+POSITIONAL_RESIZES = ("auto", "scale_factor", "size")
+
+
 @dataclass
 class DenseClipConfig:
     mode: str = _doc("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
     gaussian_std: float = _doc("naclip: std (in patches) of the neighbourhood prior.", 5.0)
+    positional_resize: str = _doc("How the positional embedding is resized to other patch grids "
+                                  "(bicubic): scale_factor (NACLIP, SCLIP, ClearCLIP: scale factor "
+                                  "(grid + 0.1) / pretraining grid) | size (MaskCLIP: to the grid size) | "
+                                  "auto (size for maskclip, scale_factor otherwise).", "auto")
     window: int = _doc("Sliding-window size in model-input pixels; 0 disables.", 0)
     stride: int = _doc("Sliding-window stride in model-input pixels.", 224)
 
@@ -113,6 +121,8 @@ class SegmenterConfig:
             (self.description_pooling in ("mean", "max"), "description_pooling", "mean, max"),
             (self.dense_clip.mode in ("maskclip", "sclip", "clearclip", "naclip"), "dense_clip.mode",
              "maskclip, sclip, clearclip, naclip"),
+            (self.dense_clip.positional_resize in POSITIONAL_RESIZES, "dense_clip.positional_resize",
+             ", ".join(POSITIONAL_RESIZES)),
             (self.dense_clip.window >= 0 and self.dense_clip.stride > 0, "dense_clip.window/dense_clip.stride",
              "window >= 0 and stride > 0"),
             (self.dense_clip.gaussian_std > 0, "dense_clip.gaussian_std", "> 0"),

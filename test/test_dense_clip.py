@@ -146,15 +146,47 @@ def test_positional_embedding_at_the_native_grid_is_the_models_own():
     assert backend.positional_embedding((14, 14)) is table
 
 
-def test_positional_embedding_is_bicubically_resized_to_a_non_square_grid():
-    backend = make_backend()
-    table = backend.clip.visual.positional_embedding.detach()  # [197, 64]
-    grid = table[1:].reshape(1, 14, 14, 64).permute(0, 3, 1, 2)
-    resized = F.interpolate(grid, size=(9, 21), mode="bicubic", align_corners=False)
-    expected = torch.cat([table[:1], resized.permute(0, 2, 3, 1).reshape(9 * 21, 64)])
+def bicubic_1d(values, out_size, scale):
+    """Resize ``values`` [..., n] along the last axis with cubic convolution (a = -0.75,
+    borders replicated); output i reads source position (i + 0.5) / scale - 0.5."""
+    def cubic(t):
+        t = abs(t)
+        a = -0.75
+        if t <= 1:
+            return (a + 2) * t ** 3 - (a + 3) * t ** 2 + 1
+        return a * t ** 3 - 5 * a * t ** 2 + 8 * a * t - 4 * a if t < 2 else 0.0
+    n = values.shape[-1]
+    columns = []
+    for i in range(out_size):
+        x = (i + 0.5) / scale - 0.5
+        x0 = math.floor(x)
+        column = 0
+        for tap in range(-1, 3):
+            column = column + cubic(x - (x0 + tap)) * values[..., min(max(x0 + tap, 0), n - 1)]
+        columns.append(column)
+    return torch.stack(columns, dim=-1)
+
+
+def written_out_resize(table, grid, out_grid, scales):
+    patches = table[1:].reshape(*grid, -1).permute(2, 0, 1).double()  # [C, g0, g1]
+    patches = bicubic_1d(patches, out_grid[1], scales[1])  # along the width
+    patches = bicubic_1d(patches.transpose(1, 2), out_grid[0], scales[0]).transpose(1, 2)  # along the height
+    return torch.cat([table[:1].double(), patches.permute(1, 2, 0).reshape(-1, table.shape[1])])
+
+
+@pytest.mark.parametrize("mode, rule", [("naclip", "auto"), ("sclip", "auto"), ("clearclip", "auto"),
+                                        ("naclip", "scale_factor"), ("maskclip", "auto"), ("naclip", "size")])
+def test_positional_embedding_is_resized_as_each_papers_code_does(mode, rule):
+    backend = make_backend(mode, positional_resize=rule)
+    table = backend.clip.visual.positional_embedding.detach()  # [197, 64], pretraining grid 14 x 14
+    by_size = rule == "size" or (rule == "auto" and mode == "maskclip")
+    scales = (9 / 14, 21 / 14) if by_size else ((9 + 0.1) / 14, (21 + 0.1) / 14)
+    expected = written_out_resize(table, (14, 14), (9, 21), scales).float()
     actual = backend.positional_embedding((9, 21))
-    torch.testing.assert_close(actual, expected)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-5)
     assert backend.positional_embedding((9, 21)) is actual  # cached per grid
+    other = written_out_resize(table, (14, 14), (9, 21), (9.1 / 14, 21.1 / 14) if by_size else (9 / 14, 21 / 14))
+    assert float((other.float() - actual).abs().max()) > 1e-3  # the two rules differ
 
 
 def test_dense_embeddings_use_the_resized_positional_embedding():

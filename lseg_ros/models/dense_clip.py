@@ -17,7 +17,8 @@ Modes (q, k, v are the last block's projections of ``ln_1(x)``; s = head_dim ** 
 
 The class token stays in the sequence of the modified attention, as in all four papers;
 only patch tokens are returned. The positional embedding is resized (bicubic, class token
-excluded) to each input grid and cached per grid size. Inputs larger than
+excluded) to each input grid the way each paper's code does it (see
+:func:`resize_positional_embedding`) and cached per grid size. Inputs larger than
 ``dense_clip.window`` can be processed in overlapping windows whose embeddings are averaged.
 """
 from __future__ import annotations
@@ -58,7 +59,8 @@ class DenseClipBackend(SegmentationBackend):
     default_prompt_templates = "imagenet"
 
     def __init__(self, clip: nn.Module, model_name: str, mode: str = "naclip",
-                 gaussian_std: float = 5.0, window: int = 0, stride: int = 224) -> None:
+                 gaussian_std: float = 5.0, window: int = 0, stride: int = 224,
+                 positional_resize: str = "auto") -> None:
         super().__init__()
         visual = getattr(clip, "visual", None)
         _check_supported(visual, model_name)
@@ -70,6 +72,12 @@ class DenseClipBackend(SegmentationBackend):
         if window < 0 or (window > 0 and (window % patch or stride <= 0 or stride % patch)):
             raise ValueError(f"dense_clip.window={window!r} / stride={stride!r}: need window = 0, or "
                              f"window and stride positive multiples of the patch size {patch}")
+        if positional_resize not in ("auto", "scale_factor", "size"):
+            raise ValueError(f"unknown dense_clip.positional_resize {positional_resize!r}; accepted: "
+                             f"auto, scale_factor, size")
+        if positional_resize == "auto":
+            positional_resize = "size" if mode == "maskclip" else "scale_factor"
+        self.positional_resize = positional_resize
         self.clip = clip.eval().requires_grad_(False)
         self.model_name = model_name
         self.mode = mode
@@ -167,7 +175,8 @@ class DenseClipBackend(SegmentationBackend):
         cached = _lru_get(self._positional_cache, key)
         if cached is None or cached.device != table.device or cached.dtype != table.dtype:
             with torch.no_grad():
-                cached = resize_positional_embedding(table, tuple(self.visual.grid_size), key)
+                cached = resize_positional_embedding(table, tuple(self.visual.grid_size), key,
+                                                     self.positional_resize)
             _lru_put(self._positional_cache, key, cached)
         return cached
 
@@ -200,13 +209,32 @@ class DenseClipBackend(SegmentationBackend):
 
 
 # ---------------------------------------------------------------------- helpers
-def resize_positional_embedding(table: torch.Tensor, source_grid: Grid, target_grid: Grid) -> torch.Tensor:
-    """Bicubic resize of the patch part of ``table`` [1 + g0*g1, C] to [1 + h*w, C]."""
+def resize_positional_embedding(table: torch.Tensor, source_grid: Grid, target_grid: Grid,
+                                rule: str = "scale_factor") -> torch.Tensor:
+    """Bicubic resize of the patch part of ``table`` [1 + g0*g1, C] to [1 + h*w, C].
+
+    ``rule`` "scale_factor": as NACLIP, SCLIP and ClearCLIP (``interpolate_pos_encoding``
+    in their ``clip/model.py`` / ``open_clip/transformer.py``), with the scale factors
+    ``(h + 0.1) / g0`` and ``(w + 0.1) / g1`` used as given (``recompute_scale_factor`` off),
+    so source positions are ``(i + 0.5) / factor - 0.5``. "size": as MaskCLIP (mmseg's
+    ``resize_pos_embed``), ``F.interpolate(size=(h, w))``, source positions
+    ``(i + 0.5) * g / h - 0.5``. The two differ by up to a few 1e-3 in the table."""
     class_position, patch_positions = table[:1], table[1:]
     channels = table.shape[1]
     patch_positions = patch_positions.reshape(1, *source_grid, channels).permute(0, 3, 1, 2)  # [1, C, g0, g1]
-    patch_positions = F.interpolate(patch_positions.float(), size=target_grid, mode="bicubic",
-                                    align_corners=False).to(table.dtype)  # [1, C, h, w]
+    if rule == "scale_factor":
+        factors = ((target_grid[0] + 0.1) / source_grid[0], (target_grid[1] + 0.1) / source_grid[1])
+        patch_positions = F.interpolate(patch_positions.float(), scale_factor=factors, mode="bicubic",
+                                        align_corners=False, recompute_scale_factor=False)
+    elif rule == "size":
+        patch_positions = F.interpolate(patch_positions.float(), size=target_grid, mode="bicubic",
+                                        align_corners=False)
+    else:
+        raise ValueError(f"unknown positional resize rule {rule!r}; accepted: scale_factor, size")
+    if tuple(patch_positions.shape[-2:]) != tuple(target_grid):
+        raise AssertionError(f"positional embedding resized to {tuple(patch_positions.shape[-2:])}, "
+                             f"not {tuple(target_grid)}")
+    patch_positions = patch_positions.to(table.dtype)  # [1, C, h, w]
     patch_positions = patch_positions.permute(0, 2, 3, 1).reshape(-1, channels)  # [h*w, C]
     return torch.cat([class_position, patch_positions], dim=0)
 
@@ -316,7 +344,8 @@ def build_dense_clip(config: SegmenterConfig) -> DenseClipBackend:
         raise ValueError(f"unknown dense_clip.mode {options.mode!r}; accepted: {', '.join(DENSE_CLIP_MODES)}")
     clip, weights_label, weights_id = load_open_clip(config.model, config.pretrained)
     backend = DenseClipBackend(clip, config.model, mode=options.mode, gaussian_std=options.gaussian_std,
-                               window=options.window, stride=options.stride)
+                               window=options.window, stride=options.stride,
+                               positional_resize=options.positional_resize)
     backend.description = f"dense_clip/{options.mode} {config.model} ({weights_label})"
     backend.text_model_id = f"open_clip/{config.model}/{weights_id}"
     return backend
