@@ -77,7 +77,15 @@ def _torch_load_weights_only(path: Path):
     try:
         unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
     except Exception as error:
-        raise WeightsError(f"cannot read {str(path)!r} as a torch checkpoint: {_first_line(error)}") from error
+        hint = ""
+        if "torchscript" in str(error).lower():
+            hint = (". TorchScript archives (such as OpenAI's original CLIP .pt releases) are not loaded: "
+                    "they carry code. Convert once where the weights can be had, e.g. "
+                    "model = open_clip.create_model('ViT-B-16-quickgelu', pretrained='openai'); "
+                    "safetensors.torch.save_file(model.state_dict(), 'ViT-B-16-openai.safetensors'), "
+                    "and load that file with model:=ViT-B-16-quickgelu")
+        raise WeightsError(f"cannot read {str(path)!r} as a torch checkpoint: {_first_line(error)}{hint}") \
+            from error
     code_globals = [name for name in unsafe if not name.startswith(METADATA_MODULE_PREFIXES)]
     if code_globals:
         raise WeightsError(

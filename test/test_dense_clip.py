@@ -247,7 +247,62 @@ def test_local_weights_file_reproduces_the_source_model(tmp_path, suffix):
         torch.testing.assert_close(loaded(x), source(x), rtol=0, atol=0)
         tokens = loaded.tokenize(["a chair"])
         torch.testing.assert_close(loaded.encode_text(tokens), source.encode_text(tokens), rtol=0, atol=0)
-    assert loaded.description == f"dense_clip/naclip {TINY} (tiny{suffix})"
+    assert loaded.description == f"dense_clip/naclip {TINY} (tiny{suffix}, GELU)"
+
+
+def _save_tiny(path):
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in make_backend(seed=5).clip.state_dict().items()}, str(path))
+    return str(path)
+
+
+OPENAI_HUB_FILE = "models--timm--vit_base_patch16_clip_224.openai/snapshots/0123abc/open_clip_model.safetensors"
+LAION_HUB_FILE = "models--laion--CLIP-ViT-B-16-laion2B-s34B-b88K/snapshots/0123abc/open_clip_model.safetensors"
+
+
+@pytest.mark.parametrize("relative, model, wanted", [
+    (OPENAI_HUB_FILE, TINY, "lseg-test-tiny-ViT-quickgelu"),  # open_clip's download for ViT-B-16/openai
+    ("weights/clip-openai-b16.safetensors", TINY, "lseg-test-tiny-ViT-quickgelu"),  # the path names OpenAI
+    (LAION_HUB_FILE, TINY + "-quickgelu", r"lseg-test-tiny-ViT\."),  # trained with GELU, run with QuickGELU
+])
+def test_local_file_trained_with_another_activation_is_refused_naming_the_model_to_use(tmp_path, relative,
+                                                                                       model, wanted):
+    path = _save_tiny(tmp_path / relative)
+    with pytest.raises(WeightsError, match=f"model:={wanted}"):
+        build_dense_clip(SegmenterConfig(model=model, pretrained=path))
+
+
+@pytest.mark.parametrize("relative, model, activation", [
+    (OPENAI_HUB_FILE, TINY + "-quickgelu", "QuickGELU"),
+    (LAION_HUB_FILE, TINY, "GELU"),
+    ("weights/my_clip.safetensors", TINY, "GELU"),  # origin unknown: as the model name says
+])
+def test_local_file_with_the_matching_activation_loads_and_the_description_names_it(tmp_path, relative, model,
+                                                                                    activation):
+    path = _save_tiny(tmp_path / relative)
+    backend = build_dense_clip(SegmenterConfig(model=model, pretrained=path))
+    assert backend.description.endswith(f", {activation})")
+    blocks = backend.clip.visual.transformer.resblocks
+    assert (type(blocks[0].mlp.gelu).__name__ == "QuickGELU") == (activation == "QuickGELU")
+
+
+def test_the_activation_changes_the_features_of_the_same_weights(tmp_path):
+    path = _save_tiny(tmp_path / "weights" / "same.safetensors")
+    gelu = build_dense_clip(SegmenterConfig(model=TINY, pretrained=path))
+    quick = build_dense_clip(SegmenterConfig(model=TINY + "-quickgelu", pretrained=path))
+    x = images(224, 224)
+    with torch.inference_mode():
+        assert float((gelu(x) - quick(x)).abs().max()) > 1e-3
+
+
+def test_torchscript_archive_is_refused_with_how_to_convert(tmp_path):
+    path = tmp_path / "ViT-B-16.pt"
+    with pytest.warns(FutureWarning):
+        torch.jit.save(torch.jit.trace(torch.nn.Linear(2, 2), torch.zeros(1, 2)), str(path))
+    with pytest.raises(WeightsError, match="TorchScript archives.*not loaded.*ViT-B-16-quickgelu"):
+        make_backend(pretrained=str(path))
 
 
 def test_weights_file_with_a_missing_key_names_that_key(tmp_path):

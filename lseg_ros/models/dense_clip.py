@@ -295,6 +295,58 @@ def _quiet_open_clip():
         logging.disable(previous)
 
 
+def uses_quick_gelu(model_name: str) -> bool:
+    """Whether open_clip builds ``model_name`` with QuickGELU (x * sigmoid(1.702 x))."""
+    return bool((open_clip.get_model_config(model_name) or {}).get("quick_gelu", False))
+
+
+def activation_name(model_name: str) -> str:
+    return "QuickGELU" if uses_quick_gelu(model_name) else "GELU"
+
+
+def _hub_activation_index() -> dict:
+    """{'models--org--name' (a Hugging Face cache folder): (quick_gelu, 'model/tag')} over open_clip's
+    pretrained tags, for recognizing a local file downloaded for a tag."""
+    index = {}
+    for model_name, tag in open_clip.list_pretrained():
+        config = open_clip.get_pretrained_cfg(model_name, tag)
+        hub = (config.get("hf_hub") or "").strip("/")
+        if hub.count("/") == 1:
+            quick = bool(config.get("quick_gelu", False)) or uses_quick_gelu(model_name)
+            index.setdefault("models--" + hub.replace("/", "--"), (quick, f"{model_name}/{tag}"))
+    return index
+
+
+def check_activation_matches_weights(model_name: str, path: Path) -> None:
+    """Refuse a local file whose origin says it was trained with another activation than
+    ``model_name`` runs. OpenAI's CLIP weights (and MetaCLIP's, DFN's, some LAION-400M ones)
+    were trained with QuickGELU; loaded under e.g. ``ViT-B-16`` (GELU) they run, silently
+    wrong (features off by ~1e-2, up to a few % of pixels change label). The origin is known
+    when the file sits in the Hugging Face cache folder of an open_clip pretrained tag, or
+    when its path names OpenAI; other files are loaded as the model name says (the backend
+    description names the activation)."""
+    quick = uses_quick_gelu(model_name)
+    text = str(path)
+    origin = None
+    for folder, (tag_quick, tag) in _hub_activation_index().items():
+        if folder in text:
+            origin = (tag_quick, f"it is open_clip's download for {tag}")
+            break
+    if origin is None and "openai" in text.lower():
+        origin = (True, "its path names OpenAI, whose CLIP weights were trained with QuickGELU")
+    if origin is None or origin[0] == quick:
+        return
+    base = model_name[:-len("-quickgelu")] if model_name.endswith("-quickgelu") else model_name
+    wanted = f"{base}-quickgelu" if origin[0] else base
+    if wanted not in open_clip.list_models():
+        wanted = f"an open_clip model name with quick_gelu {str(origin[0]).lower()}"
+    raise WeightsError(
+        f"weights {text!r} were trained with {'QuickGELU' if origin[0] else 'GELU'} ({origin[1]}), but model "
+        f"{model_name!r} runs {activation_name(model_name)}: the outputs would be silently wrong. Use "
+        f"model:={wanted}. (If the file really was trained with {activation_name(model_name)}, "
+        f"move or rename it so that its path no longer says otherwise.)")
+
+
 def load_open_clip(model_name: str, pretrained: str) -> Tuple[nn.Module, str, str]:
     """(model, weights label for descriptions, weights id for caches) for ``pretrained``:
     'random', a local checkpoint file, or an open_clip pretrained tag."""
@@ -309,13 +361,14 @@ def load_open_clip(model_name: str, pretrained: str) -> Tuple[nn.Module, str, st
         return model, "random", f"random-{uuid.uuid4().hex[:12]}"
     if looks_like_path(pretrained):
         path = Path(pretrained).expanduser().resolve()
+        check_activation_matches_weights(model_name, path)
         state_dict = extract_state_dict(read_checkpoint(path))
         if state_dict and all(key.startswith("module.") for key in state_dict):
             state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
         with _quiet_open_clip():
             model = open_clip.create_model(model_name, pretrained=None)
         load_strict(model, state_dict, source=str(path))
-        return model, path.name, f"{path}@{os.stat(path).st_mtime_ns}"
+        return model, f"{path.name}, {activation_name(model_name)}", f"{path}@{os.stat(path).st_mtime_ns}"
     tag_config = open_clip.get_pretrained_cfg(model_name, pretrained)
     if not tag_config:
         tags = open_clip.list_pretrained_tags_by_model(model_name)
