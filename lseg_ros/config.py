@@ -39,6 +39,9 @@ class DenseClipConfig:
                                   "auto (size for maskclip, scale_factor otherwise).", "auto")
     window: int = _doc("Sliding-window size in model-input pixels; 0 disables.", 0)
     stride: int = _doc("Sliding-window stride in model-input pixels.", 224)
+    window_merge: str = _doc("How overlapping windows merge: logits (NACLIP, SCLIP, ClearCLIP: each "
+                             "window's label logits resized to the window, averaged) | embeddings "
+                             "(pixel embeddings averaged on the patch grid; one classification).", "logits")
 
 
 @dataclass
@@ -125,6 +128,8 @@ class SegmenterConfig:
              ", ".join(POSITIONAL_RESIZES)),
             (self.dense_clip.window >= 0 and self.dense_clip.stride > 0, "dense_clip.window/dense_clip.stride",
              "window >= 0 and stride > 0"),
+            (self.dense_clip.window_merge in ("logits", "embeddings"), "dense_clip.window_merge",
+             "logits, embeddings"),
             (self.dense_clip.gaussian_std > 0, "dense_clip.gaussian_std", "> 0"),
             (self.lseg.arch_option in (0, 1, 2), "lseg.arch_option", "0 (none), 1 (bottleneck), 2 (depthwise)"),
             (self.lseg.block_depth >= 0, "lseg.block_depth", ">= 0"),

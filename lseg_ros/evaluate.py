@@ -85,36 +85,22 @@ def predict_probabilities(segmenter, image: np.ndarray, scales: Sequence[float] 
 
 
 def window_logits(segmenter, model_input: torch.Tensor, window: int = 0, stride: int = 0) -> torch.Tensor:
-    """Label logits [1, N, h, w] at model-input resolution; windows overlapping by
-    ``window - stride`` pixels are averaged when ``window`` > 0 and the input is larger."""
+    """Label logits [1, N, h, w] at model-input resolution; with ``window`` > 0 and a larger
+    input, the references' sliding window (:meth:`Segmenter.sliding_window_logits`,
+    ``stride`` default 2/3 of the window); otherwise the segmenter's own path (which may
+    slide the backend's configured window)."""
     height, width = model_input.shape[-2:]
     label_embeddings = segmenter.label_set.label_embeddings
     if window <= 0 or (height <= window and width <= window):
+        backend_window, backend_stride = segmenter.backend_window(model_input)
+        if backend_window:
+            return segmenter.sliding_window_logits(model_input, label_embeddings, backend_window, backend_stride)
         logits = segmenter.classify(segmenter.backend(model_input), label_embeddings, model_input)
         return segmenter.resize_logits(logits, (height, width), model_input)
     multiple = segmenter.backend.input_multiple
     if window % multiple:
         raise ValueError(f"window {window} must be a multiple of the backend's input multiple {multiple}")
-    stride = stride or window * 2 // 3
-    total = torch.zeros((1, len(segmenter.labels), height, width), device=model_input.device)
-    counts = torch.zeros((1, 1, height, width), device=model_input.device)
-    for top in _window_starts(height, window, stride):
-        for left in _window_starts(width, window, stride):
-            crop = model_input[..., top:top + window, left:left + window]  # [1, 3, wh, ww]
-            logits = segmenter.classify(segmenter.backend(crop), label_embeddings, crop)
-            logits = segmenter.resize_logits(logits, crop.shape[-2:], crop)
-            total[..., top:top + window, left:left + window] += logits
-            counts[..., top:top + window, left:left + window] += 1
-    return total / counts
-
-
-def _window_starts(length: int, window: int, stride: int) -> List[int]:
-    if length <= window:
-        return [0]
-    starts = list(range(0, length - window + 1, stride))
-    if starts[-1] != length - window:
-        starts.append(length - window)  # the last window ends at the border
-    return starts
+    return segmenter.sliding_window_logits(model_input, label_embeddings, window, stride or window * 2 // 3)
 
 
 def predict_mask(segmenter, image: np.ndarray, scales: Sequence[float] = (1.0,), flip: bool = False,

@@ -1,7 +1,7 @@
 """Image validation, sizing and normalization: the one place an RGB array becomes a model input."""
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -65,3 +65,14 @@ def to_model_input(images: Sequence[np.ndarray], size: Tuple[int, int], mean: Se
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     return ((batch - mean_t) / std_t).to(dtype)
+
+
+def window_starts(length: int, window: int, stride: int) -> List[int]:
+    """Window offsets along one side: every ``stride`` pixels, the last one flush with the
+    border (the references' ``h_grids``/``w_grids`` rule); [0] when the side fits one window."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, stride))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts

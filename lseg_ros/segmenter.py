@@ -24,7 +24,7 @@ from .config import SegmenterConfig
 from .label_maps import classify_bands, plan_outputs, resize_logits
 from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
-from .preprocess import model_input_size, split_batch, to_model_input
+from .preprocess import model_input_size, split_batch, to_model_input, window_starts
 from .text import LabelEncoder
 from .validation import label_text_problem, shorten
 from .weights import check_finite
@@ -232,11 +232,17 @@ class Segmenter:
                                      self.device, self.dtype)  # [B, 3, h, w]
         clock.lap("preprocess")
 
-        pixel_embeddings = self.backend(model_input)  # [B, D, h', w']
-        clock.lap("backbone")
-
-        logits = self.classify(pixel_embeddings, label_set.label_embeddings, model_input)  # [B, N, h', w']
-        clock.lap("classify")
+        window, stride = self.backend_window(model_input)
+        if window:
+            # the references' sliding window: per-window logits at window size, averaged
+            logits = self.sliding_window_logits(model_input, label_set.label_embeddings, window, stride)
+            clock.lap("backbone")  # backbone and classification, window by window
+            timings["classify"] = 0.0
+        else:
+            pixel_embeddings = self.backend(model_input)  # [B, D, h', w']
+            clock.lap("backbone")
+            logits = self.classify(pixel_embeddings, label_set.label_embeddings, model_input)  # [B, N, h', w']
+            clock.lap("classify")
 
         out_size = output_size or (self.config.output_height or height, self.config.output_width or width)
         pre_scale = self.logits_pre_scale(logits, model_input)
@@ -259,6 +265,43 @@ class Segmenter:
         them: its own final upsample (LSeg: x2 bilinear, align_corners=True), then bilinear."""
         return resize_logits(logits, tuple(size), self.logits_pre_scale(logits, model_input))
 
+    def backend_window(self, model_input: torch.Tensor) -> tuple:
+        """(window, stride) in model-input pixels when the backend's sliding window is to be
+        merged as label logits (dense_clip.window_merge "logits") and the input exceeds it;
+        (0, 0) otherwise (no window, or the backend averages embeddings itself)."""
+        window = int(getattr(self.backend, "window", 0) or 0)
+        if not window or getattr(self.backend, "window_merge", "embeddings") != "logits":
+            return 0, 0
+        height, width = model_input.shape[-2:]
+        if height <= window and width <= window:
+            return 0, 0
+        return window, int(self.backend.stride)
+
+    def sliding_window_logits(self, model_input: torch.Tensor, label_embeddings: torch.Tensor,
+                              window: int, stride: int) -> torch.Tensor:
+        """Logits [B, N, H, W] at the model-input size, as NACLIP's, SCLIP's and ClearCLIP's
+        ``forward_slide``: each window (``window`` pixels, ``stride`` apart, the last one
+        flush with the border; a side shorter than the window is taken whole) is classified
+        on its own, its logits resized to the window, summed where windows overlap and divided
+        by the count. PAMR, when configured, runs once on the merged logits."""
+        batch, _, height, width = model_input.shape
+        window_h, window_w = min(window, height), min(window, width)
+        total = torch.zeros((batch, label_embeddings.shape[0], height, width), device=model_input.device)
+        count = torch.zeros((1, 1, height, width), device=model_input.device)
+        for top in window_starts(height, window_h, stride):
+            for left in window_starts(width, window_w, stride):
+                crop = model_input[..., top:top + window_h, left:left + window_w]
+                embeddings = self.backend.dense_embeddings(crop) if hasattr(self.backend, "dense_embeddings") \
+                    else self.backend(crop)
+                with torch.autocast(device_type=crop.device.type, enabled=False):
+                    logits = self._cosine_logits(embeddings, label_embeddings)
+                total[..., top:top + window_h, left:left + window_w] += self.resize_logits(logits, (window_h, window_w),
+                                                                                         crop)
+                count[..., top:top + window_h, left:left + window_w] += 1
+        logits = total / count
+        with torch.autocast(device_type=model_input.device.type, enabled=False):
+            return self._pamr(logits, model_input)
+
     def classify(self, pixel_embeddings: torch.Tensor, label_embeddings: torch.Tensor,
                  model_input: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Logits [B, N, h, w] = logit_scale * cosine(pixel embedding, label embedding), float32
@@ -268,18 +311,26 @@ class Segmenter:
             return self._classify(pixel_embeddings, label_embeddings, model_input)
 
     def _classify(self, pixel_embeddings, label_embeddings, model_input):
+        logits = self._cosine_logits(pixel_embeddings, label_embeddings)
+        return self._pamr(logits, model_input) if model_input is not None else logits
+
+    def _cosine_logits(self, pixel_embeddings, label_embeddings):
+        """[B, N, h, w] scaled cosine logits (clustered, refined by the backend) at its resolution."""
         pixel_embeddings = F.normalize(pixel_embeddings.float(), dim=1)  # [B, D, h, w]
         post = self.config.postprocess
         if post.cluster_k > 0:
             pixel_embeddings = cluster_pixel_embeddings(pixel_embeddings, post.cluster_k, post.cluster_iters)
         logits = torch.einsum("bdhw,nd->bnhw", pixel_embeddings, label_embeddings) * self.logit_scale
-        logits = self.backend.refine_logits(logits)
-        if post.pamr_iters > 0 and model_input is not None:
-            # PAMR at model-input resolution, guided by the (normalized) input image
-            logits = resize_logits(logits, tuple(model_input.shape[-2:]), self.backend.logits_upsample)
-            probabilities = pamr(model_input.float(), logits.softmax(1), post.pamr_iters, post.pamr_dilations)
-            logits = probabilities.clamp_min(1e-8).log()  # [B, N, h, w] at model-input size
-        return logits
+        return self.backend.refine_logits(logits)
+
+    def _pamr(self, logits, model_input):
+        """PAMR at model-input resolution, guided by the (normalized) input image (when configured)."""
+        post = self.config.postprocess
+        if post.pamr_iters <= 0:
+            return logits
+        logits = resize_logits(logits, tuple(model_input.shape[-2:]), self.logits_pre_scale(logits, model_input))
+        probabilities = pamr(model_input.float(), logits.softmax(1), post.pamr_iters, post.pamr_dilations)
+        return probabilities.clamp_min(1e-8).log()  # [B, N, H, W] at model-input size
 
     def _finish(self, logits: torch.Tensor, label_set: LabelSet, out_size: tuple,
                 return_confidences: bool, pre_scale: int = 1) -> SegmentationResult:

@@ -351,3 +351,52 @@ def test_trimmed_text_encoding_equals_the_full_77_token_forward():
         full = clip.encode_text(tokens)
         trimmed = encode_text_trimmed(clip, tokens)
     torch.testing.assert_close(trimmed, full, atol=1e-5, rtol=1e-5)
+
+
+# ------------------------------------------------- sliding window in the segmenter
+def _forward_slide_reference(backend, img, text, stride, crop):
+    """NACLIP/SCLIP/ClearCLIP ``forward_slide`` written out: per-crop cosine logits resized to
+    the crop (bilinear), padded into place, summed, divided by the count."""
+    _, _, h_img, w_img = img.shape
+    h_grids = max(h_img - crop + stride - 1, 0) // stride + 1
+    w_grids = max(w_img - crop + stride - 1, 0) // stride + 1
+    preds = img.new_zeros((1, text.shape[0], h_img, w_img))
+    count = img.new_zeros((1, 1, h_img, w_img))
+    for h_idx in range(h_grids):
+        for w_idx in range(w_grids):
+            y1, x1 = h_idx * stride, w_idx * stride
+            y2, x2 = min(y1 + crop, h_img), min(x1 + crop, w_img)
+            y1, x1 = max(y2 - crop, 0), max(x2 - crop, 0)
+            crop_img = img[:, :, y1:y2, x1:x2]
+            features = F.normalize(backend.dense_embeddings(crop_img), dim=1)
+            logits = torch.einsum("bdhw,nd->bnhw", features, text)
+            logits = F.interpolate(logits, size=crop_img.shape[-2:], mode="bilinear", align_corners=False)
+            preds += F.pad(logits, (x1, w_img - x2, y1, h_img - y2))
+            count[:, :, y1:y2, x1:x2] += 1
+    return preds / count
+
+
+@pytest.mark.parametrize("size", [(64, 128), (80, 112)])
+def test_segmenter_sliding_window_averages_per_window_logits_as_the_references(size):
+    import numpy as np
+
+    from lseg_ros.preprocess import to_model_input
+    from lseg_ros.segmenter import Segmenter
+
+    torch.manual_seed(0)
+    config = SegmenterConfig(model=TINY, pretrained="random", device="cpu", short_side=min(size),
+                             max_long_side=max(size), labels=["floor", "wall", "door"],
+                             dense_clip=DenseClipConfig(mode="naclip", window=48, stride=32))
+    segmenter = Segmenter(config)
+    image = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
+    x = to_model_input([image], size, segmenter.backend.image_mean, segmenter.backend.image_std,
+                       torch.device("cpu"), torch.float32)
+    with torch.inference_mode():
+        cosine = _forward_slide_reference(segmenter.backend, x, segmenter.label_set.label_embeddings, 32, 48)
+        result = segmenter.segment(image)
+        embeddings_merged = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings)
+    expected = (cosine[0] * segmenter.logit_scale).softmax(0)
+    np.testing.assert_allclose(result.confidences, expected.numpy(), atol=1e-5)
+    # averaging embeddings on the patch grid (window_merge "embeddings") gives other maps
+    other = F.interpolate(embeddings_merged, size=size, mode="bilinear", align_corners=False)[0].softmax(0)
+    assert float((other - expected).abs().max()) > 1e-3

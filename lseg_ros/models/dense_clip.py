@@ -19,7 +19,9 @@ The class token stays in the sequence of the modified attention, as in all four 
 only patch tokens are returned. The positional embedding is resized (bicubic, class token
 excluded) to each input grid the way each paper's code does it (see
 :func:`resize_positional_embedding`) and cached per grid size. Inputs larger than
-``dense_clip.window`` can be processed in overlapping windows whose embeddings are averaged.
+``dense_clip.window`` can be processed in overlapping windows: the Segmenter averages their
+label logits, each resized to its window, as the papers' code does (``window_merge``
+"logits"); ``forward`` itself averages their embeddings on the patch grid ("embeddings").
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from open_clip.transformer import ResidualAttentionBlock, VisionTransformer
 from torch import nn
 
 from ..config import SegmenterConfig
+from ..preprocess import window_starts
 from ..weights import (HOW_TO_SUPPLY, WeightsError, extract_state_dict, load_strict,
                        looks_like_path, read_checkpoint)
 from .base import SegmentationBackend, register_backend
@@ -60,7 +63,7 @@ class DenseClipBackend(SegmentationBackend):
 
     def __init__(self, clip: nn.Module, model_name: str, mode: str = "naclip",
                  gaussian_std: float = 5.0, window: int = 0, stride: int = 224,
-                 positional_resize: str = "auto") -> None:
+                 positional_resize: str = "auto", window_merge: str = "logits") -> None:
         super().__init__()
         visual = getattr(clip, "visual", None)
         _check_supported(visual, model_name)
@@ -72,6 +75,9 @@ class DenseClipBackend(SegmentationBackend):
         if window < 0 or (window > 0 and (window % patch or stride <= 0 or stride % patch)):
             raise ValueError(f"dense_clip.window={window!r} / stride={stride!r}: need window = 0, or "
                              f"window and stride positive multiples of the patch size {patch}")
+        if window_merge not in ("logits", "embeddings"):
+            raise ValueError(f"unknown dense_clip.window_merge {window_merge!r}; accepted: logits, embeddings")
+        self.window_merge = window_merge
         if positional_resize not in ("auto", "scale_factor", "size"):
             raise ValueError(f"unknown dense_clip.positional_resize {positional_resize!r}; accepted: "
                              f"auto, scale_factor, size")
@@ -194,8 +200,8 @@ class DenseClipBackend(SegmentationBackend):
         batch, _, height, width = images.shape
         patch = self.input_multiple
         window_h, window_w = min(self.window, height), min(self.window, width)
-        rows = _window_starts(height, window_h, self.stride)
-        cols = _window_starts(width, window_w, self.stride)
+        rows = window_starts(height, window_h, self.stride)
+        cols = window_starts(width, window_w, self.stride)
         crops = [images[:, :, y:y + window_h, x:x + window_w] for y in rows for x in cols]
         window_embeddings = self.dense_embeddings(torch.cat(crops, dim=0))  # [n*B, D, wh, ww]
         out = window_embeddings.new_zeros(batch, window_embeddings.shape[1], height // patch, width // patch)
@@ -263,13 +269,6 @@ def _lru_put(cache: "OrderedDict", key, value) -> None:
     cache.move_to_end(key)
     while len(cache) > GRID_CACHE_SIZE:
         cache.popitem(last=False)
-
-
-def _window_starts(size: int, window: int, stride: int) -> list:
-    starts = list(range(0, size - window + 1, stride))
-    if starts[-1] + window < size:
-        starts.append(size - window)
-    return starts
 
 
 def _check_supported(visual, model_name: str) -> None:
@@ -398,7 +397,7 @@ def build_dense_clip(config: SegmenterConfig) -> DenseClipBackend:
     clip, weights_label, weights_id = load_open_clip(config.model, config.pretrained)
     backend = DenseClipBackend(clip, config.model, mode=options.mode, gaussian_std=options.gaussian_std,
                                window=options.window, stride=options.stride,
-                               positional_resize=options.positional_resize)
+                               positional_resize=options.positional_resize, window_merge=options.window_merge)
     backend.description = f"dense_clip/{options.mode} {config.model} ({weights_label})"
     backend.text_model_id = f"open_clip/{config.model}/{weights_id}"
     return backend
