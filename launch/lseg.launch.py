@@ -33,10 +33,14 @@ BOOL_PARAMETERS = ("use_compressed",)
 
 
 def _parse_labels(text):
-    """'door, chair; floor' -> ['door', 'chair', 'floor'], as the node parses its labels topic."""
-    for separator in (";", "\n"):
-        text = text.replace(separator, ",")
-    return [part.strip() for part in text.split(",") if part.strip()]
+    """'person; man, door' -> ['person; man', 'door'], as the node parses its labels topic:
+    ',' or newlines separate labels, ';' separates one label's synonyms."""
+    labels = []
+    for part in text.replace("\n", ",").split(","):
+        names = [name.strip() for name in part.split(";") if name.strip()]
+        if names:
+            labels.append("; ".join(names))
+    return labels
 
 
 def _parse_bool(argument, value):

@@ -83,8 +83,15 @@ class SegmenterConfig:
                                  "reduced resolution (recorded with them).", 512)
     logit_scale: float = _doc("Softmax temperature over labels; 0 = the backend's own "
                               "(100 for CLIP, 1/0.07 for LSeg).", 0.0)
-    threshold: float = _doc("Default minimum confidence; pixels below get unknown_value.", 0.0)
+    threshold: float = _doc("Default minimum confidence; pixels below get unknown_value (or "
+                            "threshold_label).", 0.0)
     unknown_value: int = _doc("Mask value for pixels below their label's threshold.", 255)
+    threshold_label: int = _doc("Label index that pixels below their threshold take instead of "
+                                "unknown_value (the papers' background class, index 0); -1 = "
+                                "unknown_value.", -1)
+    area_threshold: float = _doc("SCLIP's area filter: a label (other than threshold_label) whose pixels "
+                                 "make up less than this fraction of all pixels not given threshold_label "
+                                 "is dropped, its pixels taking their next best label; 0 disables.", 0.0)
     prompt_templates: str = _doc("none | single | imagenet | default (the backend's own: "
                                  "imagenet for dense_clip, none for lseg).", "default")
     description_pooling: str = _doc("How a label's prompts and descriptions combine: mean | max.", "mean")
@@ -119,6 +126,8 @@ class SegmenterConfig:
             (self.logit_scale >= 0, "logit_scale", ">= 0"),
             (0.0 <= self.threshold <= 1.0, "threshold", "a value in [0, 1]"),
             (0 <= self.unknown_value <= 65535, "unknown_value", "an integer in [0, 65535]"),
+            (self.threshold_label >= -1, "threshold_label", "-1 (unknown_value) or a label index >= 0"),
+            (0.0 <= self.area_threshold < 1.0, "area_threshold", "a fraction in [0, 1)"),
             (self.prompt_templates in ("none", "single", "imagenet", "default"), "prompt_templates",
              "none, single, imagenet, default"),
             (self.description_pooling in ("mean", "max"), "description_pooling", "mean, max"),

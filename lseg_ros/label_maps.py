@@ -173,43 +173,103 @@ def _row_bands(logits: torch.Tensor, out_size: Tuple[int, int], work_bytes: int,
         yield (slice(y0, y1), slice(0, width)), band
 
 
-def classify_bands(logits: torch.Tensor, plan: OutputPlan, thresholds: Optional[torch.Tensor],
-                   unknown_value: int, mask_dtype: torch.dtype, want_confidences: bool,
-                   pre_scale: int = 1) -> Tuple[torch.Tensor, Optional[np.ndarray]]:
+@dataclass(frozen=True)
+class LabelRules:
+    """How one image's name logits become labels: the papers' post-processing.
+
+    ``name_groups`` [M] maps each query name to its label (None: one name per label): the
+    softmax runs over every name, then each label takes its best name's probability (as
+    NACLIP, SCLIP and ClearCLIP do with their class-name files). ``thresholds`` [N]: a pixel
+    whose best label probability is below its label's threshold gets ``below_value``
+    (unknown_value, or the background label). ``area_threshold`` (SCLIP): labels other than
+    ``area_exempt`` predicted on less than this fraction of the pixels not predicted as
+    ``area_exempt`` are dropped (probability 0), so their pixels take the next best label."""
+
+    num_labels: int
+    name_groups: Optional[torch.Tensor] = None
+    thresholds: Optional[torch.Tensor] = None
+    below_value: int = 255
+    area_threshold: float = 0.0
+    area_exempt: int = -1
+
+
+def label_probabilities(band: torch.Tensor, rules: LabelRules, keep: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """[N, ...] label probabilities of name logits ``band`` [M, ...]: softmax over names, the
+    best name of each label, labels not in ``keep`` ([N] bool) zeroed."""
+    probabilities = band.softmax(dim=0)
+    if rules.name_groups is not None:
+        index = rules.name_groups.view(-1, *([1] * (band.dim() - 1))).expand_as(probabilities)
+        grouped = probabilities.new_zeros((rules.num_labels,) + tuple(band.shape[1:]))
+        probabilities = grouped.scatter_reduce_(0, index, probabilities, reduce="amax", include_self=True)
+    if keep is not None:
+        probabilities = probabilities * keep.view(-1, *([1] * (band.dim() - 1))).to(probabilities.dtype)
+    return probabilities
+
+
+def kept_by_area(counts: torch.Tensor, rules: LabelRules) -> torch.Tensor:
+    """[N] bool: labels that survive SCLIP's area filter given per-label pixel ``counts`` [N]
+    of the unfiltered prediction (the exempt label always does; without an exempt label the
+    largest label always does, so that every pixel keeps a label)."""
+    counts = counts.to(torch.float64)
+    candidates = torch.ones_like(counts, dtype=torch.bool)
+    if rules.area_exempt >= 0:
+        candidates[rules.area_exempt] = False
+    total = counts[candidates].sum()
+    keep = (counts > rules.area_threshold * total) | ~candidates
+    if rules.area_exempt < 0:
+        keep[int(counts.argmax())] = True
+    return keep
+
+
+def classify_bands(logits: torch.Tensor, plan: OutputPlan, rules: LabelRules, mask_dtype: torch.dtype,
+                   want_confidences: bool, pre_scale: int = 1) -> Tuple[torch.Tensor, Optional[np.ndarray]]:
     """(mask [H, W] on logits' device, confidences [N, Hc, Wc] float32 numpy or None) of one
-    image's ``logits`` [N, h, w] (float32), resized as :func:`resize_logits` with
-    ``pre_scale``. Pixels whose best softmax confidence is below their label's threshold
-    get ``unknown_value`` (``thresholds`` None: no thresholding)."""
-    labels = logits.shape[0]
+    image's name ``logits`` [M, h, w] (float32), resized as :func:`resize_logits` with
+    ``pre_scale`` and turned into labels by ``rules`` (:class:`LabelRules`). With synonyms a
+    label's confidence is its best name's probability, so the maps need not sum to 1."""
     height, width = plan.out_size
+    keep = None
+    if rules.area_threshold > 0:  # a first, mask-only pass counts each label's pixels
+        counts = torch.zeros(rules.num_labels, dtype=torch.int64, device=logits.device)
+        for _, band in upsampled_bands(logits, plan.out_size, plan.work_bytes, pre_scale):
+            counts += torch.bincount(_best_labels(band, rules).flatten(), minlength=rules.num_labels)
+        keep = kept_by_area(counts, rules)
     mask = torch.empty((height, width), dtype=mask_dtype, device=logits.device)
     confidences = None
     full_confidences = want_confidences and plan.confidence_size == plan.out_size
     if full_confidences:
-        confidences = np.empty((labels, height, width), dtype=np.float32)
+        confidences = np.empty((rules.num_labels, height, width), dtype=np.float32)
     for region, band in upsampled_bands(logits, plan.out_size, plan.work_bytes, pre_scale):
-        if full_confidences or thresholds is not None:
-            probabilities = band.softmax(dim=0)  # [N, rows, columns]
+        if full_confidences or rules.thresholds is not None or keep is not None:
+            probabilities = label_probabilities(band, rules, keep)  # [N, rows, columns]
             best, index = probabilities.max(dim=0)  # [rows, columns]
             if full_confidences:
                 confidences[(slice(None),) + region] = probabilities.cpu().numpy()
             del probabilities
         else:
-            best, index = band.max(dim=0)  # (argmax over dim 0 is several times slower on the CPU)
+            best, index = None, _best_labels(band, rules)
         del band
-        if thresholds is not None:
-            index = torch.where(best < thresholds[index], torch.full_like(index, unknown_value), index)
+        if rules.thresholds is not None:
+            index = torch.where(best < rules.thresholds[index], torch.full_like(index, rules.below_value), index)
         mask[region] = index.to(mask_dtype)
     if want_confidences and not full_confidences:
-        confidences = reduced_confidences(logits, plan, pre_scale)
+        confidences = reduced_confidences(logits, plan, pre_scale, rules, keep)
     return mask, confidences
 
 
-def reduced_confidences(logits: torch.Tensor, plan: OutputPlan, pre_scale: int = 1) -> np.ndarray:
-    """Softmax confidences [N, Hc, Wc] of ``logits`` [N, h, w] at the plan's reduced size."""
-    labels = logits.shape[0]
+def _best_labels(band: torch.Tensor, rules: LabelRules) -> torch.Tensor:
+    """The label of each pixel's best name (the argmax of the label probabilities: the best
+    label holds the best name), without the softmax."""
+    index = band.max(dim=0).indices  # (argmax over dim 0 is several times slower on the CPU)
+    return index if rules.name_groups is None else rules.name_groups[index]
+
+
+def reduced_confidences(logits: torch.Tensor, plan: OutputPlan, pre_scale: int = 1,
+                        rules: Optional[LabelRules] = None, keep: Optional[torch.Tensor] = None) -> np.ndarray:
+    """Label confidences [N, Hc, Wc] of name ``logits`` [M, h, w] at the plan's reduced size."""
+    rules = rules or LabelRules(logits.shape[0])
     height, width = plan.confidence_size
-    confidences = np.empty((labels, height, width), dtype=np.float32)
+    confidences = np.empty((rules.num_labels, height, width), dtype=np.float32)
     for region, band in upsampled_bands(logits, plan.confidence_size, plan.work_bytes, pre_scale):
-        confidences[(slice(None),) + region] = band.softmax(dim=0).cpu().numpy()
+        confidences[(slice(None),) + region] = label_probabilities(band, rules, keep).cpu().numpy()
     return confidences

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .config import SegmenterConfig
-from .label_maps import classify_bands, plan_outputs, resize_logits
+from .label_maps import LabelRules, classify_bands, plan_outputs, resize_logits
 from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
 from .preprocess import model_input_size, split_batch, to_model_input, window_starts
@@ -59,12 +59,19 @@ class LabelSet:
     the frame path (:meth:`Segmenter.prepare_labels`) and swapped in whole
     (:meth:`Segmenter.use_labels`)."""
 
-    names: List[str]
+    names: List[str]  # one per label; a label with synonyms reads "person; man; woman"
     descriptions: List[List[str]]
     thresholds: torch.Tensor  # [N] float32
-    label_embeddings: torch.Tensor  # [N, D] float32, L2-normalized
+    label_embeddings: torch.Tensor  # [M, D] float32, L2-normalized: one per query name
     #: 0 until the set is put in use; then 1, 2, ... in the order sets were put in use
     generation: int = 0
+    #: [M] int64: the label of each query name (None when every label has one name, M == N)
+    name_groups: Optional[torch.Tensor] = None
+
+    @property
+    def query_names(self) -> List[str]:
+        """Every name of every label, in order (what the text encoder embedded)."""
+        return [name for label in self.names for name in split_synonyms(label)]
 
 
 def resolve_device(name: str) -> torch.device:
@@ -87,6 +94,7 @@ class Segmenter:
     """Open-vocabulary semantic segmentation with a registered backend."""
 
     max_labels = 1024
+    max_names = 4096  # query names, synonyms included
     max_label_chars = 256
     max_descriptions = 32  # extra prompts per label
 
@@ -125,7 +133,8 @@ class Segmenter:
         if isinstance(labels, str):
             raise ValueError(f"labels must be a list of strings, got the string {shorten(labels)}; "
                              "use parse_label_text() for 'door, chair'")
-        labels = [str(label).strip() for label in labels]
+        labels = [join_synonyms(label) if isinstance(label, (list, tuple)) else str(label).strip()
+                  for label in labels]
         if not labels:
             raise ValueError("empty label list; give at least one label, e.g. ['floor', 'door']")
         if len(labels) > self.max_labels:
@@ -133,19 +142,35 @@ class Segmenter:
         for index, label in enumerate(labels):
             if not label:
                 raise ValueError(f"empty label name at position {index} of {shorten(labels)}")
-            if len(label) > self.max_label_chars:
-                raise ValueError(f"label {shorten(label, 40)} is {len(label)} characters long; "
-                                 f"at most {self.max_label_chars} are accepted")
+            longest = max((len(name) for name in split_synonyms(label, keep_empty=True)), default=0)
+            if longest > self.max_label_chars or len(label) > 4 * self.max_label_chars:
+                raise ValueError(f"label {shorten(label, 40)} is {len(label)} characters long; at most "
+                                 f"{self.max_label_chars} are accepted per name (synonyms separated by ';', "
+                                 f"{4 * self.max_label_chars} in all)")
             problem = label_text_problem(label)
             if problem:
                 raise ValueError(f"label {shorten(label, 40)} at position {index} {problem}; labels must be "
                                  "visible text without control characters")
-        seen = set()
-        for label in labels:
-            if label in seen:
-                raise ValueError(f"duplicate label {shorten(label, 40)} in {shorten(labels)}; "
-                                 "each label must be unique")
-            seen.add(label)
+            if any(not name for name in split_synonyms(label, keep_empty=True)):
+                raise ValueError(f"label {shorten(label, 40)} at position {index} has an empty name between "
+                                 "its ';' separators; write synonyms as 'person; man; woman'")
+        labels = [join_synonyms(split_synonyms(label)) for label in labels]  # canonical "a; b" spacing
+        seen = {}
+        for index, label in enumerate(labels):
+            for name in split_synonyms(label):
+                if name in seen:
+                    where = "twice in one label" if seen[name] == index else f"labels {seen[name]} and {index}"
+                    inside = "" if name == label else f" (a name of label {shorten(label, 40)})"
+                    raise ValueError(f"duplicate label {shorten(name, 40)}{inside} in {shorten(labels)}: {where}; "
+                                     "each label and synonym must be unique")
+                seen[name] = index
+        if len(seen) > self.max_names:
+            raise ValueError(f"{len(seen)} label names (synonyms included) requested; at most {self.max_names} "
+                             "are accepted")
+        below = self.config.threshold_label
+        if below >= len(labels):
+            raise ValueError(f"threshold_label {below} is not a label index: the set has {len(labels)} labels "
+                             f"({shorten(labels)}); use -1 for unknown_value")
         unknown = self.config.unknown_value
         if unknown < len(labels):
             raise ValueError(f"unknown_value {unknown} collides with label index {unknown} "
@@ -194,9 +219,16 @@ class Segmenter:
         another keeps segmenting; only one thread at a time may prepare (the cache is not
         locked)."""
         labels, descriptions, thresholds = self.validate_labels(labels, descriptions, thresholds)
-        label_embeddings = self.label_encoder.encode(labels, descriptions)  # [N, D]
+        names = [split_synonyms(label) for label in labels]
+        flat = [name for group in names for name in group]
+        flat_descriptions = [descriptions[index] for index, group in enumerate(names) for _ in group]
+        label_embeddings = self.label_encoder.encode(flat, flat_descriptions)  # [M, D]
+        groups = None
+        if len(flat) != len(labels):
+            groups = torch.tensor([index for index, group in enumerate(names) for _ in group], dtype=torch.int64,
+                                  device=self.device)
         return LabelSet(labels, descriptions, torch.tensor(thresholds, dtype=torch.float32, device=self.device),
-                        label_embeddings)
+                        label_embeddings, name_groups=groups)
 
     def use_labels(self, label_set: Optional[LabelSet]) -> int:
         """Swap in a prepared label set (None: no labels, segmentation pauses) under the next
@@ -339,10 +371,12 @@ class Segmenter:
         unknown = self.config.unknown_value
         mask_dtype = torch.uint8 if max(unknown, len(label_set.names) - 1) <= 255 else torch.int32
         thresholds = label_set.thresholds if bool((label_set.thresholds > 0).any()) else None
-        plan = plan_outputs(logits.shape[0], tuple(logits.shape[-2:]), out_size,
+        below = self.config.threshold_label
+        rules = LabelRules(len(label_set.names), label_set.name_groups, thresholds,
+                           below if below >= 0 else unknown, self.config.area_threshold, below)
+        plan = plan_outputs(len(label_set.names), tuple(logits.shape[-2:]), out_size,
                             self.config.memory_budget_mb * 1024 * 1024)
-        mask, confidences = classify_bands(logits, plan, thresholds, unknown, mask_dtype, return_confidences,
-                                           pre_scale)
+        mask, confidences = classify_bands(logits, plan, rules, mask_dtype, return_confidences, pre_scale)
         mask_np = mask.cpu().numpy()
         if mask_dtype != torch.uint8:
             mask_np = mask_np.astype(np.uint16)
@@ -367,8 +401,27 @@ class _StageClock:
         self.last = now
 
 
+def split_synonyms(label: str, keep_empty: bool = False) -> List[str]:
+    """'person; man; woman' -> ['person', 'man', 'woman'] (a label's names)."""
+    names = [name.strip() for name in label.split(SYNONYM_SEPARATOR)]
+    return names if keep_empty else [name for name in names if name]
+
+
+def join_synonyms(names: Sequence[str]) -> str:
+    """['person', 'man'] -> 'person; man' (the label's text form)."""
+    return f"{SYNONYM_SEPARATOR} ".join(str(name).strip() for name in names)
+
+
+SYNONYM_SEPARATOR = ";"
+
+
 def parse_label_text(text: str) -> List[str]:
-    """'door, chair ,floor' -> ['door', 'chair', 'floor'] (also ';' and newlines)."""
-    for separator in (";", "\n"):
-        text = text.replace(separator, ",")
-    return [part.strip() for part in text.split(",") if part.strip()]
+    """'door, chair ,floor' -> ['door', 'chair', 'floor']: labels are separated by commas or
+    newlines; ';' separates one label's synonyms: 'person; man; woman, car' -> two labels,
+    ['person; man; woman', 'car']."""
+    labels = []
+    for part in text.replace("\n", ",").split(","):
+        names = split_synonyms(part)
+        if names:
+            labels.append(join_synonyms(names))
+    return labels

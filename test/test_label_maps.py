@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from lseg_ros.config import SegmenterConfig
-from lseg_ros.label_maps import OutputPlan, classify_bands, plan_outputs, upsampled_bands
+from lseg_ros.label_maps import LabelRules, OutputPlan, classify_bands, plan_outputs, upsampled_bands
 from lseg_ros.segmenter import Segmenter
 
 MB = 1024 * 1024
@@ -68,7 +68,8 @@ def test_banded_mask_thresholds_and_confidences_equal_the_one_shot_computation(w
     logits = torch.randn(40, 24, 32, generator=torch.Generator().manual_seed(1)) * 3
     thresholds = torch.full((40,), 0.2)
     plan = OutputPlan((300, 400), (300, 400), work)  # full-size maps
-    mask, confidences = classify_bands(logits, plan, thresholds, 255, torch.uint8, True)
+    mask, confidences = classify_bands(logits, plan, LabelRules(40, thresholds=thresholds, below_value=255),
+                                       torch.uint8, True)
     reference = F.interpolate(logits[None], size=(300, 400), mode="bilinear", align_corners=False)[0].softmax(0)
     np.testing.assert_allclose(confidences, reference.numpy(), atol=1e-5)
     best, index = reference.max(0)

@@ -183,7 +183,8 @@ def test_label_argument_is_split_like_the_labels_topic():
     from lseg_ros.segmenter import parse_label_text
 
     parse_labels = launch_helpers()["_parse_labels"]
-    for text in ("door, chair", "door; chair\nfloor", " , ;", "a red chair , the door;", ""):
+    for text in ("door, chair", "door; chair\nfloor", " , ;", "a red chair , the door;", "",
+                 "person ;man;; woman, car"):
         assert parse_labels(text) == parse_label_text(text), text
 
 

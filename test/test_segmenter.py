@@ -65,7 +65,8 @@ def reference_logits(segmenter, image):
     std = torch.tensor(segmenter.backend.image_std).view(1, 3, 1, 1)
     with torch.no_grad():
         pixel = F.normalize(segmenter.backend((x - mean) / std), dim=1)
-        text = F.normalize(segmenter.backend.encode_text(segmenter.backend.tokenize(segmenter.labels)), dim=1)
+        text = F.normalize(segmenter.backend.encode_text(segmenter.backend.tokenize(segmenter.label_set.query_names)),
+                           dim=1)
     logits = torch.einsum("bdhw,nd->bnhw", pixel, text) * segmenter.logit_scale
     return F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)[0]
 
@@ -266,8 +267,10 @@ def test_fp16_on_cpu_is_rejected_clearly():
 
 
 def test_parse_label_text_splits_commas_and_strips():
-    assert parse_label_text(" door, chair ,floor;; wall\n") == ["door", "chair", "floor", "wall"]
+    assert parse_label_text(" door, chair ,floor\n wall\n") == ["door", "chair", "floor", "wall"]
     assert parse_label_text(" , ") == []
+    # ';' separates synonyms of one label
+    assert parse_label_text("person ;man;; woman, car") == ["person; man; woman", "car"]
 
 
 def test_label_cache_is_bounded_keeps_recent_labels_and_serves_requests_larger_than_itself():
@@ -381,3 +384,91 @@ def test_label_sets_get_increasing_generations_and_results_name_theirs():
     result = segmenter.segment(random_image())
     assert result.generation == generation and result.labels == ["sofa", "lamp"]
     assert segmenter.use_labels(None) > generation and segmenter.label_set is None
+
+
+# ------------------------------------------------------ synonyms and background
+def sclip_postprocess(seg_logits, query_idx, logit_scale, prob_thd, area_thd=None):
+    """SCLIP's ``postprocess_result`` (clip_segmentor.py, wangf3014/SCLIP@b56bd30) written out
+    for one image: softmax over every name, max over each class's names, the area filter
+    (classes other than 0), then pixels below prob_thd -> 0."""
+    probs = (seg_logits * logit_scale).softmax(0)  # [M, H, W]
+    num_cls = int(max(query_idx)) + 1
+    if num_cls != len(query_idx):
+        cls_index = F.one_hot(torch.tensor(query_idx)).T.view(num_cls, len(query_idx), 1, 1)
+        probs = (probs.unsqueeze(0) * cls_index).max(1)[0]
+    if area_thd is not None:
+        predictions = F.one_hot(probs.argmax(0), num_cls).to(probs.dtype)
+        area_pred = predictions[:, :, 1:].sum((0, 1), keepdim=True)
+        area_pred = (area_pred > area_thd * area_pred.sum()).to(probs.dtype)
+        probs[1:] *= area_pred.transpose(0, -1)
+    pred = probs.argmax(0)
+    pred[probs.max(0)[0] < prob_thd] = 0
+    return probs, pred
+
+
+SYNONYM_LABELS = ["background; sky; wall", "person; man; woman", "door", "chair; stool"]
+QUERY_IDX = [0, 0, 0, 1, 1, 1, 2, 3, 3]
+
+
+@pytest.mark.parametrize("threshold, area", [(0.0, 0.0), (0.2, 0.0), (0.2, 0.2), (0.0, 0.3)])
+def test_synonyms_background_and_area_filter_follow_sclip(threshold, area):
+    segmenter = make_segmenter(threshold=threshold, threshold_label=0, area_threshold=area)
+    segmenter.set_labels(SYNONYM_LABELS)
+    assert segmenter.labels == SYNONYM_LABELS and segmenter.label_set.name_groups.tolist() == QUERY_IDX
+    image = random_image(seed=11)
+    logits = reference_logits(segmenter, image)  # [9 names, H, W], already x logit_scale
+    probs, pred = sclip_postprocess(logits, QUERY_IDX, 1.0, threshold, area or None)
+    result = segmenter.segment(image)
+    assert result.confidences.shape == (4, 48, 80)
+    np.testing.assert_allclose(result.confidences, probs.numpy(), atol=1e-5)
+    assert (result.mask == pred.numpy()).mean() > 0.999
+    assert (segmenter.segment(image, return_confidences=False).mask == result.mask).all()
+    if threshold:
+        assert (pred == 0).any()
+
+
+def test_area_filter_drops_small_labels_to_their_next_best():
+    segmenter = make_segmenter(area_threshold=0.3, threshold_label=0)
+    segmenter.set_labels(SYNONYM_LABELS)
+    image = random_image(seed=11)
+    plain = make_segmenter()
+    plain.set_labels(SYNONYM_LABELS)
+    before, after = plain.segment(image).mask, segmenter.segment(image).mask
+    counts = np.bincount(before.ravel(), minlength=4)
+    small = [label for label in range(1, 4) if counts[label] <= 0.3 * counts[1:].sum()]
+    assert small and not np.isin(after, small).any()
+    kept = np.isin(before, [0] + [label for label in range(1, 4) if label not in small])
+    assert (after[kept] == before[kept]).all()
+
+
+def test_below_threshold_pixels_take_the_chosen_label_or_unknown_value():
+    image = random_image(seed=12)
+    unknown = make_segmenter(threshold=0.6).segment(image).mask
+    background = make_segmenter(threshold=0.6, threshold_label=2).segment(image).mask
+    assert (unknown == 255).any()
+    np.testing.assert_array_equal(background, np.where(unknown == 255, 2, unknown))
+
+
+def test_threshold_label_outside_the_label_set_is_refused_naming_it():
+    segmenter = make_segmenter(threshold_label=2)
+    with pytest.raises(ValueError, match="threshold_label 2 is not a label index.*2 labels"):
+        segmenter.set_labels(["floor", "wall"])
+    assert segmenter.labels == ["floor", "wall", "door"]
+
+
+@pytest.mark.parametrize("labels, message", [
+    (["person; ; man"], "empty name between its ';'"),
+    (["person; man", "man"], "duplicate label 'man'.*labels 0 and 1"),
+    (["chair; chair"], "twice in one label"),
+])
+def test_bad_synonyms_are_refused_naming_them(labels, message):
+    with pytest.raises(ValueError, match=message):
+        make_segmenter().set_labels(labels)
+
+
+def test_synonyms_given_as_lists_become_the_text_form_and_share_the_cache():
+    segmenter = make_segmenter()
+    assert segmenter.set_labels([["person", "man"], " door "]) == ["person; man", "door"]
+    forwards = segmenter.label_encoder.forward_count
+    segmenter.set_labels(["man", "person;man", "door"][1:])  # every name already encoded
+    assert segmenter.label_encoder.forward_count == forwards
