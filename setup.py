@@ -15,6 +15,8 @@ setup(
         "lseg_ros": [
             "model_configs/*.json",
             "data/class_names/*.txt",
+            "data/class_names/*/*.txt",
+            "data/class_names/*/*.md",
             "weights/*.safetensors",
             "weights/*.yaml",
         ],

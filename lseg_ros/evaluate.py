@@ -4,8 +4,10 @@
     lseg-eval --dataset ade20k --root ADEChallengeData2016 --backend lseg --model lseg_vitl16_384 \\
         --pretrained demo_e200.ckpt --multi-scale --window 480 --stride 320 --out eval_ade
 
-The label set is the dataset's class names (``--label-names`` renames them, one per class
-in order). Single scale runs the engine's own ``Segmenter.segment``; ``--multi-scale``
+The label set is the dataset's prompt names: the class-name files the training-free papers
+evaluate with, synonyms included (``--class-names sclip`` by default, ``clearclip``, or
+``plain`` for one display name per class); ``--label-names`` replaces them, one per class
+in order (``;`` between a class's synonyms). Single scale runs the engine's own ``Segmenter.segment``; ``--multi-scale``
 (LSeg's scales 0.5 ... 1.75) or ``--scales``, ``--flip`` and ``--window`` average softmax
 probabilities at the label resolution. ``--unseen a,b`` adds seen/unseen mIoU and hIoU.
 
@@ -25,6 +27,7 @@ import numpy as np
 import torch
 
 from .config import add_config_arguments, config_from_args, flatten
+from .data.datasets import DATASETS
 from .label_maps import resize_logits
 from .metrics import ConfusionMatrix
 from .preprocess import model_input_size, to_model_input
@@ -130,9 +133,9 @@ def evaluate_segmenter(segmenter, dataset, scales: Sequence[float] = (1.0,), fli
                        window: int = 0, stride: int = 0, max_images: int = 0,
                        unseen: Optional[Sequence[str]] = None, progress: bool = False,
                        label_names: Optional[Sequence[str]] = None) -> dict:
-    """Scores the segmenter's predictions with ``label_names`` (default: the dataset's class
+    """Scores the segmenter's predictions with ``label_names`` (default: the dataset's prompt
     names, label i for class i) as its label set; see :func:`evaluate_predictions`."""
-    label_names = list(label_names or dataset.class_names)
+    label_names = list(label_names or dataset.prompt_names)
     if len(label_names) != dataset.num_classes:
         raise ValueError(f"{len(label_names)} label names for {dataset.num_classes} classes")
     if segmenter.labels != label_names:
@@ -206,12 +209,16 @@ def save_overlay(path: Path, image: np.ndarray, prediction: np.ndarray, target: 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lseg-eval", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dataset", default="generic", help="dataset kind: ade20k | voc | pascal_context59 | generic")
+    parser.add_argument("--dataset", default="generic", help="dataset kind: " + " | ".join(sorted(DATASETS)))
     parser.add_argument("--root", type=Path, required=True, help="dataset root folder")
     parser.add_argument("--split", default="val", help="dataset split (generic: 'all' for every image)")
     parser.add_argument("--config", type=Path, help="SegmenterConfig YAML (e.g. lseg_ros/weights/*.yaml)")
     parser.add_argument("--out", type=Path, default=Path("lseg_eval"), help="output folder")
-    parser.add_argument("--label-names", default="", help="comma-separated names replacing the class names")
+    parser.add_argument("--class-names", default="sclip", choices=("sclip", "clearclip", "plain"),
+                        help="label texts: the references' class-name files with synonyms (sclip: SCLIP's and "
+                             "NACLIP's; clearclip: ClearCLIP's) or the plain class names")
+    parser.add_argument("--label-names", default="",
+                        help="comma-separated label texts replacing the class names (';' between synonyms)")
     parser.add_argument("--scales", default="1.0", help="comma-separated input scales")
     parser.add_argument("--multi-scale", action="store_true", help=f"LSeg's scales {LSEG_SCALES} with flip")
     parser.add_argument("--flip", action="store_true", help="also average horizontally flipped inputs")
@@ -222,6 +229,22 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--overlays", type=int, default=4, help="number of overlay PNGs to write")
     add_config_arguments(parser)
     return parser
+
+
+def _label_texts(text: str) -> List[str]:
+    from .segmenter import parse_label_text
+
+    return parse_label_text(text)
+
+
+def _dataset_label_names(dataset, kind: str, source: str) -> List[str]:
+    """The dataset's label texts for ``--class-names``: the references' files (sclip,
+    clearclip) where the dataset has them, else (and for 'plain') its class names."""
+    from .data.datasets import REFERENCE_NAME_FILES, load_reference_names
+
+    if source == "plain" or kind not in REFERENCE_NAME_FILES:
+        return list(dataset.class_names)
+    return load_reference_names(kind, source)
 
 
 def _names(text: str) -> List[str]:
@@ -237,7 +260,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         config = config_from_args(args)
         dataset = build_dataset(args.dataset, args.root, args.split)
-        label_names = _names(args.label_names) or dataset.class_names
+        label_names = _label_texts(args.label_names) or _dataset_label_names(dataset, args.dataset, args.class_names)
         if len(label_names) != dataset.num_classes:
             raise ValueError(f"--label-names gives {len(label_names)} names for {dataset.num_classes} classes")
         unseen = _names(args.unseen)
@@ -257,7 +280,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                                  args.stride, args.max_images, progress=True):
             if index < args.overlays:
                 stem = Path(dataset.samples[index][0]).stem
-                save_overlay(args.out / f"overlay_{stem}.png", image, prediction, target, label_names)
+                save_overlay(args.out / f"overlay_{stem}.png", image, prediction, target, dataset.class_names)
             yield prediction, target
 
     summary = evaluate_predictions(scored(), dataset.class_names, dataset.ignore_index, unseen or None)

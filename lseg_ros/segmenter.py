@@ -155,17 +155,23 @@ class Segmenter:
                 raise ValueError(f"label {shorten(label, 40)} at position {index} has an empty name between "
                                  "its ';' separators; write synonyms as 'person; man; woman'")
         labels = [join_synonyms(split_synonyms(label)) for label in labels]  # canonical "a; b" spacing
-        seen = {}
+        # A name may be shared by two labels (SCLIP's COCO-Object background lists 'bed', also a
+        # class); it then counts for both and ties go to the lower index, as in the references.
+        # A label given twice, or a name repeated inside one label, is a mistake.
+        seen_labels = {}
+        names_total = 0
         for index, label in enumerate(labels):
-            for name in split_synonyms(label):
-                if name in seen:
-                    where = "twice in one label" if seen[name] == index else f"labels {seen[name]} and {index}"
-                    inside = "" if name == label else f" (a name of label {shorten(label, 40)})"
-                    raise ValueError(f"duplicate label {shorten(name, 40)}{inside} in {shorten(labels)}: {where}; "
-                                     "each label and synonym must be unique")
-                seen[name] = index
-        if len(seen) > self.max_names:
-            raise ValueError(f"{len(seen)} label names (synonyms included) requested; at most {self.max_names} "
+            if label in seen_labels:
+                raise ValueError(f"duplicate label {shorten(label, 40)} in {shorten(labels)}: labels "
+                                 f"{seen_labels[label]} and {index}; each label must be unique")
+            seen_labels[label] = index
+            names = split_synonyms(label)
+            repeated = sorted({name for name in names if names.count(name) > 1})
+            if repeated:
+                raise ValueError(f"label {shorten(label, 40)} lists {shorten(repeated[0], 40)} twice")
+            names_total += len(names)
+        if names_total > self.max_names:
+            raise ValueError(f"{names_total} label names (synonyms included) requested; at most {self.max_names} "
                              "are accepted")
         below = self.config.threshold_label
         if below >= len(labels):

@@ -124,8 +124,8 @@ def test_generic_without_splits_folder_uses_every_image(tmp_path):
 
 
 def test_unknown_kind_lists_the_accepted_kinds(tmp_path):
-    with pytest.raises(DatasetError, match="cityscapes.*ade20k.*generic.*voc"):
-        build_dataset("cityscapes", tmp_path, "val")
+    with pytest.raises(DatasetError, match="mapillary.*ade20k.*cityscapes.*generic.*voc"):
+        build_dataset("mapillary", tmp_path, "val")
 
 
 def test_unknown_split_lists_the_available_split_files(tmp_path):
@@ -276,3 +276,71 @@ def test_train_transform_rejects_bad_settings_naming_the_value():
         TrainTransform(crop_size=-4)
     with pytest.raises(ValueError, match="jitter .* got 1.5"):
         TrainTransform(jitter=1.5)
+
+
+# ------------------------------------------- the training-free papers' benchmarks
+def test_voc20_drops_background_like_mmseg_reduce_zero_label(tmp_path):
+    dataset = build_dataset("voc20", voc_layout(tmp_path), "val")
+    mask = dataset[0]["mask"]
+    assert len(dataset.class_names) == 20 and dataset.class_names[14] == "person"
+    assert mask[1, 1] == 255 and mask[3, 3] == 14 and (mask[0, :] == 255).all()
+    assert dataset.prompt_names[0] == "aeroplane" and dataset.prompt_names[14].startswith("person; person in shirt")
+
+
+def test_pascal_context60_keeps_background_as_class_0(tmp_path):
+    values = np.zeros((SIZE, SIZE), np.uint8)
+    values[:4] = 1
+    values[7, 7] = 59
+    write_image(tmp_path / "JPEGImages" / "2008_000002.jpg")
+    write_mask(tmp_path / "SegmentationClassContext" / "2008_000002.png", values)
+    write_split(tmp_path / "ImageSets" / "SegmentationContext" / "val.txt", ["2008_000002"])
+    dataset = build_dataset("pascal_context60", tmp_path, "val")
+    mask = dataset[0]["mask"]
+    assert dataset.class_names[:2] == ["background", "aeroplane"] and len(dataset.class_names) == 60
+    assert mask[5, 0] == 0 and mask[0, 0] == 1 and mask[7, 7] == 59
+    assert dataset.prompt_names[0] == "background"
+
+
+@pytest.mark.parametrize("kind, suffix, classes, first", [
+    ("coco_object", "_instanceTrainIds.png", 81, "background"),
+    ("coco_stuff164k", "_labelTrainIds.png", 171, "person"),
+])
+def test_coco_layouts_read_train_id_masks(tmp_path, kind, suffix, classes, first):
+    values = np.zeros((SIZE, SIZE), np.uint8)
+    values[0, 0] = classes - 1
+    values[1, 1] = 255
+    write_image(tmp_path / "images" / "val2017" / "000000000139.jpg")
+    write_mask(tmp_path / "annotations" / "val2017" / f"000000000139{suffix}", values)
+    dataset = build_dataset(kind, tmp_path, "val")
+    assert len(dataset.class_names) == classes and dataset.class_names[0] == first
+    mask = dataset[0]["mask"]
+    assert mask[0, 0] == classes - 1 and mask[1, 1] == 255 and mask[2, 2] == 0
+
+
+def test_cityscapes_pairs_left_images_with_gtfine_train_ids(tmp_path):
+    values = np.full((SIZE, SIZE), 255, np.uint8)
+    values[:2] = 0
+    values[2:4] = 18
+    write_image(tmp_path / "leftImg8bit" / "val" / "lindau" / "lindau_000000_000019_leftImg8bit.png")
+    write_mask(tmp_path / "gtFine" / "val" / "lindau" / "lindau_000000_000019_gtFine_labelTrainIds.png", values)
+    dataset = build_dataset("cityscapes", tmp_path, "val")
+    assert dataset.class_names[0] == "road" and dataset.class_names[18] == "bicycle" and len(dataset) == 1
+    mask = dataset[0]["mask"]
+    assert (mask[:2] == 0).all() and (mask[2:4] == 18).all() and (mask[4:] == 255).all()
+
+
+@pytest.mark.parametrize("kind, classes", [("voc", 21), ("voc20", 20), ("pascal_context60", 60),
+                                           ("pascal_context59", 59), ("coco_object", 81), ("ade20k", 150),
+                                           ("cityscapes", 19), ("coco_stuff164k", 171)])
+def test_reference_class_name_files_have_one_line_per_class_and_parse_synonyms(kind, classes):
+    from lseg_ros.data import load_reference_names
+    from lseg_ros.segmenter import split_synonyms
+
+    for source in ("sclip", "clearclip"):
+        names = load_reference_names(kind, source)
+        assert len(names) == classes
+        assert len(set(names)) == classes
+        assert all(len(set(split_synonyms(label))) == len(split_synonyms(label)) >= 1 for label in names)
+    if kind in ("voc", "coco_object"):
+        sclip = load_reference_names(kind, "sclip")
+        assert len(split_synonyms(sclip[0])) == 26 and load_reference_names(kind, "clearclip")[0] == "background"

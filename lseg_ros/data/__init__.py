@@ -5,6 +5,7 @@ from .datasets import (
     SegmentationDataset,
     build_dataset,
     load_class_names,
+    load_reference_names,
 )
 from .transforms import EvalTransform, TrainTransform
 
@@ -32,5 +33,6 @@ __all__ = [
     "generate_scene",
     "generate_scene_stream",
     "load_class_names",
+    "load_reference_names",
     "write_generic_dataset",
 ]

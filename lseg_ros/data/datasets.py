@@ -42,6 +42,36 @@ def _read_names(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
+#: dataset kind -> stem of the references' class-name file (data/class_names/<source>/<stem>.txt)
+REFERENCE_NAME_FILES = {"voc": "voc21", "voc20": "voc20", "pascal_context60": "context60",
+                        "pascal_context59": "context59", "coco_object": "coco_object", "ade20k": "ade20k",
+                        "cityscapes": "city_scapes", "coco_stuff164k": "coco_stuff"}
+#: folders of references' class-name files: 'sclip' (SCLIP's, also NACLIP's: identical
+#: files) and 'clearclip' (ClearCLIP's: VOC21, VOC20 and COCO-Object differ); see the README there
+NAME_SOURCES = ("sclip", "clearclip")
+
+
+def load_reference_names(kind: str, source: str = "sclip") -> list[str]:
+    """Label texts, one per class, from the references' class-name files: a class with
+    several names ('person, person in shirt, ...' in those files) reads 'person; person in
+    shirt; ...' (the segmenter's synonym syntax)."""
+    if source not in NAME_SOURCES:
+        raise DatasetError(f"unknown class-name source {source!r}; accepted: {', '.join(NAME_SOURCES)}")
+    if kind not in REFERENCE_NAME_FILES:
+        raise DatasetError(f"no reference class names for dataset {kind!r}; available for "
+                           f"{sorted(REFERENCE_NAME_FILES)}")
+    folder = importlib.resources.files(__package__).joinpath("class_names", source)
+    text = folder.joinpath(f"{REFERENCE_NAME_FILES[kind]}.txt").read_text(encoding="utf-8")
+    return ["; ".join(name.strip() for name in line.split(",") if name.strip()) for line in _read_names(text)]
+
+
+def _display_names(kind: str, background: bool) -> list[str]:
+    """One name per class for reports: the first name of each reference line ('background'
+    for a background class, whose reference line lists many stuff names)."""
+    names = [label.split(";")[0].strip() for label in load_reference_names(kind)]
+    return (["background"] + names[1:]) if background else names
+
+
 def identity_labels(raw: np.ndarray, ignore_index: int) -> np.ndarray:
     """Mask values are already class indices (ignore_index stays as is)."""
     return raw.astype(np.int64)
@@ -67,7 +97,8 @@ class SegmentationDataset(Dataset):
     def __init__(self, samples: Sequence[tuple[Path, Path]], class_names: Sequence[str],
                  ignore_index: int = 255,
                  label_mapping: Callable[[np.ndarray, int], np.ndarray] = identity_labels,
-                 transform: Optional[Callable] = None, name: str = "dataset"):
+                 transform: Optional[Callable] = None, name: str = "dataset",
+                 prompt_names: Optional[Sequence[str]] = None):
         if not class_names:
             raise DatasetError(f"{name}: class_names is empty; need at least one class")
         if 0 <= ignore_index < len(class_names):
@@ -76,6 +107,11 @@ class SegmentationDataset(Dataset):
                 f"{class_names[ignore_index]!r}; use a value outside 0..{len(class_names) - 1}")
         self.samples = [(Path(image), Path(mask)) for image, mask in samples]
         self.class_names = list(class_names)
+        #: label text per class for the segmenter ('person; man; woman' with synonyms);
+        #: class_names (one name each) are what reports show
+        self.prompt_names = list(prompt_names) if prompt_names is not None else list(class_names)
+        if len(self.prompt_names) != len(self.class_names):
+            raise DatasetError(f"{name}: {len(self.prompt_names)} prompt names for {len(self.class_names)} classes")
         self.ignore_index = int(ignore_index)
         self.label_mapping = label_mapping
         self.transform = transform
@@ -187,7 +223,7 @@ def ade20k(root, split: str = "val", transform=None) -> SegmentationDataset:
     if not samples:
         raise DatasetError(f"no .jpg images in {image_dir}")
     return SegmentationDataset(samples, load_class_names("ade20k"), 255, reduce_zero_label,
-                               transform, name="ade20k")
+                               transform, name="ade20k", prompt_names=load_reference_names("ade20k"))
 
 
 def pascal_voc(root, split: str = "val", transform=None) -> SegmentationDataset:
@@ -199,7 +235,15 @@ def pascal_voc(root, split: str = "val", transform=None) -> SegmentationDataset:
     samples = [(root / "JPEGImages" / f"{s}.jpg", root / "SegmentationClass" / f"{s}.png")
                for s in stems]
     return SegmentationDataset(samples, load_class_names("voc"), 255, identity_labels,
-                               transform, name="voc")
+                               transform, name="voc", prompt_names=load_reference_names("voc"))
+
+
+def pascal_voc20(root, split: str = "val", transform=None) -> SegmentationDataset:
+    """VOC2012 without the background class (mmseg's ``reduce_zero_label``, as SCLIP's
+    PascalVOC20Dataset): 0 -> ignore, k -> k-1; 20 classes."""
+    voc = pascal_voc(root, split)
+    return SegmentationDataset(voc.samples, voc.class_names[1:], 255, reduce_zero_label, transform,
+                               name="voc20", prompt_names=load_reference_names("voc20"))
 
 
 def pascal_context59(root, split: str = "val", transform=None) -> SegmentationDataset:
@@ -214,7 +258,58 @@ def pascal_context59(root, split: str = "val", transform=None) -> SegmentationDa
     samples = [(root / "JPEGImages" / f"{s}.jpg", root / "SegmentationClassContext" / f"{s}.png")
                for s in stems]
     return SegmentationDataset(samples, load_class_names("pascal_context59"), 255,
-                               reduce_zero_label, transform, name="pascal_context59")
+                               reduce_zero_label, transform, name="pascal_context59",
+                               prompt_names=load_reference_names("pascal_context59"))
+
+
+def pascal_context60(root, split: str = "val", transform=None) -> SegmentationDataset:
+    """PASCAL Context with its background class (mmseg's PascalContextDataset, as the
+    references' PascalContext60Dataset): stored values 0..59 are the classes; 60 classes."""
+    context59 = pascal_context59(root, split)
+    return SegmentationDataset(context59.samples, ["background"] + context59.class_names, 255, identity_labels,
+                               transform, name="pascal_context60", prompt_names=load_reference_names("pascal_context60"))
+
+
+def coco_object(root, split: str = "val", transform=None) -> SegmentationDataset:
+    """COCO-Object as the references build it (GroupViT's ``cvt_coco_object.py`` on
+    COCO-Stuff164k): images/<split>2017/*.jpg, annotations/<split>2017/<stem>_instanceTrainIds.png
+    with 0 = background and 1..80 the COCO thing classes; 81 classes."""
+    return _coco_layout(root, split, "_instanceTrainIds.png", "coco_object", background=True, transform=transform)
+
+
+def coco_stuff164k(root, split: str = "val", transform=None) -> SegmentationDataset:
+    """COCO-Stuff164k in mmseg's layout: images/<split>2017/*.jpg,
+    annotations/<split>2017/<stem>_labelTrainIds.png with values 0..170; 171 classes."""
+    return _coco_layout(root, split, "_labelTrainIds.png", "coco_stuff164k", background=False, transform=transform)
+
+
+def _coco_layout(root, split, mask_suffix, kind, background, transform):
+    if split not in ("train", "val"):
+        raise DatasetError(f"{kind} split {split!r} is unknown; accepted: train, val")
+    root = Path(root)
+    image_dir = _require_dir(root / "images" / f"{split}2017", f"{kind} image")
+    mask_dir = root / "annotations" / f"{split}2017"
+    samples = [(p, mask_dir / f"{p.stem}{mask_suffix}") for p in sorted(image_dir.glob("*.jpg"))]
+    if not samples:
+        raise DatasetError(f"no .jpg images in {image_dir}")
+    return SegmentationDataset(samples, _display_names(kind, background), 255, identity_labels, transform,
+                               name=kind, prompt_names=load_reference_names(kind))
+
+
+def cityscapes(root, split: str = "val", transform=None) -> SegmentationDataset:
+    """Cityscapes in mmseg's layout: leftImg8bit/<split>/<city>/*_leftImg8bit.png and
+    gtFine/<split>/<city>/*_gtFine_labelTrainIds.png (cityscapesscripts' train ids 0..18,
+    255 ignored); 19 classes."""
+    root = Path(root)
+    image_dir = _require_dir(root / "leftImg8bit" / split, "Cityscapes image")
+    samples = []
+    for image in sorted(image_dir.glob("*/*_leftImg8bit.png")):
+        stem = image.name[:-len("_leftImg8bit.png")]
+        samples.append((image, root / "gtFine" / split / image.parent.name / f"{stem}_gtFine_labelTrainIds.png"))
+    if not samples:
+        raise DatasetError(f"no <city>/*_leftImg8bit.png images in {image_dir}")
+    return SegmentationDataset(samples, _display_names("cityscapes", False), 255, identity_labels, transform,
+                               name="cityscapes", prompt_names=load_reference_names("cityscapes"))
 
 
 def generic(root, split: Optional[str] = None, transform=None) -> SegmentationDataset:
@@ -263,7 +358,12 @@ def _read_ignore_index(config_file: Path) -> int:
 DATASETS: dict[str, Callable[..., SegmentationDataset]] = {
     "ade20k": ade20k,
     "voc": pascal_voc,
+    "voc20": pascal_voc20,
     "pascal_context59": pascal_context59,
+    "pascal_context60": pascal_context60,
+    "coco_object": coco_object,
+    "coco_stuff164k": coco_stuff164k,
+    "cityscapes": cityscapes,
     "generic": generic,
 }
 
