@@ -13,9 +13,11 @@ import dataclasses
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Optional
 
 import yaml
+
+from .profiles import PROFILE_NAMES, deep_merge, nest, profile_settings
 
 
 def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
@@ -62,10 +64,17 @@ class PostprocessConfig:
     cluster_iters: int = _doc("k-means iterations for clustering.", 10)
     pamr_iters: int = _doc("PAMR refinement iterations on the logits; 0 disables.", 0)
     pamr_dilations: List[int] = _doc("PAMR neighbourhood dilations.", factory=lambda: [1, 2])
+    pamr_on: str = _doc("Where PAMR runs: input_probabilities (label probabilities at the model-input "
+                        "resolution: fast) | output_logits (NACLIP: the logits at the output resolution, "
+                        "guided by the model input resized to it; memory grows with output size x names).",
+                        "input_probabilities")
 
 
 @dataclass
 class SegmenterConfig:
+    profile: str = _doc("Named settings to start from: robot (the node's real-time default) | naclip | "
+                        "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
+                        "README's profile table). Fields set explicitly override the profile.", "robot")
     backend: str = _doc("Registered backend: dense_clip | lseg.", "dense_clip")
     model: str = _doc("Architecture: an open_clip model name (dense_clip) or an LSeg preset "
                       "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny).", "ViT-B-16")
@@ -75,6 +84,11 @@ class SegmenterConfig:
     precision: str = _doc("fp32 | fp16 | bf16 (half precisions on CUDA).", "fp32")
     short_side: int = _doc("Model input short side in pixels.", 448)
     max_long_side: int = _doc("Cap on the model input long side in pixels.", 896)
+    input_resize: str = _doc("How images become model inputs: snap (short side to short_side, long side "
+                             "capped, both rounded to the patch multiple, antialiased) | mmseg (the "
+                             "papers' Resize(keep_ratio): scale min(short_side/short, max_long_side/long), "
+                             "sides int(x*scale+0.5), bilinear without antialiasing, 8-bit; a last "
+                             "partial patch is dropped as CLIP's patch conv drops it).", "snap")
     output_height: int = _doc("Output mask height; 0 = the input image height.", 0)
     output_width: int = _doc("Output mask width; 0 = the input image width.", 0)
     memory_budget_mb: int = _doc("Per-frame memory (MB) for upsampling logits to the output size and "
@@ -92,8 +106,9 @@ class SegmenterConfig:
     area_threshold: float = _doc("SCLIP's area filter: a label (other than threshold_label) whose pixels "
                                  "make up less than this fraction of all pixels not given threshold_label "
                                  "is dropped, its pixels taking their next best label; 0 disables.", 0.0)
-    prompt_templates: str = _doc("none | single | imagenet | default (the backend's own: "
-                                 "imagenet for dense_clip, none for lseg).", "default")
+    prompt_templates: str = _doc("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
+                                 "the scene.') | default (the backend's own: imagenet for dense_clip, "
+                                 "none for lseg).", "default")
     description_pooling: str = _doc("How a label's prompts and descriptions combine: mean | max.", "mean")
     labels: List[str] = _doc("Labels used until a query sets others.",
                              factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
@@ -102,10 +117,26 @@ class SegmenterConfig:
     postprocess: PostprocessConfig = _doc("Optional post-processing.", factory=PostprocessConfig)
 
     # ------------------------------------------------------------------ loading
+    @staticmethod
+    def profile_base(data: Mapping[str, Any]) -> Dict[str, Any]:
+        """``data`` over the settings of its ``profile`` (explicit keys win)."""
+        name = data.get("profile", "robot") if isinstance(data, Mapping) else "robot"
+        if not isinstance(name, str) or name not in PROFILE_NAMES:
+            return dict(data)  # validate() names the bad value
+        return deep_merge(nest(profile_settings(name)), data)
+
     @classmethod
-    def from_yaml(cls, path: str | Path) -> "SegmenterConfig":
+    def for_profile(cls, name: str, dataset: Optional[str] = None, **fields) -> "SegmenterConfig":
+        """The profile's configuration (with its ``dataset`` settings), then ``fields``."""
+        data = deep_merge(nest(profile_settings(name, dataset)), {"profile": name})
+        return from_dict(cls, deep_merge(data, fields), source=f"profile {name}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, extra: Optional[Mapping[str, Any]] = None) -> "SegmenterConfig":
         with open(path, "r", encoding="utf-8") as stream:
             data = yaml.safe_load(stream) or {}
+        if extra:
+            data = deep_merge(data, extra) if isinstance(data, Mapping) else data
         config = from_dict(cls, data, source=str(path))
         # a relative weights path in a YAML file is relative to that file, not to the caller
         pretrained = Path(config.pretrained).expanduser()
@@ -128,8 +159,12 @@ class SegmenterConfig:
             (0 <= self.unknown_value <= 65535, "unknown_value", "an integer in [0, 65535]"),
             (self.threshold_label >= -1, "threshold_label", "-1 (unknown_value) or a label index >= 0"),
             (0.0 <= self.area_threshold < 1.0, "area_threshold", "a fraction in [0, 1)"),
-            (self.prompt_templates in ("none", "single", "imagenet", "default"), "prompt_templates",
-             "none, single, imagenet, default"),
+            (self.profile in PROFILE_NAMES, "profile", ", ".join(PROFILE_NAMES)),
+            (self.input_resize in ("snap", "mmseg"), "input_resize", "snap, mmseg"),
+            (self.prompt_templates in ("none", "single", "imagenet", "maskclip", "default"), "prompt_templates",
+             "none, single, imagenet, maskclip, default"),
+            (self.postprocess.pamr_on in ("input_probabilities", "output_logits"), "postprocess.pamr_on",
+             "input_probabilities, output_logits"),
             (self.description_pooling in ("mean", "max"), "description_pooling", "mean, max"),
             (self.dense_clip.mode in ("maskclip", "sclip", "clearclip", "naclip"), "dense_clip.mode",
              "maskclip, sclip, clearclip, naclip"),
@@ -220,6 +255,8 @@ def from_dict(cls, data: Mapping[str, Any], source: str = "config", prefix: str 
     """Build dataclass ``cls`` from a nested dict; unknown keys are an error."""
     if not isinstance(data, Mapping):
         raise ValueError(f"{source}: expected a mapping for {prefix or cls.__name__}, got {data!r}")
+    if hasattr(cls, "profile_base"):
+        data = cls.profile_base(data)
     types = _field_types(cls)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - known)
@@ -289,6 +326,14 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls=SegmenterConfig) -
                            help=f"{doc} (default: {default})")
 
 
+def _from_yaml_with(cls, path, extra: Mapping[str, Any]):
+    with open(path, "r", encoding="utf-8") as stream:
+        data = yaml.safe_load(stream) or {}
+    if isinstance(data, Mapping):
+        data = deep_merge(data, extra)
+    return from_dict(cls, data, source=str(path))
+
+
 def _metavar(tp) -> str:
     if typing.get_origin(tp) in (list, List):
         return "A,B,..."
@@ -296,9 +341,16 @@ def _metavar(tp) -> str:
 
 
 def config_from_args(args: argparse.Namespace, cls=SegmenterConfig):
-    """Config from ``--config FILE`` (if given) plus command-line overrides."""
+    """Config from ``--config FILE`` (if given) plus command-line overrides; a profile (from
+    either) lies beneath both."""
     path = getattr(args, "config", None)
-    config = cls.from_yaml(path) if path else cls()
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:") and v is not None}
+    profiles = nest({k: v for k, v in overrides.items() if k.split(".")[-1] == "profile"})
+    overrides = {k: v for k, v in overrides.items() if k.split(".")[-1] != "profile"}
+    if path:
+        config = cls.from_yaml(path, extra=profiles) if cls is SegmenterConfig else \
+            _from_yaml_with(cls, path, profiles)
+    else:
+        config = from_dict(cls, profiles, source="command line")
     config = with_overrides(config, overrides) if overrides else config
     return config.validate() if hasattr(config, "validate") else config

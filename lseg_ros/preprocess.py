@@ -55,13 +55,28 @@ def model_input_size(height: int, width: int, short_side: int, max_long_side: in
     return snap(height * scale), snap(width * scale)
 
 
+def mmseg_input_size(height: int, width: int, short_side: int, max_long_side: int) -> Tuple[int, int]:
+    """(h, w) as mmseg's ``Resize(scale=(max_long_side, short_side), keep_ratio=True)`` (mmcv
+    ``rescale_size``): one factor min(max_long_side / long, short_side / short), each side
+    ``int(side * factor + 0.5)``; not rounded to a patch multiple."""
+    factor = min(max_long_side / max(height, width), short_side / min(height, width))
+    return max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5))
+
+
 def to_model_input(images: Sequence[np.ndarray], size: Tuple[int, int], mean: Sequence[float],
-                   std: Sequence[float], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """uint8 HxWx3 images (same size) -> normalized [B, 3, h, w] on ``device`` in ``dtype``."""
+                   std: Sequence[float], device: torch.device, dtype: torch.dtype, antialias: bool = True,
+                   eight_bit: bool = False) -> torch.Tensor:
+    """uint8 HxWx3 images (same size) -> normalized [B, 3, h, w] on ``device`` in ``dtype``.
+
+    Bilinear resampling, antialiased by default; ``antialias=False, eight_bit=True`` is what
+    mmcv's ``imresize`` (OpenCV, bilinear, uint8 in and out) gives the papers' pipelines, up
+    to OpenCV's 11-bit fixed-point weights (a grey level here and there)."""
     batch = torch.from_numpy(np.stack(images)).to(device, non_blocking=True)  # [B, H, W, 3] uint8
     batch = batch.permute(0, 3, 1, 2).float().div_(255.0)  # [B, 3, H, W]
     if tuple(batch.shape[-2:]) != tuple(size):
-        batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=True)
+        batch = F.interpolate(batch, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+        if eight_bit:
+            batch = batch.mul_(255.0).round_().clamp_(0.0, 255.0).div_(255.0)
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)
     return ((batch - mean_t) / std_t).to(dtype)

@@ -32,10 +32,18 @@ IMAGENET_TEMPLATES: List[str] = [
     "a photo of a small {}.", "a tattoo of the {}.",
 ]
 
+# MaskCLIP's prompt engineering (tools/maskclip_utils/prompt_engineering.py of
+# chongzhou96/MaskCLIP@245d31f): the 80 above plus five scene templates, 85 in all.
+MASKCLIP_SCENE_TEMPLATES: List[str] = [
+    "there is a {} in the scene.", "there is the {} in the scene.", "this is a {} in the scene.",
+    "this is the {} in the scene.", "this is one {} in the scene.",
+]
+
 TEMPLATE_SETS: Dict[str, List[str]] = {
     "none": ["{}"],
     "single": ["a photo of a {}."],
     "imagenet": IMAGENET_TEMPLATES,
+    "maskclip": IMAGENET_TEMPLATES + MASKCLIP_SCENE_TEMPLATES,
 }
 
 

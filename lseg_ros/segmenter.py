@@ -24,7 +24,7 @@ from .config import SegmenterConfig
 from .label_maps import LabelRules, classify_bands, plan_outputs, resize_logits
 from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
-from .preprocess import model_input_size, split_batch, to_model_input, window_starts
+from .preprocess import mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
 from .text import LabelEncoder
 from .validation import label_text_problem, shorten
 from .weights import check_finite
@@ -105,6 +105,9 @@ class Segmenter:
         if self.device.type == "cpu" and self.dtype == torch.float16:
             raise ValueError("precision 'fp16' needs CUDA; on the CPU use fp32 or bf16")
         backend = build_backend(self.config)
+        if self.config.input_resize == "mmseg" and not getattr(backend, "drops_partial_patches", False):
+            raise ValueError(f"input_resize 'mmseg' needs a backend that takes inputs of any size (dense_clip); "
+                             f"backend {self.config.backend!r} needs patch multiples: use input_resize 'snap'")
         check_finite(backend, self.config.pretrained)
         backend.requires_grad_(False)
         self.backend = backend.to(self.device, self.dtype).eval()
@@ -264,10 +267,7 @@ class Segmenter:
         clock = _StageClock(self.device, timings)
 
         height, width = rgb_images[0].shape[:2]
-        size = model_input_size(height, width, self.config.short_side, self.config.max_long_side,
-                                self.backend.input_multiple)
-        model_input = to_model_input(rgb_images, size, self.backend.image_mean, self.backend.image_std,
-                                     self.device, self.dtype)  # [B, 3, h, w]
+        model_input = self.model_input(rgb_images)  # [B, 3, h, w]
         clock.lap("preprocess")
 
         window, stride = self.backend_window(model_input)
@@ -282,14 +282,42 @@ class Segmenter:
             logits = self.classify(pixel_embeddings, label_set.label_embeddings, model_input)  # [B, N, h', w']
             clock.lap("classify")
 
-        out_size = output_size or (self.config.output_height or height, self.config.output_width or width)
+        out_size = tuple(output_size or (self.config.output_height or height, self.config.output_width or width))
+        if self.config.input_resize == "mmseg":
+            # the papers' segmentors resize logits to the model input first, then to the output
+            logits = self.resize_logits(logits, model_input.shape[-2:], model_input)
+        post = self.config.postprocess
+        if post.pamr_iters > 0 and post.pamr_on == "output_logits":
+            logits = self.output_pamr(logits, model_input, out_size)
         pre_scale = self.logits_pre_scale(logits, model_input)
-        results = [self._finish(image_logits, label_set, tuple(out_size), return_confidences, pre_scale)
+        results = [self._finish(image_logits, label_set, out_size, return_confidences, pre_scale)
                    for image_logits in logits]
         clock.lap("postprocess")
         for result in results:
             result.timings = dict(timings)
         return results if is_batch else results[0]
+
+    def model_input(self, rgb_images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Normalized model input [B, 3, h, w] of same-size RGB uint8 images, sized and resampled
+        as ``input_resize`` says (see :mod:`lseg_ros.preprocess`)."""
+        height, width = rgb_images[0].shape[:2]
+        config = self.config
+        if config.input_resize == "mmseg":
+            size = mmseg_input_size(height, width, config.short_side, config.max_long_side)
+            return to_model_input(rgb_images, size, self.backend.image_mean, self.backend.image_std,
+                                  self.device, self.dtype, antialias=False, eight_bit=True)
+        size = model_input_size(height, width, config.short_side, config.max_long_side, self.backend.input_multiple)
+        return to_model_input(rgb_images, size, self.backend.image_mean, self.backend.image_std,
+                              self.device, self.dtype)
+
+    def output_pamr(self, logits: torch.Tensor, model_input: torch.Tensor, out_size: tuple) -> torch.Tensor:
+        """NACLIP's PAMR: logits [B, N, H, W] resized to ``out_size``, refined there with the
+        model input resized to it (bilinear) as the guide; PAMR is linear in the logits, so
+        the temperature may be applied before or after."""
+        logits = self.resize_logits(logits, out_size, model_input)
+        guide = F.interpolate(model_input.float(), size=out_size, mode="bilinear", align_corners=False)
+        post = self.config.postprocess
+        return pamr(guide, logits, post.pamr_iters, post.pamr_dilations)
 
     def logits_pre_scale(self, logits: torch.Tensor, model_input: torch.Tensor) -> int:
         """The backend's own upsample factor still to apply to ``classify`` logits (1 once they
@@ -364,7 +392,7 @@ class Segmenter:
     def _pamr(self, logits, model_input):
         """PAMR at model-input resolution, guided by the (normalized) input image (when configured)."""
         post = self.config.postprocess
-        if post.pamr_iters <= 0:
+        if post.pamr_iters <= 0 or post.pamr_on != "input_probabilities":
             return logits
         logits = resize_logits(logits, tuple(model_input.shape[-2:]), self.logits_pre_scale(logits, model_input))
         probabilities = pamr(model_input.float(), logits.softmax(1), post.pamr_iters, post.pamr_dilations)

@@ -109,9 +109,16 @@ def test_backend_describes_itself_from_the_open_clip_model():
     assert not any(p.requires_grad for p in backend.parameters())
 
 
-def test_input_not_a_multiple_of_the_patch_size_is_rejected():
-    with pytest.raises(ValueError, match="multiple of the patch size 16"):
-        make_backend()(images(100, 96))
+def test_a_last_partial_patch_is_dropped_as_clips_patch_convolution_drops_it():
+    backend = make_backend()
+    x = images(100, 103)
+    with torch.inference_mode():
+        embeddings = backend(x)
+        cropped = backend(x[..., :96, :96])
+    assert embeddings.shape == (1, EMBED_DIM, 6, 6)
+    torch.testing.assert_close(embeddings, cropped, rtol=0, atol=0)
+    with pytest.raises(ValueError, match="smaller than the patch size 16"):
+        backend(images(100, 15))
 
 
 # ---------------------------------------------------------------------- modes

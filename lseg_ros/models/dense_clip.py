@@ -116,12 +116,16 @@ class DenseClipBackend(SegmentationBackend):
         return encode_text_trimmed(self.clip, token_ids)  # [N, D]
 
     # ----------------------------------------------------------------- image
+    #: inputs need not be patch multiples: a last partial row or column of patches is dropped,
+    #: as CLIP's stride-p patch convolution drops it (the papers' mmseg pipelines rely on it)
+    drops_partial_patches = True
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Pixel embeddings [B, D, H/p, W/p] from normalized images [B, 3, H, W]."""
+        """Pixel embeddings [B, D, H//p, W//p] from normalized images [B, 3, H, W]."""
         height, width = images.shape[-2:]
         patch = self.input_multiple
-        if height % patch or width % patch:
-            raise ValueError(f"input size {height}x{width} is not a multiple of the patch size {patch}")
+        if height < patch or width < patch:
+            raise ValueError(f"input size {height}x{width} is smaller than the patch size {patch}")
         images = images.to(self.dtype)
         if self.window and (height > self.window or width > self.window):
             return self._sliding_window(images)
@@ -131,6 +135,8 @@ class DenseClipBackend(SegmentationBackend):
         """One forward over the whole input: [B, 3, H, W] -> [B, D, H/p, W/p]."""
         visual = self.visual
         batch = images.shape[0]
+        patch = self.input_multiple
+        images = images[..., :images.shape[-2] // patch * patch, :images.shape[-1] // patch * patch]
         tokens = visual.conv1(images)  # [B, C, h, w]
         grid = (tokens.shape[2], tokens.shape[3])
         tokens = tokens.flatten(2).transpose(1, 2)  # [B, h*w, C]
