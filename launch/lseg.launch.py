@@ -22,6 +22,7 @@ NODE_NAME = "lseg_node"
 
 # launch argument -> (lseg_node parameter, description); passed only when not empty
 PARAMETER_ARGUMENTS = {
+    "profile": ("profile", "robot | naclip | sclip | clearclip | maskclip | lseg (settings beneath the others)"),
     "backend": ("backend", "Registered backend: dense_clip | lseg"),
     "model": ("model", "open_clip model name (dense_clip) or LSeg preset"),
     "pretrained": ("pretrained", "open_clip tag, local weights file, or random"),

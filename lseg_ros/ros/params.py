@@ -11,7 +11,8 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
-from ..config import SegmenterConfig, _doc, check_values, field_docs, from_dict, with_overrides
+from ..config import SegmenterConfig, _doc, check_values, field_docs, flatten, from_dict, with_overrides
+from ..profiles import PROFILE_NAMES, profile_fields
 
 #: parameters that may change while the node runs (all others need a restart)
 DYNAMIC_PARAMETERS = ("labels", "threshold", "overlay_alpha")
@@ -52,9 +53,17 @@ def declared_fields() -> Dict[str, tuple]:
 
 
 def declare_parameters(node) -> None:
+    """Declare every parameter. ``profile`` first: the others default to its settings, so a
+    profile given as a parameter applies beneath any value given explicitly."""
     from rcl_interfaces.msg import ParameterDescriptor
 
-    for name, (tp, default, doc) in declared_fields().items():
+    fields = declared_fields()
+    profile_type, profile_default, profile_doc = fields.pop("profile")
+    profile = node.declare_parameter("profile", profile_default, ParameterDescriptor(
+        name="profile", description=profile_doc, type=_parameter_type(profile_type), read_only=True)).value
+    profile_defaults = flatten(SegmenterConfig.for_profile(profile)) if profile in PROFILE_NAMES else {}
+    for name, (tp, default, doc) in fields.items():
+        default = profile_defaults.get(name, default)
         is_list = typing.get_origin(tp) in (list, List)
         # rclpy types an empty list as BYTE_ARRAY; list parameters therefore skip rclpy's type
         # check and are validated by the node (and by read_configs) instead.
@@ -98,8 +107,10 @@ def _plain(value: Any) -> Any:
 
 
 def yaml_parameters(node_name: str = "lseg_node") -> Dict[str, Any]:
-    """The ``--params-file`` layout with every parameter at its default."""
-    defaults = {name: default for name, (_, default, _) in declared_fields().items()}
+    """The ``--params-file`` layout: every parameter at its default, except those a profile
+    sets (left to the profile, commented out in :func:`render_params_yaml`)."""
+    left = set(profile_fields())
+    defaults = {name: default for name, (_, default, _) in declared_fields().items() if name not in left}
     return {f"/**/{node_name}": {"ros__parameters": defaults}}
 
 
@@ -117,9 +128,14 @@ def render_params_yaml(node_name: str = "lseg_node") -> str:
              "# regenerate with: python -m lseg_ros.ros.params > config/lseg.yaml)",
              "# '/**/' applies the file to the node in any namespace.",
              f"/**/{node_name}:", "  ros__parameters:"]
+    left = set(profile_fields())
     for name, (_, default, doc) in declared_fields().items():
         lines.append(f"    # {doc}")
-        lines.append(f"    {name}: {json.dumps(default)}")
+        if name in left:  # a profile sets it: the file must not, or profile:= could not apply
+            lines.append(f"    # {name}: {json.dumps(default)}  (robot profile's value; set by the profile, "
+                         f"uncomment to override)")
+        else:
+            lines.append(f"    {name}: {json.dumps(default)}")
     return "\n".join(lines) + "\n"
 
 
