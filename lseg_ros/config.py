@@ -132,11 +132,13 @@ class SegmenterConfig:
         return from_dict(cls, deep_merge(data, fields), source=f"profile {name}")
 
     @classmethod
-    def from_yaml(cls, path: str | Path, extra: Optional[Mapping[str, Any]] = None) -> "SegmenterConfig":
+    def from_yaml(cls, path: str | Path, extra: Optional[Mapping[str, Any]] = None,
+                  beneath: Optional[Mapping[str, Any]] = None) -> "SegmenterConfig":
+        """The file's configuration; ``extra`` keys override it, ``beneath`` keys lie under it."""
         with open(path, "r", encoding="utf-8") as stream:
             data = yaml.safe_load(stream) or {}
-        if extra:
-            data = deep_merge(data, extra) if isinstance(data, Mapping) else data
+        if isinstance(data, Mapping):
+            data = deep_merge(deep_merge(beneath or {}, data), extra or {})
         config = from_dict(cls, data, source=str(path))
         # a relative weights path in a YAML file is relative to that file, not to the caller
         pretrained = Path(config.pretrained).expanduser()
@@ -340,17 +342,26 @@ def _metavar(tp) -> str:
     return getattr(tp, "__name__", "VALUE").upper()
 
 
-def config_from_args(args: argparse.Namespace, cls=SegmenterConfig):
+def config_from_args(args: argparse.Namespace, cls=SegmenterConfig, dataset: Optional[str] = None):
     """Config from ``--config FILE`` (if given) plus command-line overrides; a profile (from
-    either) lies beneath both."""
+    either) lies beneath both, with its settings for ``dataset`` (a dataset kind) when given."""
     path = getattr(args, "config", None)
     overrides = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg:") and v is not None}
     profiles = nest({k: v for k, v in overrides.items() if k.split(".")[-1] == "profile"})
     overrides = {k: v for k, v in overrides.items() if k.split(".")[-1] != "profile"}
+    beneath: Dict[str, Any] = {}  # the profile's settings for the dataset, under the file's keys
+    if dataset is not None and cls is SegmenterConfig:
+        file_data = {}
+        if path:
+            with open(path, "r", encoding="utf-8") as stream:
+                file_data = yaml.safe_load(stream) or {}
+        name = profiles.get("profile") or (file_data.get("profile") if isinstance(file_data, Mapping) else None)
+        if name in PROFILE_NAMES:
+            beneath = nest(profile_settings(name, dataset))
     if path:
-        config = cls.from_yaml(path, extra=profiles) if cls is SegmenterConfig else \
+        config = cls.from_yaml(path, extra=profiles, beneath=beneath) if cls is SegmenterConfig else \
             _from_yaml_with(cls, path, profiles)
     else:
-        config = from_dict(cls, profiles, source="command line")
+        config = from_dict(cls, deep_merge(beneath, profiles), source="command line")
     config = with_overrides(config, overrides) if overrides else config
     return config.validate() if hasattr(config, "validate") else config

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -25,12 +26,14 @@ from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from .config import add_config_arguments, config_from_args, flatten
 from .data.datasets import DATASETS
 from .label_maps import resize_logits
 from .metrics import ConfusionMatrix
 from .preprocess import model_input_size, to_model_input
+from .profiles import get_profile
 
 #: LSeg's multi-scale evaluation scales
 LSEG_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -106,9 +109,82 @@ def window_logits(segmenter, model_input: torch.Tensor, window: int = 0, stride:
     return segmenter.sliding_window_logits(model_input, label_embeddings, window, stride or window * 2 // 3)
 
 
+#: lang-seg's evaluation sizes (test_lseg.py --base-size 520 --crop-size 480) and scales
+#: (test_lseg.py: Cityscapes 0.75 ... 2.25, the others 0.5 ... 1.75)
+LSEG_BASE_SIZE, LSEG_CROP_SIZE = 520, 480
+LSEG_CITYSCAPES_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25)
+
+
+@torch.inference_mode()
+def lseg_multiscale_logits(segmenter, image: np.ndarray, scales: Sequence[float] = LSEG_SCALES,
+                           flip: bool = True, base_size: int = LSEG_BASE_SIZE,
+                           crop_size: int = LSEG_CROP_SIZE) -> torch.Tensor:
+    """Summed label logits [N, H, W] of one image, as lang-seg's ``MultiEvalModule.forward``
+    (additional_utils/encoding_models.py, isl-org/lang-seg@bb00b21) computes them: per scale,
+    the normalized image resized (bilinear, align_corners=True) to a long side of
+    ceil(base_size x scale); inputs no larger than the crop are padded with black to the
+    crop, larger ones cut into crop-sized windows 2/3 of a crop apart (the last ones padded,
+    not shifted), window logits averaged; with ``flip`` each network output adds that of the
+    mirrored input; each scale's logits resized back (align_corners=True) and summed."""
+    backend = segmenter.backend
+    height, width = image.shape[:2]
+    x = to_model_input([image], (height, width), backend.image_mean, backend.image_std,
+                       segmenter.device, segmenter.dtype)  # [1, 3, H, W], no resize
+    black = torch.tensor([-m / s for m, s in zip(backend.image_mean, backend.image_std)],
+                         device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    labels = segmenter.label_set.label_embeddings
+
+    def pad(img):  # pad_image: bottom/right to at least crop x crop, with black
+        rows, cols = img.shape[-2:]
+        if rows >= crop_size and cols >= crop_size:
+            return img
+        padded = black.expand(1, 3, max(rows, crop_size), max(cols, crop_size)).clone()
+        padded[..., :rows, :cols] = img
+        return padded
+
+    def network(img):  # module_inference: LSegNet.forward (logits at input size), plus the flip
+        def once(view):
+            logits = segmenter.classify(backend(view), labels, view)
+            return segmenter.resize_logits(logits, view.shape[-2:], view)
+        out = once(img)
+        return out + once(img.flip(-1)).flip(-1) if flip else out
+
+    stride = int(crop_size * 2.0 / 3.0)
+    scores = torch.zeros((1, labels.shape[0], height, width), device=x.device)
+    for scale in scales:
+        long_size = int(math.ceil(base_size * scale))
+        if height > width:
+            rows, cols = long_size, int(1.0 * width * long_size / height + 0.5)
+            short_size = cols
+        else:
+            rows, cols = int(1.0 * height * long_size / width + 0.5), long_size
+            short_size = rows
+        current = F.interpolate(x, size=(rows, cols), mode="bilinear", align_corners=True)
+        if long_size <= crop_size:
+            outputs = network(pad(current))[..., :rows, :cols]
+        else:
+            padded = pad(current) if short_size < crop_size else current
+            padded_rows, padded_cols = padded.shape[-2:]
+            outputs = torch.zeros((1, labels.shape[0], padded_rows, padded_cols), device=x.device)
+            count = torch.zeros((1, 1, padded_rows, padded_cols), device=x.device)
+            for idh in range(int(math.ceil(1.0 * (padded_rows - crop_size) / stride)) + 1):
+                for idw in range(int(math.ceil(1.0 * (padded_cols - crop_size) / stride)) + 1):
+                    h0, w0 = idh * stride, idw * stride
+                    h1, w1 = min(h0 + crop_size, padded_rows), min(w0 + crop_size, padded_cols)
+                    output = network(pad(padded[..., h0:h1, w0:w1]))
+                    outputs[..., h0:h1, w0:w1] += output[..., :h1 - h0, :w1 - w0]
+                    count[..., h0:h1, w0:w1] += 1
+            outputs = (outputs / count)[..., :rows, :cols]
+        scores += F.interpolate(outputs, size=(height, width), mode="bilinear", align_corners=True)
+    return scores[0]
+
+
 def predict_mask(segmenter, image: np.ndarray, scales: Sequence[float] = (1.0,), flip: bool = False,
-                 window: int = 0, stride: int = 0) -> np.ndarray:
-    """[H, W] label indices; single scale without flip or window is exactly ``segment``."""
+                 window: int = 0, stride: int = 0, protocol: str = "single") -> np.ndarray:
+    """[H, W] label indices; single scale without flip or window is exactly ``segment``;
+    ``protocol`` "lseg_multiscale" is :func:`lseg_multiscale_logits` over ``scales``."""
+    if protocol == "lseg_multiscale":
+        return lseg_multiscale_logits(segmenter, image, scales, flip).argmax(0).cpu().numpy()
     if tuple(scales) == (1.0,) and not flip and window <= 0:
         return segmenter.segment(image, return_confidences=False).mask
     return predict_probabilities(segmenter, image, scales, flip, window, stride).argmax(0).cpu().numpy()
@@ -116,7 +192,8 @@ def predict_mask(segmenter, image: np.ndarray, scales: Sequence[float] = (1.0,),
 
 def iter_predictions(segmenter, dataset, scales: Sequence[float] = (1.0,), flip: bool = False,
                      window: int = 0, stride: int = 0, max_images: int = 0,
-                     progress: bool = False) -> Iterator[Tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+                     progress: bool = False,
+                     protocol: str = "single") -> Iterator[Tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
     """(index, image, predicted mask, ground truth) for the dataset's samples (untransformed)."""
     count = len(dataset) if max_images <= 0 else min(max_images, len(dataset))
     indices = range(count)
@@ -126,7 +203,7 @@ def iter_predictions(segmenter, dataset, scales: Sequence[float] = (1.0,), flip:
         indices = tqdm(indices, desc="evaluating", unit="image", leave=False)
     for index in indices:
         image, target = dataset.load(index)
-        yield index, image, predict_mask(segmenter, image, scales, flip, window, stride), target
+        yield index, image, predict_mask(segmenter, image, scales, flip, window, stride, protocol), target
 
 
 def evaluate_segmenter(segmenter, dataset, scales: Sequence[float] = (1.0,), flip: bool = False,
@@ -214,9 +291,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", default="val", help="dataset split (generic: 'all' for every image)")
     parser.add_argument("--config", type=Path, help="SegmenterConfig YAML (e.g. lseg_ros/weights/*.yaml)")
     parser.add_argument("--out", type=Path, default=Path("lseg_eval"), help="output folder")
-    parser.add_argument("--class-names", default="sclip", choices=("sclip", "clearclip", "plain"),
-                        help="label texts: the references' class-name files with synonyms (sclip: SCLIP's and "
-                             "NACLIP's; clearclip: ClearCLIP's) or the plain class names")
+    parser.add_argument("--class-names", default=None, choices=("sclip", "clearclip", "maskclip", "lseg", "plain"),
+                        help="label texts: the references' class-name files (sclip: SCLIP's and NACLIP's, with "
+                             "synonyms; clearclip; maskclip; lseg) or the plain class names; default: the "
+                             "profile's (sclip for robot)")
     parser.add_argument("--label-names", default="",
                         help="comma-separated label texts replacing the class names (';' between synonyms)")
     parser.add_argument("--scales", default="1.0", help="comma-separated input scales")
@@ -238,13 +316,17 @@ def _label_texts(text: str) -> List[str]:
 
 
 def _dataset_label_names(dataset, kind: str, source: str) -> List[str]:
-    """The dataset's label texts for ``--class-names``: the references' files (sclip,
-    clearclip) where the dataset has them, else (and for 'plain') its class names."""
-    from .data.datasets import REFERENCE_NAME_FILES, load_reference_names
+    """The dataset's label texts for ``--class-names``: the references' file where there is
+    one for the dataset, else (and for 'plain') its class names."""
+    from .data.datasets import REFERENCE_NAME_FILES, DatasetError, load_reference_names
 
     if source == "plain" or kind not in REFERENCE_NAME_FILES:
         return list(dataset.class_names)
-    return load_reference_names(kind, source)
+    try:
+        return load_reference_names(kind, source)
+    except DatasetError as error:
+        print(f"lseg-eval: {error}; using the dataset's class names", file=sys.stderr)
+        return list(dataset.class_names)
 
 
 def _names(text: str) -> List[str]:
@@ -258,26 +340,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     from .weights import WeightsError
 
     try:
-        config = config_from_args(args)
+        config = config_from_args(args, dataset=args.dataset)  # a profile brings its settings for the dataset
+        profile = get_profile(config.profile)
         dataset = build_dataset(args.dataset, args.root, args.split)
-        label_names = _label_texts(args.label_names) or _dataset_label_names(dataset, args.dataset, args.class_names)
+        label_names = _label_texts(args.label_names) or _dataset_label_names(
+            dataset, args.dataset, args.class_names or profile.names)
         if len(label_names) != dataset.num_classes:
             raise ValueError(f"--label-names gives {len(label_names)} names for {dataset.num_classes} classes")
         unseen = _names(args.unseen)
         class_indices(unseen, dataset.class_names)
         scales = LSEG_SCALES if args.multi_scale else tuple(float(s) for s in _names(args.scales))
-        config.labels = list(label_names)
+        protocol = profile.evaluation
+        if protocol == "lseg_multiscale":
+            scales = LSEG_CITYSCAPES_SCALES if args.dataset == "cityscapes" else LSEG_SCALES
+        config.labels = []
         segmenter = Segmenter(config)
+        segmenter.set_labels(label_names)
     except (ValueError, OSError, WeightsError) as error:
         print(f"lseg-eval: {error}", file=sys.stderr)
         return 2
-    flip = args.flip or args.multi_scale
+    flip = args.flip or args.multi_scale or protocol == "lseg_multiscale"
     args.out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
 
     def scored():
         for index, image, prediction, target in iter_predictions(segmenter, dataset, scales, flip, args.window,
-                                                                 args.stride, args.max_images, progress=True):
+                                                                 args.stride, args.max_images, progress=True,
+                                                                 protocol=protocol):
             if index < args.overlays:
                 stem = Path(dataset.samples[index][0]).stem
                 save_overlay(args.out / f"overlay_{stem}.png", image, prediction, target, dataset.class_names)
@@ -285,7 +374,8 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     summary = evaluate_predictions(scored(), dataset.class_names, dataset.ignore_index, unseen or None)
     seconds = time.perf_counter() - start
-    inference = f"scales {list(scales)}, flip {flip}, window {args.window}, stride {args.stride}"
+    inference = (f"profile {profile.name} ({profile.source or 'lseg_ros'}), protocol {protocol}, "
+                 f"scales {list(scales)}, flip {flip}, window {args.window}, stride {args.stride}")
     info = dict(dataset=f"{dataset.name} ({args.root}, split {args.split})", model=segmenter.description,
                 inference=inference, unseen=unseen, seconds=seconds,
                 seconds_per_image=seconds / max(1, summary["images"]), config=flatten(config))

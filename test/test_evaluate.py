@@ -176,3 +176,64 @@ def test_command_line_rejects_a_label_count_mismatch(block_dataset, tmp_path, ca
     code = main(["--root", str(block_dataset), "--split", "all", "--out", str(tmp_path), "--label-names", "a,b",
                  "--backend", "color_oracle_for_tests", "--pretrained", "random", "--device", "cpu"])
     assert code == 2 and "2 names for 4 classes" in capsys.readouterr().err
+
+
+def test_lseg_multiscale_protocol_pads_windows_and_sums_as_lang_seg():
+    """One scale of lang-seg's MultiEvalModule written out for a 64x100 image, base 96, crop
+    64: long side 96 > crop -> padded to 64 rows, windows 64 wide every 42 columns (the last
+    one padded, not shifted), averaged, cut, resized back with align_corners=True; plus the
+    mirrored input's logits."""
+    import torch.nn.functional as F
+
+    from lseg_ros.config import SegmenterConfig
+    from lseg_ros.evaluate import lseg_multiscale_logits
+    from lseg_ros.preprocess import to_model_input
+    from lseg_ros.segmenter import Segmenter
+
+    torch.manual_seed(0)
+    segmenter = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device="cpu",
+                                          labels=["wall", "floor", "sky"]))
+    image = np.random.default_rng(2).integers(0, 256, (64, 100, 3), dtype=np.uint8)
+    x = to_model_input([image], (64, 100), (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), torch.float32)
+    text = segmenter.backend.encode_text(segmenter.backend.tokenize(segmenter.labels))
+
+    def net(img):
+        with torch.no_grad():
+            out = segmenter.backend.net.label_logits(img, text)
+            return out + segmenter.backend.net.label_logits(img.flip(-1), text).flip(-1)
+
+    rows, cols = int(64 * 96 / 100 + 0.5), 96  # 61 x 96
+    current = F.interpolate(x, size=(rows, cols), mode="bilinear", align_corners=True)
+    padded = torch.full((1, 3, 64, 96), -1.0)  # black after normalization
+    padded[..., :rows, :cols] = current
+    total, count = torch.zeros(1, 3, 64, 96), torch.zeros(1, 1, 64, 96)
+    for w0 in (0, 42):  # ceil((96 - 64) / 42) + 1 = 2 windows
+        w1 = min(w0 + 64, 96)
+        window = torch.full((1, 3, 64, 64), -1.0)
+        window[..., :, :w1 - w0] = padded[..., :, w0:w1]
+        total[..., :, w0:w1] += net(window)[..., :, :w1 - w0]
+        count[..., :, w0:w1] += 1
+    expected = F.interpolate((total / count)[..., :rows, :cols], size=(64, 100), mode="bilinear",
+                             align_corners=True)[0]
+    actual = lseg_multiscale_logits(segmenter, image, scales=(1.0,), flip=True, base_size=96, crop_size=64)
+    torch.testing.assert_close(actual, expected, rtol=0, atol=1e-4)
+
+
+def test_lseg_eval_runs_a_papers_protocol_with_its_dataset_settings_and_names(tmp_path):
+    import json
+
+    from test_datasets import voc_layout
+
+    from lseg_ros.evaluate import main
+
+    root = voc_layout(tmp_path / "voc")
+    out = tmp_path / "out"
+    code = main(["--dataset", "voc", "--root", str(root), "--out", str(out), "--profile", "naclip",
+                 "--model", "lseg-test-tiny-ViT", "--pretrained", "random", "--device", "cpu", "--short-side", "48"])
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = metrics["config"]
+    assert (config["profile"], config["threshold"], config["threshold_label"], config["dense_clip.window"]) == \
+        ("naclip", 0.1, 0, 0)  # NACLIP's cfg_voc21.py on top of the profile
+    assert (config["short_side"], config["postprocess.pamr_iters"]) == (48, 10)  # explicit value wins
+    assert "profile naclip (sinahmr/NACLIP@" in metrics["inference"]

@@ -612,3 +612,16 @@ def test_log_lines_quote_only_a_short_excerpt_of_attacker_controlled_text(ros, c
     lines = [line for line in capfd.readouterr().err.splitlines() if "log_camera" in line]
     assert any("frame rejected" in line for line in lines) and any("label set rejected" in line for line in lines)
     assert max(len(line) for line in lines) < 500, max(lines, key=len)[:300]
+
+
+def test_profile_parameter_sets_the_defaults_of_the_others_and_explicit_values_win(ros):
+    node, probe = ros(namespace="profiled", profile="naclip", short_side=48, max_long_side=64)
+    config = node.segmenter.config
+    assert (config.profile, config.dense_clip.mode, config.logit_scale) == ("naclip", "naclip", 40.0)
+    assert (config.postprocess.pamr_iters, config.postprocess.pamr_on) == (10, "output_logits")
+    assert (config.short_side, config.max_long_side, config.model) == (48, 64, NODE_PARAMETERS["model"])
+    assert node.get_parameter("logit_scale").value == 40.0
+    probe.wait_label_info()
+    rgb = scene(21)
+    _, mask_msg = probe.send_frame(rgb)
+    np.testing.assert_array_equal(image_msg_to_array(mask_msg), node.segmenter.segment(rgb).mask)

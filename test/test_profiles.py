@@ -158,3 +158,16 @@ def test_mmseg_input_resize_with_lseg_is_refused_naming_the_fix():
 def test_get_profile_names_the_choices():
     with pytest.raises(ValueError, match="unknown profile 'x'"):
         get_profile("x")
+
+
+def test_dataset_settings_of_a_profile_lie_beneath_the_file_and_the_command_line(tmp_path):
+    from lseg_ros.evaluate import build_parser
+
+    path = tmp_path / "c.yaml"
+    path.write_text("profile: sclip\nthreshold: 0.3\n")
+    args = build_parser().parse_args(["--root", str(tmp_path), "--config", str(path), "--short-side", "400"])
+    config = config_from_args(args, dataset="voc")
+    assert (config.logit_scale, config.area_threshold) == (65.0, 0.1)  # sclip's VOC21 settings
+    assert (config.threshold, config.short_side) == (0.3, 400)  # explicit values win
+    args = build_parser().parse_args(["--root", str(tmp_path), "--profile", "clearclip"])
+    assert config_from_args(args, dataset="voc").threshold == 0.5

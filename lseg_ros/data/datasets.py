@@ -48,7 +48,7 @@ REFERENCE_NAME_FILES = {"voc": "voc21", "voc20": "voc20", "pascal_context60": "c
                         "cityscapes": "city_scapes", "coco_stuff164k": "coco_stuff"}
 #: folders of references' class-name files: 'sclip' (SCLIP's, also NACLIP's: identical
 #: files) and 'clearclip' (ClearCLIP's: VOC21, VOC20 and COCO-Object differ); see the README there
-NAME_SOURCES = ("sclip", "clearclip")
+NAME_SOURCES = ("sclip", "clearclip", "maskclip", "lseg")
 
 
 def load_reference_names(kind: str, source: str = "sclip") -> list[str]:
@@ -61,7 +61,11 @@ def load_reference_names(kind: str, source: str = "sclip") -> list[str]:
         raise DatasetError(f"no reference class names for dataset {kind!r}; available for "
                            f"{sorted(REFERENCE_NAME_FILES)}")
     folder = importlib.resources.files(__package__).joinpath("class_names", source)
-    text = folder.joinpath(f"{REFERENCE_NAME_FILES[kind]}.txt").read_text(encoding="utf-8")
+    resource = folder.joinpath(f"{REFERENCE_NAME_FILES[kind]}.txt")
+    if not resource.is_file():
+        have = sorted(kind for kind, stem in REFERENCE_NAME_FILES.items() if folder.joinpath(f"{stem}.txt").is_file())
+        raise DatasetError(f"{source} has no class-name file for {kind!r}; it has them for {have}")
+    text = resource.read_text(encoding="utf-8")
     return ["; ".join(name.strip() for name in line.split(",") if name.strip()) for line in _read_names(text)]
 
 
