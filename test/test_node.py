@@ -625,3 +625,16 @@ def test_profile_parameter_sets_the_defaults_of_the_others_and_explicit_values_w
     rgb = scene(21)
     _, mask_msg = probe.send_frame(rgb)
     np.testing.assert_array_equal(image_msg_to_array(mask_msg), node.segmenter.segment(rgb).mask)
+
+
+def test_label_synonyms_from_the_labels_topic_reach_the_engine_and_label_info(running):
+    node, probe = running
+    probe.clear()
+    probe.labels_pub.publish(String(data="person; man ;woman, door,floor"))
+    info = probe.wait_label_info(lambda m: list(m.labels) == ["person; man; woman", "door", "floor"])
+    assert node.segmenter.label_set.name_groups.tolist() == [0, 0, 0, 1, 2]
+    rgb = scene(22)
+    header, mask_msg = probe.send_frame(rgb)
+    assert info.generation == node.segmenter.label_set.generation
+    np.testing.assert_array_equal(image_msg_to_array(mask_msg), node.segmenter.segment(rgb).mask)
+    restore_labels(node, probe)
