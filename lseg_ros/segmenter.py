@@ -39,7 +39,8 @@ class SegmentationResult:
     #: [H, W] label indices: value i is labels[i]; below-threshold pixels are unknown_value.
     #: uint8 while every value fits in 8 bits, else uint16.
     mask: np.ndarray
-    #: [N, Hc, Wc] float32 softmax over labels, or None when not requested. Full size
+    #: [N, Hc, Wc] float32 softmax over labels (with synonyms: each label's best name's
+    #: probability, softmax over all names), or None when not requested. Full size
     #: ([N, H, W]) unless that exceeds half of memory_budget_mb; then both sides are
     #: scaled by ``confidence_scale`` (rounded down to whole pixels).
     confidences: Optional[np.ndarray]

@@ -43,7 +43,9 @@ def overlay(image: np.ndarray, mask: np.ndarray, colors: Sequence[Color], alpha:
 
 
 def add_legend(image: np.ndarray, labels: Sequence[str], colors: Sequence[Color]) -> np.ndarray:
-    """Append a legend column (color swatch + label name per row) to the right of ``image``."""
+    """Append a legend column (color swatch + label name per row) to the right of ``image``;
+    a label with synonyms ('person; man; woman') shows its first name and how many more."""
+    labels = [_legend_text(label) for label in labels]
     font = ImageFont.load_default()
     row_height = 16
     width = 24 + max((int(font.getlength(label)) for label in labels), default=0) + 8
@@ -66,3 +68,8 @@ def heatmap(confidence: np.ndarray) -> np.ndarray:
     fraction = (position - low)[..., None]
     colors = _HEAT_ANCHORS[low] * (1 - fraction) + _HEAT_ANCHORS[low + 1] * fraction
     return colors.astype(np.uint8)
+
+
+def _legend_text(label: str) -> str:
+    names = [name.strip() for name in label.split(";") if name.strip()]
+    return label if len(names) <= 1 else f"{names[0]} (+{len(names) - 1})"
