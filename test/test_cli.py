@@ -85,3 +85,10 @@ def test_16_bit_png_keeps_its_top_8_bits_like_the_node(tmp_path):
     np.testing.assert_array_equal(rgb[..., 0], expected)
     np.testing.assert_array_equal(rgb[..., 2], expected)
     assert main([str(path), "--labels", "door, chair", "--out", str(tmp_path / "out"), *TINY]) == 0
+
+
+def test_legend_names_a_synonym_label_by_its_first_name():
+    from lseg_ros.viz import _legend_text
+
+    assert _legend_text("background; sky; wall") == "background (+2)"
+    assert _legend_text("door") == "door" and _legend_text("a; ") == "a; "
