@@ -112,6 +112,11 @@ class Probe:
         raise AssertionError(f"no mask for frame {header.stamp.sec}")
 
 
+def _diagnosed_node(array):
+    """The fully qualified node name a DiagnosticArray's first status reports on."""
+    return next((kv.value for kv in array.status[0].values if kv.key == "node"), None) if array.status else None
+
+
 def _stamp(header):
     return header.stamp.sec, header.stamp.nanosec
 
@@ -402,7 +407,7 @@ def test_empty_camera_info_is_rejected_and_frames_are_still_processed(running):
 def test_diagnostics_report_counters_labels_and_device(running):
     node, probe = running
     probe.send_frame(scene(10))
-    diagnostics = probe.wait_for("diagnostics", lambda m: m.status[0].name.startswith("/camera/lseg_node") and any(
+    diagnostics = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/camera/lseg_node" and any(
         kv.key == "processed" and int(kv.value) > 0 for kv in m.status[0].values))
     values = {kv.key: kv.value for kv in diagnostics.status[0].values}
     for key in ("frames_in", "dropped", "rejected_frames", "rejected_queries", "inference_ms_mean",
@@ -548,7 +553,7 @@ def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersede
         assert node._encoding is not None
         frames_during = [probe.send_frame(scene(40 + i))[1] for i in range(3)]
         assert node._encoding is not None, "the encoding finished too fast to show anything"
-        diagnostics = probe.wait_for("diagnostics", lambda m: m.status[0].name.startswith("/camera/lseg_node") and any(
+        diagnostics = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/camera/lseg_node" and any(
             kv.key == "label_encoding" and kv.value.startswith("4 labels") for kv in m.status[0].values))
         assert "encoding" in diagnostics.status[0].message
         assert node.segmenter.label_set.generation == generation  # still the old set
@@ -638,3 +643,30 @@ def test_label_synonyms_from_the_labels_topic_reach_the_engine_and_label_info(ru
     assert info.generation == node.segmenter.label_set.generation
     np.testing.assert_array_equal(image_msg_to_array(mask_msg), node.segmenter.segment(rgb).mask)
     restore_labels(node, probe)
+
+
+def test_diagnostics_warn_about_a_silent_input_topic_and_report_rate_and_stamps(ros):
+    node, probe = ros(namespace="quiet", input_timeout=1.5)
+    array = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/quiet/lseg_node"
+                           and m.status[0].level == b"\x01" and "no frame" in m.status[0].message)
+    names = [status.name for status in array.status]
+    assert names == ["lseg_node: segmentation", "lseg_node: input frequency", "lseg_node: input timestamps"]
+    assert "/quiet/image" in array.status[0].message
+    assert (array.status[1].level, array.status[1].message) == (b"\x02", "No events recorded.")
+    assert (array.status[2].level, array.status[2].message) == (b"\x01", "No data since last update.")
+    probe.clear()
+    probe.send_frame(scene(30))  # the probe's stamps are synthetic: 1000 s + n
+    array = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/quiet/lseg_node"
+                           and m.status[2].message == "Timestamps too far in past seen.")
+    assert array.status[2].level == b"\x02"
+
+    def now_stamped(header):
+        header.stamp = probe.node.get_clock().now().to_msg()
+        return rgb_to_image_msg(scene(31), header)
+
+    probe.clear()
+    probe.send_frame(scene(31), publish=now_stamped)
+    array = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/quiet/lseg_node"
+                           and m.status[2].message == "Timestamps are reasonable.")
+    assert array.status[1].message == "Desired frequency met" and array.status[1].level == b"\x00"
+    assert array.status[0].level == b"\x00"

@@ -42,6 +42,7 @@ from ..weights import WeightsError
 from .runner import run_node
 from .conversions import (ImageConversionError, compressed_to_rgb, float_map_to_image_msg, image_to_rgb,
                           mask_to_image_msg, rgb_to_image_msg, scale_camera_info)
+from .diagnostics import FrequencyCheck, StampCheck
 from .params import declare_parameters, read_configs
 
 
@@ -121,9 +122,14 @@ class LsegNode(Node):
         image_qos = qos_profile_sensor_data if self.node_config.image_qos == "sensor_data" else \
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
         if self.node_config.use_compressed:
-            self.create_subscription(CompressedImage, "image/compressed", self._on_image, image_qos)
+            self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, image_qos)
         else:
-            self.create_subscription(Image, "image", self._on_image, image_qos)
+            self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
+        nc = self.node_config
+        self._frequency = FrequencyCheck(nc.min_rate, nc.max_rate or math.inf, nc.rate_tolerance, nc.rate_window,
+                                         now=time.monotonic())
+        self._stamps = StampCheck(nc.min_stamp_delay, nc.max_stamp_delay)
+        self._last_frame_at = time.monotonic()  # start-up counts as the last frame for the timeout
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
         self.create_subscription(String, "labels", self._on_label_text, 10)
         self.create_subscription(LabelQuery, "~/label_query", self._on_label_query, 10)
@@ -147,6 +153,10 @@ class LsegNode(Node):
 
     # ------------------------------------------------------------- callbacks
     def _on_image(self, msg) -> None:
+        self._last_frame_at = time.monotonic()
+        self._frequency.tick()
+        stamp = msg.header.stamp
+        self._stamps.record(stamp.sec + stamp.nanosec * 1e-9, self.get_clock().now().nanoseconds * 1e-9)
         with self._lock:
             self.counters.frames_in += 1
             if self._slot is not None:
@@ -390,9 +400,15 @@ class LsegNode(Node):
         new_problems = problems - self._diagnostics_seen[0]
         new_processed = counters.processed - self._diagnostics_seen[1]
         self._diagnostics_seen = (problems, counters.processed)
-        status = DiagnosticStatus(name=f"{self.get_fully_qualified_name()}: segmentation",
-                                  hardware_id=str(self.segmenter.device))
+        # diagnostic_updater's naming: "<node name>: <task>" (the fully qualified name is a value)
+        status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=str(self.segmenter.device))
         encoding, pending = self._encoding, self._pending_labels
+        silent_s = time.monotonic() - self._last_frame_at
+        timeout = self.node_config.input_timeout
+        stale = timeout > 0 and silent_s > timeout
+        if stale:
+            self._log("warning", f"no frame for {silent_s:.0f} s on {self._image_sub.topic_name}; check the camera "
+                      "and the topic remapping", throttle=max(10.0, timeout))
         if self.segmenter.label_set is None:
             status.level, status.message = DiagnosticStatus.WARN, \
                 "waiting for labels" + ("" if encoding is None else " (encoding a label set)")
@@ -400,12 +416,17 @@ class LsegNode(Node):
             status.level, status.message = DiagnosticStatus.ERROR, "input rejected or failing, nothing processed"
         elif new_problems:
             status.level, status.message = DiagnosticStatus.WARN, "some input rejected or failing"
+        elif stale:
+            status.level, status.message = DiagnosticStatus.WARN, \
+                f"no frame for {silent_s:.1f} s on {self._image_sub.topic_name}"
         elif encoding is not None:
             status.level, status.message = DiagnosticStatus.OK, "running; encoding a new label set"
         else:
             status.level, status.message = DiagnosticStatus.OK, "running"
         label_set = self.segmenter.label_set
         values = {
+            "node": self.get_fully_qualified_name(), "input_topic": self._image_sub.topic_name,
+            "seconds_since_last_frame": f"{silent_s:.1f}",
             "frames_in": counters.frames_in, "processed": counters.processed, "dropped": counters.dropped,
             "rejected_frames": counters.rejected_frames, "rejected_queries": counters.rejected_queries,
             "rejected_camera_info": counters.rejected_camera_info, "failed": counters.failed,
@@ -418,7 +439,16 @@ class LsegNode(Node):
             "model": self.segmenter.description,
         }
         status.values = [KeyValue(key=key, value=str(value)) for key, value in values.items()]
-        array = DiagnosticArray(status=[status])
+        statuses = [status]
+        for task, (level, message, task_values) in (("input frequency", self._frequency.update(time.monotonic())),
+                                                    ("input timestamps", self._stamps.update())):
+            task_values = {"node": self.get_fully_qualified_name(), "topic": self._image_sub.topic_name,
+                           **task_values}
+            statuses.append(DiagnosticStatus(
+                level=bytes([level]) if isinstance(DiagnosticStatus.OK, bytes) else level,
+                name=f"{self.get_name()}: {task}", message=message, hardware_id=str(self.segmenter.device),
+                values=[KeyValue(key=key, value=str(value)) for key, value in task_values.items()]))
+        array = DiagnosticArray(status=statuses)
         array.header.stamp = self.get_clock().now().to_msg()
         self.diagnostics_pub.publish(array)
 

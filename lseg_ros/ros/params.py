@@ -30,6 +30,16 @@ class NodeConfig:
                           "which best-effort DDS may drop).", "sensor_data")
     overlay_alpha: float = _doc("Opacity of label colors in ~/overlay.", 0.5)
     diagnostics_period: float = _doc("Seconds between /diagnostics messages.", 1.0)
+    input_timeout: float = _doc("Seconds without a frame after which diagnostics WARN (naming the subscribed "
+                                "topic) and a log line says so; 0 disables.", 5.0)
+    min_rate: float = _doc("Lowest acceptable input frame rate (Hz) for the 'input frequency' diagnostics "
+                           "(diagnostic_updater FrequencyStatus); 0 = any rate above zero.", 0.0)
+    max_rate: float = _doc("Highest acceptable input frame rate (Hz); 0 = no upper bound.", 0.0)
+    rate_tolerance: float = _doc("Relative tolerance on min_rate/max_rate.", 0.1)
+    rate_window: int = _doc("Diagnostics periods the input rate is averaged over.", 5)
+    max_stamp_delay: float = _doc("Largest acceptable age (s) of a frame's header stamp on arrival "
+                                  "('input timestamps' diagnostics, diagnostic_updater TimeStampStatus).", 5.0)
+    min_stamp_delay: float = _doc("Smallest acceptable age (s); negative allows stamps that far in the future.", -1.0)
 
     def validate(self) -> "NodeConfig":
         checks = [
@@ -40,6 +50,12 @@ class NodeConfig:
             (self.image_qos in ("sensor_data", "reliable"), "image_qos", "sensor_data, reliable"),
             (0.0 <= self.overlay_alpha <= 1.0, "overlay_alpha", "a value in [0, 1]"),
             (self.diagnostics_period > 0, "diagnostics_period", "> 0 seconds"),
+            (self.input_timeout >= 0, "input_timeout", ">= 0 seconds (0 disables)"),
+            (self.min_rate >= 0 and self.max_rate >= 0 and (self.max_rate == 0 or self.max_rate >= self.min_rate),
+             "min_rate/max_rate", "rates >= 0 Hz with max_rate 0 (no bound) or >= min_rate"),
+            (0 <= self.rate_tolerance < 1, "rate_tolerance", "a fraction in [0, 1)"),
+            (self.rate_window >= 1, "rate_window", ">= 1"),
+            (self.max_stamp_delay > self.min_stamp_delay, "min_stamp_delay/max_stamp_delay", "min < max"),
         ]
         check_values(self, checks, "parameter")
         return self
