@@ -120,3 +120,45 @@ def test_ctrl_c_during_a_long_label_encoding_shuts_down_cleanly(domain_env):
     output = "".join(lines) + process.communicate(timeout=30)[0]
     assert process.returncode == 0, output
     assert "Failed to publish log message" not in output and "Traceback" not in output, output
+
+
+def test_ctrl_c_during_a_long_forward_exits_at_once_with_code_0(domain_env):
+    """A ViT-B/16 forward at 672x896 takes seconds on a CPU; Ctrl-C must not wait for it."""
+    import signal
+
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+    process = subprocess.Popen(node_command("-p", "model:=ViT-B-16", "-p", "pretrained:=random", "-p", "device:=cpu",
+                                            "-p", "short_side:=896", "-p", "max_long_side:=896",
+                                            "-p", "image_qos:=reliable"),
+                               env=domain_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any("lseg_node ready" in line for line in lines):
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
+    probe = rclpy.create_node("long_forward_probe", context=context)
+    try:
+        publisher = probe.create_publisher(Image, "/image", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+        deadline = time.monotonic() + 10
+        while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        publisher.publish(rgb_to_image_msg(rgb, Header(frame_id="cam")))
+        time.sleep(2.0)  # the worker is inside the forward now
+    finally:
+        probe.destroy_node()
+        rclpy.try_shutdown(context=context)
+    start = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    output = "".join(lines) + process.communicate(timeout=30)[0]
+    elapsed = time.monotonic() - start
+    assert process.returncode == 0, output
+    assert "left lseg_worker mid-computation" in output, output  # the forward was still running
+    assert "Traceback" not in output, output
+    assert elapsed < 3.0, f"shutdown took {elapsed:.1f} s"  # the forward alone takes longer
+    print(f"shutdown during a forward: {elapsed:.2f} s")

@@ -471,11 +471,22 @@ class LsegNode(Node):
             self._lock.notify_all()
         with self._label_lock:
             self._label_lock.notify_all()
+        # Shutdown must not wait for a forward pass (seconds on a CPU): wait briefly, then leave
+        # a busy thread to the runner, which ends the process without it (busy_threads()).
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
         for thread in (self._worker, self._label_thread):
-            thread.join(timeout=10.0)
-            if thread.is_alive() and self.context.ok():
-                self.get_logger().warning(f"{thread.name} still busy after 10 s; shutting down without it")
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
         super().destroy_node()
+
+    def busy_threads(self) -> List[str]:
+        """Names of this node's threads still running (a forward pass or a text batch that
+        outlived destroy_node's short wait)."""
+        threads = [getattr(self, name, None) for name in ("_worker", "_label_thread")]
+        return [thread.name for thread in threads if thread is not None and thread.is_alive()]
+
+
+#: how long destroy_node waits for the worker and label threads (shutdown must take < 1 s)
+SHUTDOWN_WAIT_S = 0.3
 
 
 def _resized_overlay(rgb, mask, colors, alpha):

@@ -1,6 +1,7 @@
 """Running one node as a program: init, build, spin until done or Ctrl-C, clean shutdown."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, Tuple, Type
 
@@ -29,4 +30,13 @@ def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    busy = node.busy_threads() if hasattr(node, "busy_threads") else []
+    if busy:
+        # A forward pass cannot be interrupted; waiting for it would make Ctrl-C take seconds
+        # (and launch escalate to SIGTERM). Everything the node owns is released: end the
+        # process now, without letting the interpreter tear down under the running thread.
+        print(f"{program}: stopped; left {', '.join(busy)} mid-computation", file=sys.stderr)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     return 0
