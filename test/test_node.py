@@ -112,6 +112,27 @@ class Probe:
         raise AssertionError(f"no mask for frame {header.stamp.sec}")
 
 
+class ParameterClient:
+    """set_parameters / set_parameters_atomically over plain service clients: rclpy's
+    AsyncParameterClient does not exist on Humble, these services do (same futures)."""
+
+    def __init__(self, node, target):
+        from rcl_interfaces.srv import SetParameters, SetParametersAtomically
+
+        self._set = node.create_client(SetParameters, f"{target}/set_parameters")
+        self._atomic = node.create_client(SetParametersAtomically, f"{target}/set_parameters_atomically")
+
+    def wait_for_services(self, timeout_sec):
+        return self._set.wait_for_service(timeout_sec) and self._atomic.wait_for_service(timeout_sec)
+
+    def set_parameters(self, parameters):
+        return self._set.call_async(self._set.srv_type.Request(parameters=[p.to_parameter_msg() for p in parameters]))
+
+    def set_parameters_atomically(self, parameters):
+        return self._atomic.call_async(self._atomic.srv_type.Request(
+            parameters=[p.to_parameter_msg() for p in parameters]))
+
+
 def _diagnosed_node(array):
     """The fully qualified node name a DiagnosticArray's first status reports on."""
     return next((kv.value for kv in array.status[0].values if kv.key == "node"), None) if array.status else None
@@ -252,9 +273,7 @@ def test_label_query_with_prompts_and_thresholds(running):
 
 def test_labels_parameter_is_settable_at_run_time_and_rejects_bad_values(running):
     node, probe = running
-    from rclpy.parameter_client import AsyncParameterClient
-
-    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    client = ParameterClient(probe.node, "/camera/lseg_node")
     assert client.wait_for_services(timeout_sec=10.0)
     future = client.set_parameters([Parameter("labels", value=["sofa", "lamp"])])
     _wait(future)
@@ -274,9 +293,7 @@ def test_labels_parameter_is_settable_at_run_time_and_rejects_bad_values(running
 @pytest.mark.parametrize("value", [5, True, 3.5])
 def test_labels_parameter_of_a_wrong_type_is_rejected_and_the_node_keeps_running(running, value):
     node, probe = running
-    from rclpy.parameter_client import AsyncParameterClient
-
-    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    client = ParameterClient(probe.node, "/camera/lseg_node")
     assert client.wait_for_services(timeout_sec=10.0)
     future = client.set_parameters([Parameter("labels", value=value)])
     _wait(future)
@@ -288,9 +305,7 @@ def test_labels_parameter_of_a_wrong_type_is_rejected_and_the_node_keeps_running
 
 def test_atomic_parameter_change_with_one_bad_value_changes_nothing(running):
     node, probe = running
-    from rclpy.parameter_client import AsyncParameterClient
-
-    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    client = ParameterClient(probe.node, "/camera/lseg_node")
     assert client.wait_for_services(timeout_sec=10.0)
     future = client.set_parameters_atomically([Parameter("labels", value=["sofa", "lamp"]),
                                                Parameter("overlay_alpha", value=5.0)])
@@ -302,9 +317,7 @@ def test_atomic_parameter_change_with_one_bad_value_changes_nothing(running):
 
 def test_threshold_change_does_not_undo_a_label_query_waiting_to_be_applied(running):
     node, probe = running
-    from rclpy.parameter_client import AsyncParameterClient
-
-    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    client = ParameterClient(probe.node, "/camera/lseg_node")
     assert client.wait_for_services(timeout_sec=10.0)
     real_segment = node.segmenter.segment
     node.segmenter.segment = lambda *a, **k: (time.sleep(0.5), real_segment(*a, **k))[1]  # keep the worker busy
@@ -571,9 +584,7 @@ def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersede
 
 def test_unsetting_the_labels_parameter_is_refused_and_it_stays_settable(running):
     node, probe = running
-    from rclpy.parameter_client import AsyncParameterClient
-
-    client = AsyncParameterClient(probe.node, "/camera/lseg_node")
+    client = ParameterClient(probe.node, "/camera/lseg_node")
     assert client.wait_for_services(timeout_sec=10.0)
     future = client.set_parameters([Parameter("labels", Parameter.Type.NOT_SET)])
     _wait(future)
