@@ -63,6 +63,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (ValueError, OSError) as error:
         print(f"lseg-segment: {error}", file=sys.stderr)
         return 2
+    from .deps import require_engine_packages
+
+    require_engine_packages("lseg-segment")
     from .segmenter import Segmenter
     from .weights import WeightsError
 

@@ -25,7 +25,11 @@ from pathlib import Path
 from typing import Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
-import torch
+
+from .deps import require_engine_packages
+
+require_engine_packages("lseg-eval")  # one line instead of a ModuleNotFoundError traceback
+import torch  # noqa: E402
 import torch.nn.functional as F
 
 from .config import add_config_arguments, config_from_args, flatten

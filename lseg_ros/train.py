@@ -40,7 +40,11 @@ from pathlib import Path
 from typing import Dict, List, Optional
 
 import numpy as np
-import torch
+
+from .deps import require_engine_packages
+
+require_engine_packages("lseg-train")  # one line instead of a ModuleNotFoundError traceback
+import torch  # noqa: E402
 import torch.nn.functional as F
 import yaml
 

@@ -92,3 +92,17 @@ def test_legend_names_a_synonym_label_by_its_first_name():
 
     assert _legend_text("background; sky; wall") == "background (+2)"
     assert _legend_text("door") == "door" and _legend_text("a; ") == "a; "
+
+
+@pytest.mark.parametrize("module", ["lseg_ros.ros.node", "lseg_ros.evaluate", "lseg_ros.train"])
+def test_a_missing_engine_package_stops_the_program_with_one_line_naming_it(module):
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; sys.modules['open_clip'] = None; "  # None in sys.modules: the import fails
+            f"runpy.run_module({module!r}, run_name='__main__')")
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if "cannot start" in line]
+    assert len(lines) == 1 and "open_clip_torch" in lines[0] and "pip install open_clip_torch" in lines[0]

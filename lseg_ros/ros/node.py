@@ -35,7 +35,10 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header, String
 
-from ..segmenter import Segmenter, parse_label_text
+from ..deps import require_engine_packages
+
+require_engine_packages("lseg_node")  # one line instead of a ModuleNotFoundError traceback
+from ..segmenter import Segmenter, parse_label_text  # noqa: E402
 from ..validation import shorten
 from ..viz import label_colors, overlay
 from ..weights import WeightsError
