@@ -39,12 +39,14 @@ class Probe:
     def __init__(self, namespace):
         self.node = rclpy.create_node("probe", namespace=namespace)
         ns = f"/{namespace}/lseg_node"
-        self.received = {key: [] for key in ("mask", "overlay", "confidence", "info", "camera_info", "diagnostics")}
+        self.received = {key: [] for key in ("mask", "overlay", "confidence", "confidence_image", "info",
+                                             "camera_info", "diagnostics")}
         self.arrivals = []  # (key, stamp) of every message, in arrival order
         self.lock = threading.Lock()
         latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         for key, msg_type, topic, qos in (("mask", Image, f"{ns}/mask", 10), ("overlay", Image, f"{ns}/overlay", 10),
                                           ("confidence", ConfidenceMaps, f"{ns}/confidence", 10),
+                                          ("confidence_image", Image, f"{ns}/confidence_image", 10),
                                           ("info", SegmentationInfo, f"{ns}/label_info", latched),
                                           ("camera_info", CameraInfo, f"{ns}/camera_info", 10),
                                           ("diagnostics", DiagnosticArray, "/diagnostics", 10)):
@@ -224,6 +226,9 @@ def test_confidence_maps_sum_to_one_and_match_the_engine(running):
     assert list(maps.labels) == LABELS and all(m.encoding == "32FC1" for m in maps.maps)
     np.testing.assert_allclose(stack.sum(0), 1.0, atol=1e-5)
     np.testing.assert_allclose(stack, node.segmenter.segment(rgb).confidences, atol=1e-6)
+    best = probe.wait_for("confidence_image", lambda m: m.header.stamp == header.stamp)
+    assert best.encoding == "32FC1" and (best.height, best.width) == (48, 64)
+    np.testing.assert_allclose(image_msg_to_array(best), stack.max(0), atol=1e-6)
 
 
 def test_overlay_is_rgb8_of_the_frame_size(running):

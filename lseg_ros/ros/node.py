@@ -115,6 +115,8 @@ class LsegNode(Node):
 
         self._confidence_type, self._info_type = ConfidenceMaps, SegmentationInfo
         self.confidence_pub = self.create_publisher(ConfidenceMaps, "~/confidence", 2)  # large: few queued
+        # rviz cannot show ConfidenceMaps: the best label's probability per pixel, as an image
+        self.confidence_image_pub = self.create_publisher(Image, "~/confidence_image", 2)
         self.camera_info_pub = self.create_publisher(CameraInfo, "~/camera_info", 10)
         # latched, with history: a late subscriber still gets the label sets of recent masks
         latched = QoSProfile(depth=LABEL_INFO_HISTORY, durability=DurabilityPolicy.TRANSIENT_LOCAL,
@@ -361,7 +363,9 @@ class LsegNode(Node):
             self._log("warning", "no labels set: frame not segmented; publish labels on 'labels' or "
                       "'~/label_query' or set the labels parameter", throttle=5.0)
             return
-        want_confidences = self.confidence_pub.get_subscription_count() > 0
+        want_maps = self.confidence_pub.get_subscription_count() > 0
+        want_best = self.confidence_image_pub.get_subscription_count() > 0
+        want_confidences = want_maps or want_best
         start = time.perf_counter()
         result = self.segmenter.segment(rgb, return_confidences=want_confidences)
         inference_s = time.perf_counter() - start
@@ -376,7 +380,9 @@ class LsegNode(Node):
                 if result.mask.shape == rgb.shape[:2] else _resized_overlay(rgb, result.mask, colors,
                                                                             self.node_config.overlay_alpha)
             self.overlay_pub.publish(rgb_to_image_msg(blended, header))
-        if want_confidences:
+        if want_best:  # 32FC1, at the confidence maps' size (see ConfidenceMaps.scale)
+            self.confidence_image_pub.publish(float_map_to_image_msg(result.confidences.max(axis=0), header))
+        if want_maps:
             maps = self._confidence_type()
             maps.header = header
             maps.labels = result.labels
