@@ -28,7 +28,9 @@ PARAMETER_ARGUMENTS = {
     "pretrained": ("pretrained", "open_clip tag, local weights file, or random"),
     "device": ("device", "auto | cpu | cuda | cuda:N"),
     "precision": ("precision", "fp32 | fp16 | bf16"),
-    "use_compressed": ("use_compressed", "true: subscribe to <image>/compressed"),
+    "image_transport": ("image_transport", "raw | compressed (subscribes to <image>/compressed)"),
+    "image_qos": ("image_qos", "sensor_data | reliable (large frames between processes)"),
+    "use_compressed": ("use_compressed", "deprecated: use image_transport:=compressed"),
 }
 BOOL_PARAMETERS = ("use_compressed",)
 
@@ -88,8 +90,7 @@ def _node(context, *args, **kwargs):
         output="screen",
         parameters=[_any_namespace_params_file(params_file), overrides],
         remappings=[
-            ("image", image),
-            ("image/compressed", image.rstrip("/") + "/compressed"),
+            ("image", image),  # the compressed transport follows it: <image>/compressed
             ("camera_info", LaunchConfiguration("camera_info")),
             ("labels", LaunchConfiguration("labels_topic")),
         ],
@@ -101,8 +102,8 @@ def generate_launch_description():
     share = get_package_share_directory("lseg_ros")
     arguments = [
         DeclareLaunchArgument("image", default_value="/camera/color/image_raw",
-                              description="camera image topic (sensor_msgs/Image); with use_compressed:=true "
-                                          "<image>/compressed is used"),
+                              description="camera image topic (sensor_msgs/Image); with "
+                                          "image_transport:=compressed <image>/compressed is used"),
         DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info",
                               description="camera info topic (optional; rescaled to ~/camera_info)"),
         DeclareLaunchArgument("labels_topic", default_value="labels",

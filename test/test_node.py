@@ -435,7 +435,7 @@ def test_diagnostics_report_counters_labels_and_device(running):
 
 
 def test_compressed_images_are_segmented_like_raw_ones(ros):
-    node, probe = ros("compressed_camera", use_compressed=True)
+    node, probe = ros("compressed_camera", image_transport="compressed")
     import io
     from PIL import Image as PilImage
 
@@ -448,6 +448,41 @@ def test_compressed_images_are_segmented_like_raw_ones(ros):
 
     _, mask_msg = probe.send_frame(rgb, publish=publish)
     np.testing.assert_array_equal(image_msg_to_array(mask_msg), node.segmenter.segment(rgb).mask)
+
+
+def test_compressed_transport_follows_the_remapped_base_topic(ros):
+    """image_transport's convention: -p image_transport:=compressed -r image:=/cam/image_raw
+    subscribes to /cam/image_raw/compressed."""
+    import io
+    from PIL import Image as PilImage
+
+    node = LsegNode("lseg_node", namespace="remapped", cli_args=["--ros-args", "-r", "image:=/cam9/image_raw"],
+                    parameter_overrides=parameter_overrides(dict(NODE_PARAMETERS, image_transport="compressed")))
+    probe = Probe("remapped")
+    probe.compressed_pub = probe.node.create_publisher(CompressedImage, "/cam9/image_raw/compressed",
+                                                       qos_profile_sensor_data)
+    executor = MultiThreadedExecutor(num_threads=2)
+    executor.add_node(node)
+    executor.add_node(probe.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    try:
+        assert node._image_sub.topic_name == "/cam9/image_raw/compressed"
+        rgb = scene(13)
+        buffer = io.BytesIO()
+        PilImage.fromarray(rgb).save(buffer, format="PNG")
+        _, mask_msg = probe.send_frame(rgb, publish=lambda h: CompressedImage(header=h, format="png",
+                                                                              data=buffer.getvalue()))
+        np.testing.assert_array_equal(image_msg_to_array(mask_msg), node.segmenter.segment(rgb).mask)
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        probe.node.destroy_node()
+
+
+def test_deprecated_use_compressed_still_selects_the_compressed_transport(ros):
+    node, _ = ros("deprecated_camera", use_compressed=True)
+    assert node._image_sub.topic_name == "/deprecated_camera/image/compressed"
 
 
 def test_empty_label_set_publishes_nothing_until_labels_arrive(ros):

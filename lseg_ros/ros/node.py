@@ -126,8 +126,15 @@ class LsegNode(Node):
 
         image_qos = qos_profile_sensor_data if self.node_config.image_qos == "sensor_data" else \
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        transport = self.node_config.image_transport
         if self.node_config.use_compressed:
-            self._image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, image_qos)
+            self.get_logger().warning("use_compressed is deprecated and goes away in the next release: use "
+                                      "image_transport:=compressed (with the base topic remapped: -r image:=/cam/image)")
+            transport = "compressed"
+        if transport == "compressed":
+            # image_transport's convention: the transport's topic hangs off the resolved (remapped) base topic
+            compressed_topic = self.resolve_topic_name("image").rstrip("/") + "/compressed"
+            self._image_sub = self.create_subscription(CompressedImage, compressed_topic, self._on_image, image_qos)
         else:
             self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
         nc = self.node_config

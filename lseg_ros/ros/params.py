@@ -20,7 +20,12 @@ DYNAMIC_PARAMETERS = ("labels", "threshold", "overlay_alpha")
 
 @dataclass
 class NodeConfig:
-    use_compressed: bool = _doc("Subscribe to image/compressed (JPEG/PNG) instead of image.", False)
+    image_transport: str = _doc("Transport of the image input, as image_transport names it: raw (the "
+                                "`image` topic, sensor_msgs/Image) | compressed (`<image>/compressed`, "
+                                "JPEG/PNG sensor_msgs/CompressedImage, where <image> is the resolved, "
+                                "remapped image topic).", "raw")
+    use_compressed: bool = _doc("Deprecated (use image_transport:=compressed; removed in the next release): "
+                                "true selects the compressed transport.", False)
     max_image_pixels: int = _doc("Frames with more pixels than this are rejected.", 4096 * 4096)
     max_labels: int = _doc("Label queries with more labels than this are rejected.", 255)
     max_label_chars: int = _doc("Label names or prompts longer than this are rejected.", 256)
@@ -48,6 +53,7 @@ class NodeConfig:
             (self.max_label_chars >= 1, "max_label_chars", ">= 1"),
             (self.max_prompts_per_label >= 0, "max_prompts_per_label", ">= 0"),
             (self.image_qos in ("sensor_data", "reliable"), "image_qos", "sensor_data, reliable"),
+            (self.image_transport in ("raw", "compressed"), "image_transport", "raw, compressed"),
             (0.0 <= self.overlay_alpha <= 1.0, "overlay_alpha", "a value in [0, 1]"),
             (self.diagnostics_period > 0, "diagnostics_period", "> 0 seconds"),
             (self.input_timeout >= 0, "input_timeout", ">= 0 seconds (0 disables)"),
