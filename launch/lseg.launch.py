@@ -2,55 +2,25 @@
 
     ros2 launch lseg_ros lseg.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info labels:="door, chair, floor" rviz:=true
+    ros2 launch lseg_ros lseg.launch.py profile:=naclip short_side:=336 image_transport:=compressed
 
-Model arguments left empty keep the values of the params file (config/lseg.yaml by
-default), so no default is written twice. `ros2 launch lseg_ros lseg.launch.py --show-args`
-lists every argument.
+Every lseg_node parameter is a launch argument of the same name (lseg_ros.ros.launch_args
+derives them from the parameter dataclasses); left empty, a value comes from the params
+file (config/lseg.yaml by default) and the profile, so no default is written twice.
+`ros2 launch lseg_ros lseg.launch.py --show-args` lists every argument with its description.
 """
 import os
 import tempfile
 
 import yaml
-from ament_index_python.packages import get_package_share_directory
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
-NODE_NAME = "lseg_node"
-
-# launch argument -> (lseg_node parameter, description); passed only when not empty
-PARAMETER_ARGUMENTS = {
-    "profile": ("profile", "robot | naclip | sclip | clearclip | maskclip | lseg (settings beneath the others)"),
-    "backend": ("backend", "Registered backend: dense_clip | lseg"),
-    "model": ("model", "open_clip model name (dense_clip) or LSeg preset"),
-    "pretrained": ("pretrained", "open_clip tag, local weights file, or random"),
-    "device": ("device", "auto | cpu | cuda | cuda:N"),
-    "precision": ("precision", "fp32 | fp16 | bf16"),
-    "image_transport": ("image_transport", "raw | compressed (subscribes to <image>/compressed)"),
-    "image_qos": ("image_qos", "sensor_data | reliable (large frames between processes)"),
-    "use_compressed": ("use_compressed", "deprecated: use image_transport:=compressed"),
-}
-BOOL_PARAMETERS = ("use_compressed",)
-
-
-def _parse_labels(text):
-    """'person; man, door' -> ['person; man', 'door'], as the node parses its labels topic:
-    ',' or newlines separate labels, ';' separates one label's synonyms."""
-    labels = []
-    for part in text.replace("\n", ",").split(","):
-        names = [name.strip() for name in part.split(";") if name.strip()]
-        if names:
-            labels.append("; ".join(names))
-    return labels
-
-
-def _parse_bool(argument, value):
-    """'true' | 'false' | '1' | '0' (any case), as launch's IfCondition reads them."""
-    if value.lower() not in ("true", "false", "1", "0"):
-        raise ValueError(f"launch argument {argument}:={value!r}; accepted: true | false")
-    return value.lower() in ("true", "1")
+from lseg_ros.ros.launch_args import (NODE_NAME, launch_arguments, node_parameters, parameter_arguments,
+                                      parse_launch_bool, parse_log_level, remappings)
 
 
 def _any_namespace_params_file(path):
@@ -71,53 +41,46 @@ def _any_namespace_params_file(path):
         return stream.name
 
 
-def _node(context, *args, **kwargs):
-    params_file = LaunchConfiguration("params_file").perform(context)
-    overrides = {}
-    for argument, (parameter, _) in PARAMETER_ARGUMENTS.items():
-        value = LaunchConfiguration(argument).perform(context)
-        if value != "":
-            overrides[parameter] = _parse_bool(argument, value) if parameter in BOOL_PARAMETERS else value
-    labels = _parse_labels(LaunchConfiguration("labels").perform(context))
-    if labels:
-        overrides["labels"] = labels
-    image = LaunchConfiguration("image").perform(context)
-    node = Node(
+def _installed(package):
+    try:
+        get_package_prefix(package)
+        return True
+    except PackageNotFoundError:
+        return False
+
+
+def _value(context, name):
+    return LaunchConfiguration(name).perform(context)
+
+
+def _nodes(context, *args, **kwargs):
+    parameters = node_parameters({name: _value(context, name) for name in parameter_arguments()})
+    parameters["use_sim_time"] = parse_launch_bool("use_sim_time", _value(context, "use_sim_time"))
+    share = get_package_share_directory("lseg_ros")
+    actions = [Node(
         package="lseg_ros",
         executable="lseg_node",
         name=NODE_NAME,
-        namespace=LaunchConfiguration("namespace"),
+        namespace=_value(context, "namespace"),
         output="screen",
-        parameters=[_any_namespace_params_file(params_file), overrides],
-        remappings=[
-            ("image", image),  # the compressed transport follows it: <image>/compressed
-            ("camera_info", LaunchConfiguration("camera_info")),
-            ("labels", LaunchConfiguration("labels_topic")),
-        ],
-    )
-    return [node]
+        parameters=[_any_namespace_params_file(_value(context, "params_file")), parameters],
+        remappings=remappings(_value(context, "image"), _value(context, "camera_info"),
+                              _value(context, "labels_topic")),
+        ros_arguments=["--log-level", parse_log_level(_value(context, "log_level"))],
+    )]
+    if parse_launch_bool("rviz", _value(context, "rviz")):
+        if not _installed("rviz2"):  # a missing executable would take the launch down and orphan the node
+            actions.append(LogInfo(msg="rviz:=true but rviz2 is not installed: lseg_node runs without it"))
+        else:
+            actions.append(Node(package="rviz2", executable="rviz2", name="lseg_rviz", output="screen",
+                                arguments=["-d", os.path.join(share, "config", "lseg.rviz")],
+                                parameters=[{"use_sim_time": parameters["use_sim_time"]}]))
+    return actions
 
 
 def generate_launch_description():
     share = get_package_share_directory("lseg_ros")
-    arguments = [
-        DeclareLaunchArgument("image", default_value="/camera/color/image_raw",
-                              description="camera image topic (sensor_msgs/Image); with "
-                                          "image_transport:=compressed <image>/compressed is used"),
-        DeclareLaunchArgument("camera_info", default_value="/camera/color/camera_info",
-                              description="camera info topic (optional; rescaled to ~/camera_info)"),
-        DeclareLaunchArgument("labels_topic", default_value="labels",
-                              description="std_msgs/String topic with comma-separated labels"),
-        DeclareLaunchArgument("labels", default_value="",
-                              description="initial labels, e.g. 'door, chair' (empty: from params file)"),
-        DeclareLaunchArgument("namespace", default_value="", description="node namespace"),
-        DeclareLaunchArgument("params_file", default_value=os.path.join(share, "config", "lseg.yaml"),
-                              description="lseg_node parameters YAML"),
-        DeclareLaunchArgument("rviz", default_value="false", description="start rviz2 with config/lseg.rviz"),
-    ]
-    arguments += [DeclareLaunchArgument(name, default_value="", description=doc + " (empty: from params file)")
-                  for name, (_, doc) in PARAMETER_ARGUMENTS.items()]
-    rviz = Node(package="rviz2", executable="rviz2", name="lseg_rviz", output="screen",
-                arguments=["-d", os.path.join(share, "config", "lseg.rviz")],
-                condition=IfCondition(LaunchConfiguration("rviz")))
-    return LaunchDescription(arguments + [OpaqueFunction(function=_node), rviz])
+    arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
+                 for name, (default, description) in
+                 launch_arguments(os.path.join(share, "config", "lseg.yaml")).items()]
+    return LaunchDescription(arguments + [OpaqueFunction(function=_nodes)])

@@ -26,7 +26,8 @@ from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
 from .preprocess import mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
 from .text import LabelEncoder
-from .validation import label_text_problem, shorten
+from .validation import join_synonyms, label_text_problem, shorten, split_synonyms
+from .validation import SYNONYM_SEPARATOR, parse_label_text  # noqa: F401  (re-exported: lseg_ros.segmenter API)
 from .weights import check_finite
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -434,29 +435,3 @@ class _StageClock:
         now = time.perf_counter()
         self.timings[stage] = now - self.last
         self.last = now
-
-
-def split_synonyms(label: str, keep_empty: bool = False) -> List[str]:
-    """'person; man; woman' -> ['person', 'man', 'woman'] (a label's names)."""
-    names = [name.strip() for name in label.split(SYNONYM_SEPARATOR)]
-    return names if keep_empty else [name for name in names if name]
-
-
-def join_synonyms(names: Sequence[str]) -> str:
-    """['person', 'man'] -> 'person; man' (the label's text form)."""
-    return f"{SYNONYM_SEPARATOR} ".join(str(name).strip() for name in names)
-
-
-SYNONYM_SEPARATOR = ";"
-
-
-def parse_label_text(text: str) -> List[str]:
-    """'door, chair ,floor' -> ['door', 'chair', 'floor']: labels are separated by commas or
-    newlines; ';' separates one label's synonyms: 'person; man; woman, car' -> two labels,
-    ['person; man; woman', 'car']."""
-    labels = []
-    for part in text.replace("\n", ",").split(","):
-        names = split_synonyms(part)
-        if names:
-            labels.append(join_synonyms(names))
-    return labels

@@ -2,6 +2,8 @@
 
 * :func:`shorten` caps a value quoted in an error or log line, so a 10,000-character
   label or image format never becomes a 10,000-character log line.
+* :func:`parse_label_text`, :func:`split_synonyms`, :func:`join_synonyms`: label text
+  ('person; man, door': ',' between labels, ';' between one label's synonyms).
 * :func:`label_text_problem` says what is wrong with a label or prompt: control
   characters (``\\n``, ``\\x1b``), bidirectional controls that make a label read differently
   than it is stored (``'\\u202eevil\\u202c'``), or nothing visible at all (``'\\u200b'``).
@@ -9,7 +11,7 @@
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 #: characters of an echoed value kept in messages (the rest is counted, not shown)
 ECHO_LIMIT = 80
@@ -37,3 +39,29 @@ def label_text_problem(text: str) -> Optional[str]:
     if not visible:
         return "has no visible characters"
     return None
+
+
+def split_synonyms(label: str, keep_empty: bool = False) -> List[str]:
+    """'person; man; woman' -> ['person', 'man', 'woman'] (a label's names)."""
+    names = [name.strip() for name in label.split(SYNONYM_SEPARATOR)]
+    return names if keep_empty else [name for name in names if name]
+
+
+def join_synonyms(names: Sequence[str]) -> str:
+    """['person', 'man'] -> 'person; man' (the label's text form)."""
+    return f"{SYNONYM_SEPARATOR} ".join(str(name).strip() for name in names)
+
+
+SYNONYM_SEPARATOR = ";"
+
+
+def parse_label_text(text: str) -> List[str]:
+    """'door, chair ,floor' -> ['door', 'chair', 'floor']: labels are separated by commas or
+    newlines; ';' separates one label's synonyms: 'person; man; woman, car' -> two labels,
+    ['person; man; woman', 'car']."""
+    labels = []
+    for part in text.replace("\n", ",").split(","):
+        names = split_synonyms(part)
+        if names:
+            labels.append(join_synonyms(names))
+    return labels

@@ -16,6 +16,7 @@ import tempfile
 import pytest
 import yaml
 
+from lseg_ros.ros import launch_args
 from lseg_ros.ros.params import declared_fields, render_params_yaml
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -52,21 +53,6 @@ def _keyword(call, name):
     return next((keyword.value for keyword in call.keywords if keyword.arg == name), None)
 
 
-def _module_constant(tree, name):
-    """The literal value of a module-level `NAME = <literal>`."""
-    for node in tree.body:
-        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == name for t in node.targets):
-            return ast.literal_eval(node.value)
-    raise AssertionError(f"{name} is not a module-level constant of {LAUNCH_FILE.name}")
-
-
-def _value(node):
-    """A literal, or a module-level constant named by the launch file."""
-    if isinstance(node, ast.Name):
-        return _module_constant(LAUNCH_TREE, node.id)
-    return ast.literal_eval(node)
-
-
 def node_topics(kind):
     """{topic: message type} of every `create_<kind>(Type, "topic", ...)` in node.py."""
     topics = {}
@@ -91,23 +77,13 @@ def node_default_name():
 
 
 def launch_arguments():
-    """{name: DeclareLaunchArgument call}; names given in a comprehension over PARAMETER_ARGUMENTS."""
-    comprehended = {id(node.elt) for node in ast.walk(LAUNCH_TREE)
-                    if isinstance(node, (ast.ListComp, ast.GeneratorExp))
-                    and ast.unparse(node.generators[0].iter) == "PARAMETER_ARGUMENTS.items()"}
-    arguments = {}
-    for call in _calls(LAUNCH_TREE, "DeclareLaunchArgument"):
-        name = call.args[0] if call.args else _keyword(call, "name")
-        if isinstance(name, ast.Constant):
-            arguments[name.value] = call
-        else:
-            assert id(call) in comprehended, f"line {call.lineno}: launch argument name is not literal"
-            arguments.update({argument: call for argument in _module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS")})
-    return arguments
+    """{name: (default, description)} of every launch argument (derived from the dataclasses)."""
+    return launch_args.launch_arguments(str(PARAMS_FILE))
 
 
 def lseg_node_call():
-    (call,) = [call for call in _calls(LAUNCH_TREE, "Node") if _value(_keyword(call, "package")) == "lseg_ros"]
+    (call,) = [call for call in _calls(LAUNCH_TREE, "Node")
+               if ast.literal_eval(_keyword(call, "package")) == "lseg_ros"]
     return call
 
 
@@ -135,71 +111,81 @@ def test_launch_file_defines_generate_launch_description():
 
 
 def test_every_launch_argument_is_documented():
-    for name, call in launch_arguments().items():
-        description = _keyword(call, "description")
-        assert description is not None, f"launch argument {name} has no description"
-        if isinstance(description, ast.Constant):
-            assert description.value.strip(), f"launch argument {name} has an empty description"
-    for name, (_, doc) in _module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS").items():
-        assert doc.strip(), f"launch argument {name} has an empty description"
+    for name, (default, description) in launch_arguments().items():
+        assert isinstance(default, str) and description.strip(), name
 
 
 def test_every_launch_configuration_read_is_declared_and_every_argument_read():
     declared = set(launch_arguments())
     read = set()
-    for call in _calls(LAUNCH_TREE, "LaunchConfiguration"):
-        if isinstance(call.args[0], ast.Constant):
-            read.add(call.args[0].value)
-        else:  # LaunchConfiguration(argument) in the loop over PARAMETER_ARGUMENTS
-            read.update(_module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS"))
+    for call in _calls(LAUNCH_TREE, "_value"):  # _value(context, "name")
+        if isinstance(call.args[1], ast.Constant):
+            read.add(call.args[1].value)
+    comprehensions = [node for node in ast.walk(LAUNCH_TREE) if isinstance(node, ast.DictComp)
+                      and ast.unparse(node.generators[0].iter) == "parameter_arguments()"]
+    assert comprehensions, "the parameter arguments are read in one comprehension"
+    read |= set(launch_args.parameter_arguments())
     assert read - declared == set(), "read but not declared"
     assert declared - read == set(), "declared but never used"
 
 
 # ------------------------------------------------------------- node parameters
-def test_parameters_set_by_launch_arguments_are_node_parameters():
-    passed = {parameter for parameter, _ in _module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS").values()}
-    for node in ast.walk(LAUNCH_TREE):  # overrides["labels"] = ...
-        target = node.targets[0] if isinstance(node, ast.Assign) else None
-        if isinstance(target, ast.Subscript) and isinstance(target.slice, ast.Constant):
-            passed.add(target.slice.value)
-    assert "labels" in passed
-    assert passed - set(declared_fields()) == set(), "not declared by lseg_node (lseg_ros.ros.params)"
+def test_every_node_parameter_is_a_launch_argument_plus_the_run_arguments():
+    arguments = launch_arguments()
+    assert set(declared_fields()) <= set(arguments)
+    assert {"use_sim_time", "log_level", "namespace", "image_qos", "params_file", "rviz"} <= set(arguments)
+    assert all(arguments[name][0] == "" for name in declared_fields())  # empty: params file and profile decide
 
 
-def test_launch_argument_strings_are_converted_to_the_parameter_type():
-    # Arguments arrive as strings; a string given to a bool or number parameter stops the node.
-    fields = declared_fields()
-    bool_parameters = set(_module_constant(LAUNCH_TREE, "BOOL_PARAMETERS"))
-    for parameter, _ in _module_constant(LAUNCH_TREE, "PARAMETER_ARGUMENTS").values():
-        passed_as = bool if parameter in bool_parameters else str
-        assert fields[parameter][0] is passed_as, f"{parameter} is {fields[parameter][0]}, launch passes {passed_as}"
+_SAMPLES = {bool: ("true", True), int: ("7", 7), float: ("0.25", 0.25), str: ("x", "x")}
+
+
+def test_launch_argument_strings_are_converted_to_each_parameters_type():
+    # Arguments arrive as strings; a string given to a bool or number parameter would stop the node.
+    import typing
+
+    for name, (tp, default, _) in declared_fields().items():
+        if typing.get_origin(tp) is list:
+            (item,) = typing.get_args(tp)
+            text, expected = {str: ("a, b", ["a", "b"]), int: ("8, 16", [8, 16]),
+                              float: ("0.5, 1", [0.5, 1.0])}[item]
+        else:
+            text, expected = _SAMPLES[tp]
+        value = launch_args.node_parameters({name: text})[name]
+        assert value == expected and type(value) is type(expected), name
+    assert launch_args.node_parameters({"model": ""}) == {}  # empty: not passed
+    with pytest.raises(ValueError, match="short_side:='big'"):
+        launch_args.node_parameters({"short_side": "big"})
+
+
+def test_log_level_argument_is_checked():
+    assert launch_args.parse_log_level("WARN") == "warn"
+    with pytest.raises(ValueError, match="log_level:='loud'"):
+        launch_args.parse_log_level("loud")
 
 
 def test_node_name_is_the_one_the_params_file_and_node_use():
-    node_name = _module_constant(LAUNCH_TREE, "NODE_NAME")
-    assert _value(_keyword(lseg_node_call(), "name")) == node_name == node_default_name()
+    node_name = launch_args.NODE_NAME
+    assert ast.unparse(_keyword(lseg_node_call(), "name")) == "NODE_NAME" and node_name == node_default_name()
     assert list(yaml.safe_load(PARAMS_FILE.read_text())) == ["/**/" + node_name]  # any namespace
 
 
 def test_label_argument_is_split_like_the_labels_topic():
     from lseg_ros.segmenter import parse_label_text
 
-    parse_labels = launch_helpers()["_parse_labels"]
-    for text in ("door, chair", "door; chair\nfloor", " , ;", "a red chair , the door;", "",
-                 "person ;man;; woman, car"):
-        assert parse_labels(text) == parse_label_text(text), text
+    for text in ("door, chair", "door; chair\nfloor", "a red chair , the door;", "person ;man;; woman, car"):
+        assert launch_args.node_parameters({"labels": text})["labels"] == parse_label_text(text), text
 
 
 @pytest.mark.parametrize("text, value", [("true", True), ("True", True), ("1", True), ("false", False),
                                          ("FALSE", False), ("0", False)])
 def test_bool_argument_reads_launch_booleans(text, value):
-    assert launch_helpers()["_parse_bool"]("use_compressed", text) is value
+    assert launch_args.parse_launch_bool("use_sim_time", text) is value
 
 
 def test_bool_argument_rejects_other_words_naming_them():
-    with pytest.raises(ValueError, match="use_compressed:='yes'"):
-        launch_helpers()["_parse_bool"]("use_compressed", "yes")
+    with pytest.raises(ValueError, match="use_sim_time:='yes'"):
+        launch_args.parse_launch_bool("use_sim_time", "yes")
 
 
 def test_params_file_for_lseg_node_applies_in_any_namespace(tmp_path, monkeypatch):
@@ -232,8 +218,8 @@ def test_params_file_without_a_lseg_node_section_is_used_as_it_is(tmp_path):
 
 # ---------------------------------------------------------------------- topics
 def test_remapped_topics_are_the_topics_the_node_subscribes_to():
-    remappings = _keyword(lseg_node_call(), "remappings")
-    remapped = {ast.literal_eval(pair.elts[0]) for pair in remappings.elts}
+    assert ast.unparse(_keyword(lseg_node_call(), "remappings")).startswith("remappings(")
+    remapped = {relative for relative, _ in launch_args.remappings("/a", "/b", "c")}
     inputs = node_topics("subscription")
     assert "<image>/compressed" in inputs  # follows the remapped image topic, needs no remapping of its own
     relative_inputs = {topic for topic in inputs if not topic.startswith(("~", "/", "<"))}
@@ -252,7 +238,7 @@ def test_launch_references_files_that_ship_in_config():
 def test_cmake_installs_the_launched_executable_and_the_launch_and_config_directories():
     cmake = CMAKE_FILE.read_text()
     node_call = lseg_node_call()
-    executable = _value(_keyword(node_call, "executable"))
+    executable = ast.literal_eval(_keyword(node_call, "executable"))
     assert re.search(r"project\(\s*lseg_ros\s*\)", cmake)
     assert f'"{executable}=lseg_ros.ros.node"' in cmake
     installed = re.search(r"install\(DIRECTORY\s+([^)]*?)\s+DESTINATION\s+share/\$\{PROJECT_NAME\}", cmake)
@@ -278,8 +264,8 @@ def test_rviz_config_has_the_rviz2_layout():
 def test_rviz_shows_the_camera_and_the_node_overlay_and_mask():
     image_publishers = {topic for topic, msg_type in node_topics("publisher").items() if msg_type == "Image"}
     assert {"~/overlay", "~/mask"} <= image_publishers
-    node_name = _module_constant(LAUNCH_TREE, "NODE_NAME")
-    camera = ast.literal_eval(_keyword(launch_arguments()["image"], "default_value"))
+    node_name = launch_args.NODE_NAME
+    camera = launch_arguments()["image"][0]
     shown = [display["Topic"]["Value"] for display in _rviz()["Visualization Manager"]["Displays"]]
     assert shown == [camera, f"/{node_name}/overlay", f"/{node_name}/mask"]
 
@@ -319,10 +305,10 @@ def launch_module(monkeypatch, tmp_path):
 
 
 def _run_arguments(description, arguments):
-    """Declare the arguments as `ros2 launch` would, then expand the node actions."""
+    """Declare the arguments as `ros2 launch` would, then expand the node actions:
+    (context, lseg_node action, the other actions: rviz2 or a note that it is missing)."""
     from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
-    from launch_ros.actions import Node
 
     context = LaunchContext()
     context.launch_configurations.update(arguments)
@@ -330,10 +316,12 @@ def _run_arguments(description, arguments):
         if isinstance(entity, DeclareLaunchArgument):
             entity.execute(context)
     (opaque,) = [entity for entity in description.entities if isinstance(entity, OpaqueFunction)]
-    (lseg_node,) = opaque.execute(context)
-    (rviz,) = [entity for entity in description.entities if isinstance(entity, Node)]
+    lseg_node, *others = opaque.execute(context)
     lseg_node._perform_substitutions(context)
-    return context, lseg_node, rviz
+    for other in others:
+        if hasattr(other, "_perform_substitutions"):
+            other._perform_substitutions(context)
+    return context, lseg_node, others
 
 
 def _command_line(node, context):
@@ -367,21 +355,23 @@ def test_launch_description_declares_documented_arguments(launch_module):
 def test_launch_runs_lseg_node_with_params_file_overrides_and_remappings(launch_module, tmp_path):
     params_file = tmp_path / "custom.yaml"
     params_file.write_text("lseg_node:\n  ros__parameters:\n    short_side: 224\n")
-    context, node, rviz = _run_arguments(launch_module.generate_launch_description(), {
-        "image": "/cam/image", "labels": "door; chair", "model": "lseg-test-tiny-ViT", "pretrained": "random",
-        "device": "cpu", "use_compressed": "true", "namespace": "robot1", "params_file": str(params_file)})
+    context, node, others = _run_arguments(launch_module.generate_launch_description(), {
+        "image": "/cam/image", "labels": "door; chair, floor", "model": "lseg-test-tiny-ViT", "pretrained": "random",
+        "device": "cpu", "image_transport": "compressed", "short_side": "336", "use_sim_time": "true",
+        "log_level": "debug", "namespace": "robot1", "params_file": str(params_file)})
     assert (node.node_package, node.node_executable) == ("lseg_ros", "lseg_node")
     assert node.node_name == "/robot1/lseg_node"
-    assert node.expanded_remapping_rules == [("image", "/cam/image"), ("image/compressed", "/cam/image/compressed"),
-                                             ("camera_info", "/camera/color/camera_info"), ("labels", "labels")]
+    assert node.expanded_remapping_rules == [("image", "/cam/image"), ("camera_info", "/camera/color/camera_info"),
+                                             ("labels", "labels")]
     command_line = _command_line(node, context)
     file_parameters, overrides = _parameter_files(command_line)
     assert file_parameters == {"/**/lseg_node": {"ros__parameters": {"short_side": 224}}}
     assert overrides == {"/robot1/lseg_node": {"ros__parameters": {
-        "model": "lseg-test-tiny-ViT", "pretrained": "random", "device": "cpu", "use_compressed": True,
-        "labels": ["door", "chair"]}}}
+        "model": "lseg-test-tiny-ViT", "pretrained": "random", "device": "cpu", "image_transport": "compressed",
+        "short_side": 336, "labels": ["door; chair", "floor"], "use_sim_time": True}}}
     assert "image:=/cam/image" in _options(command_line, "-r")
-    assert not rviz.condition.evaluate(context)
+    assert _options(command_line, "--log-level") == ["debug"]
+    assert others == []  # rviz:=false
 
 
 def test_launch_defaults_use_the_shipped_params_file_and_camera_topics(launch_module):
@@ -389,12 +379,15 @@ def test_launch_defaults_use_the_shipped_params_file_and_camera_topics(launch_mo
     assert node.node_name == "/lseg_node"
     file_parameters, overrides = _parameter_files(_command_line(node, context))
     assert file_parameters == {"/**/lseg_node": yaml.safe_load(PARAMS_FILE.read_text())["/**/lseg_node"]}
-    assert overrides["/lseg_node"]["ros__parameters"] == {}
+    assert overrides["/lseg_node"]["ros__parameters"] == {"use_sim_time": False}
     assert dict(node.expanded_remapping_rules)["image"] == "/camera/color/image_raw"
 
 
-def test_rviz_starts_only_when_asked_with_the_shipped_config(launch_module):
-    context, _, rviz = _run_arguments(launch_module.generate_launch_description(), {"rviz": "true"})
-    assert rviz.condition.evaluate(context)
+def test_rviz_starts_only_when_asked_and_installed(launch_module, monkeypatch):
+    monkeypatch.setattr(launch_module, "_installed", lambda package: True)
+    context, _, (rviz,) = _run_arguments(launch_module.generate_launch_description(), {"rviz": "true"})
     assert (rviz.node_package, rviz.node_executable) == ("rviz2", "rviz2")
     assert _options(_command_line(rviz, context), "-d") == [str(RVIZ_FILE)]
+    monkeypatch.setattr(launch_module, "_installed", lambda package: False)
+    _, _, (note,) = _run_arguments(launch_module.generate_launch_description(), {"rviz": "true"})
+    assert type(note).__name__ == "LogInfo"  # the node runs; nothing is left orphaned

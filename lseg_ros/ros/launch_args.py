@@ -1,0 +1,99 @@
+"""The launch file's arguments, derived from the node's parameter dataclasses.
+
+Every lseg_node parameter is a launch argument of the same name (``short_side:=336``,
+``dense_clip.mode:=sclip``); empty (the default) leaves the value to the params file and
+the profile, so no default is written twice. The launch file adds the topic remaps, the
+namespace, ``use_sim_time``, ``log_level``, the params file and rviz. Nothing here imports
+launch: the launch file (launch/lseg.launch.py) wraps these in its actions, and the tests
+check them without a ROS installation.
+"""
+from __future__ import annotations
+
+import typing
+from typing import Any, Dict, List, Mapping, Tuple
+
+from ..config import _coerce
+from ..validation import parse_label_text
+from .params import declared_fields
+
+NODE_NAME = "lseg_node"
+
+#: launch argument -> (default, description): the node's input topics, remapped
+TOPIC_ARGUMENTS: Dict[str, Tuple[str, str]] = {
+    "image": ("/camera/color/image_raw", "camera image topic (sensor_msgs/Image); with image_transport:=compressed "
+                                         "<image>/compressed is used"),
+    "camera_info": ("/camera/color/camera_info", "camera info topic (optional; rescaled to ~/camera_info)"),
+    "labels_topic": ("labels", "std_msgs/String topic with labels ('door, chair'; ';' between synonyms)"),
+}
+
+#: launch argument -> (default, description): how the node is run
+RUN_ARGUMENTS: Dict[str, Tuple[str, str]] = {
+    "namespace": ("", "node namespace"),
+    "use_sim_time": ("false", "true: the node's clock follows /clock (simulation, rosbag play --clock)"),
+    "log_level": ("info", "lseg_node log level: debug | info | warn | error | fatal"),
+    "rviz": ("false", "true: start rviz2 with config/lseg.rviz (only when rviz2 is installed)"),
+}
+
+LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
+
+
+def parameter_arguments() -> Dict[str, Tuple[str, str]]:
+    """{parameter: ('', description)} for every lseg_node parameter."""
+    arguments = {}
+    for name, (tp, default, doc) in declared_fields().items():
+        shown = ", ".join(map(str, default)) if isinstance(default, list) else default
+        arguments[name] = ("", f"{doc} [parameter {name}; empty: from params_file and profile (default {shown})]")
+    return arguments
+
+
+def launch_arguments(params_file: str) -> Dict[str, Tuple[str, str]]:
+    """{name: (default, description)} of every launch argument, in the order `ros2 launch -s` lists them."""
+    arguments = dict(TOPIC_ARGUMENTS)
+    arguments["params_file"] = (params_file, "lseg_node parameters YAML (every value a launch argument leaves empty)")
+    arguments.update(RUN_ARGUMENTS)
+    arguments.update(parameter_arguments())
+    return arguments
+
+
+def parse_launch_bool(argument: str, value: str) -> bool:
+    """'true' | 'false' | '1' | '0' (any case), as launch's IfCondition reads them."""
+    if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"launch argument {argument}:={value!r}; accepted: true | false")
+    return value.lower() in ("true", "1")
+
+
+def parse_log_level(value: str) -> str:
+    if value.lower() not in LOG_LEVELS:
+        raise ValueError(f"launch argument log_level:={value!r}; accepted: {' | '.join(LOG_LEVELS)}")
+    return value.lower()
+
+
+def node_parameters(values: Mapping[str, str]) -> Dict[str, Any]:
+    """Typed lseg_node parameter values of the non-empty parameter arguments in ``values``
+    (launch passes strings; a string given to a number or bool parameter would stop the
+    node). Lists read like the labels topic ('person; man, door'); ValueError names a bad one."""
+    fields = declared_fields()
+    parameters: Dict[str, Any] = {}
+    for name, text in values.items():
+        if name not in fields:
+            raise ValueError(f"{name!r} is not an lseg_node parameter")
+        if text == "":
+            continue
+        tp = fields[name][0]
+        if tp is bool:
+            parameters[name] = parse_launch_bool(name, text)
+        elif typing.get_origin(tp) in (list, List):
+            items = parse_label_text(text) if name == "labels" else text
+            parameters[name] = _coerce(items, tp, name)
+        else:
+            try:
+                parameters[name] = _coerce(text, tp, name)
+            except ValueError as error:
+                raise ValueError(f"launch argument {name}:={text!r}: {error}") from None
+    return parameters
+
+
+def remappings(image: str, camera_info: str, labels_topic: str) -> List[Tuple[str, str]]:
+    """The node's relative input topics remapped to the launch arguments' topics; the
+    compressed transport follows ``image`` by itself (<image>/compressed)."""
+    return [("image", image), ("camera_info", camera_info), ("labels", labels_topic)]
