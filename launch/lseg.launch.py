@@ -20,7 +20,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
 from lseg_ros.ros.launch_args import (NODE_NAME, launch_arguments, node_parameters, parameter_arguments,
-                                      parse_launch_bool, parse_log_level, remappings)
+                                      parse_launch_bool, parse_log_level, remappings, render_rviz_config)
 
 
 def _any_namespace_params_file(path):
@@ -72,8 +72,12 @@ def _nodes(context, *args, **kwargs):
         if not _installed("rviz2"):  # a missing executable would take the launch down and orphan the node
             actions.append(LogInfo(msg="rviz:=true but rviz2 is not installed: lseg_node runs without it"))
         else:
+            with open(os.path.join(share, "config", "lseg.rviz"), encoding="utf-8") as stream:
+                rendered = render_rviz_config(stream.read(), _value(context, "image"), _value(context, "namespace"))
+            with tempfile.NamedTemporaryFile("w", prefix="lseg_", suffix=".rviz", delete=False) as stream:
+                stream.write(rendered)  # the displays follow this launch's image remap and namespace
             actions.append(Node(package="rviz2", executable="rviz2", name="lseg_rviz", output="screen",
-                                arguments=["-d", os.path.join(share, "config", "lseg.rviz")],
+                                namespace=_value(context, "namespace"), arguments=["-d", stream.name],
                                 parameters=[{"use_sim_time": parameters["use_sim_time"]}]))
     return actions
 

@@ -385,9 +385,29 @@ def test_launch_defaults_use_the_shipped_params_file_and_camera_topics(launch_mo
 
 def test_rviz_starts_only_when_asked_and_installed(launch_module, monkeypatch):
     monkeypatch.setattr(launch_module, "_installed", lambda package: True)
-    context, _, (rviz,) = _run_arguments(launch_module.generate_launch_description(), {"rviz": "true"})
+    context, _, (rviz,) = _run_arguments(launch_module.generate_launch_description(),
+                                         {"rviz": "true", "image": "/x/image", "namespace": "robot1"})
     assert (rviz.node_package, rviz.node_executable) == ("rviz2", "rviz2")
-    assert _options(_command_line(rviz, context), "-d") == [str(RVIZ_FILE)]
+    (config_path,) = _options(_command_line(rviz, context), "-d")
+    displays = yaml.safe_load(open(config_path))["Visualization Manager"]["Displays"]
+    assert [d["Topic"]["Value"] for d in displays] == ["/x/image", "/robot1/lseg_node/overlay",
+                                                       "/robot1/lseg_node/mask"]
     monkeypatch.setattr(launch_module, "_installed", lambda package: False)
     _, _, (note,) = _run_arguments(launch_module.generate_launch_description(), {"rviz": "true"})
     assert type(note).__name__ == "LogInfo"  # the node runs; nothing is left orphaned
+
+
+@pytest.mark.parametrize("image, namespace, expected", [
+    ("/camera/color/image_raw", "", ["/camera/color/image_raw", "/lseg_node/overlay", "/lseg_node/mask"]),
+    ("/x/image", "robot1", ["/x/image", "/robot1/lseg_node/overlay", "/robot1/lseg_node/mask"]),
+    ("cam/image", "/a/b/", ["/a/b/cam/image", "/a/b/lseg_node/overlay", "/a/b/lseg_node/mask"]),
+])
+def test_rendered_rviz_config_follows_the_image_remap_and_the_namespace(image, namespace, expected):
+    rendered = yaml.safe_load(launch_args.render_rviz_config(RVIZ_FILE.read_text(), image, namespace))
+    displays = rendered["Visualization Manager"]["Displays"]
+    assert [display["Topic"]["Value"] for display in displays] == expected
+    template = _rviz()
+    template_displays = template["Visualization Manager"]["Displays"]
+    for display, original in zip(displays, template_displays):  # only the topics change
+        assert {k: v for k, v in display.items() if k != "Topic"} == {k: v for k, v in original.items() if k != "Topic"}
+    assert {display["Name"] for display in displays} == set(launch_args.RVIZ_DISPLAYS)

@@ -97,3 +97,30 @@ def remappings(image: str, camera_info: str, labels_topic: str) -> List[Tuple[st
     """The node's relative input topics remapped to the launch arguments' topics; the
     compressed transport follows ``image`` by itself (<image>/compressed)."""
     return [("image", image), ("camera_info", camera_info), ("labels", labels_topic)]
+
+
+#: rviz display name -> what it shows: the camera input, or one of lseg_node's outputs
+RVIZ_DISPLAYS = {"Camera": None, "Overlay": "overlay", "Mask": "mask"}
+
+
+def node_topic(namespace: str, output: str) -> str:
+    """The absolute topic of lseg_node's private output ``~/<output>`` in ``namespace``."""
+    prefix = "/".join(part for part in namespace.strip("/").split("/") if part)
+    return f"/{prefix}/{NODE_NAME}/{output}" if prefix else f"/{NODE_NAME}/{output}"
+
+
+def render_rviz_config(template_text: str, image: str, namespace: str) -> str:
+    """config/lseg.rviz with its displays pointed at this launch's topics: the camera at the
+    (remapped) ``image`` topic, the overlay and mask at lseg_node's outputs in ``namespace``
+    (a relative ``image`` is resolved in the namespace, as the node resolves it)."""
+    import yaml
+
+    config = yaml.safe_load(template_text)
+    if not image.startswith("/"):
+        image = "/" + "/".join(part for part in (namespace.strip("/"), image) if part)
+    for display in config["Visualization Manager"]["Displays"]:
+        output = RVIZ_DISPLAYS.get(display["Name"], "")
+        if output == "":
+            continue
+        display["Topic"]["Value"] = image if output is None else node_topic(namespace, output)
+    return yaml.safe_dump(config, sort_keys=False)
