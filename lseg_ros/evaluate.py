@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from .config import add_config_arguments, config_from_args, flatten
 from .data.datasets import DATASETS
-from .label_maps import resize_logits
+from .label_maps import LabelRules, label_probabilities, resize_logits
 from .metrics import ConfusionMatrix
 from .preprocess import model_input_size, to_model_input
 from .profiles import get_profile
@@ -72,12 +72,15 @@ def class_indices(names: Sequence[str], class_names: Sequence[str]) -> List[int]
 @torch.inference_mode()
 def predict_probabilities(segmenter, image: np.ndarray, scales: Sequence[float] = (1.0,),
                           flip: bool = False, window: int = 0, stride: int = 0) -> torch.Tensor:
-    """Softmax probabilities [N, H, W] over the segmenter's labels for one RGB image,
+    """Probabilities [N, H, W] of the segmenter's labels for one RGB image (softmax over
+    every name, each label's best name, as ``segment`` has them),
     averaged over ``scales`` (factors on the configured model input size) and, with
     ``flip``, horizontal flips; each at the image resolution. ``window`` > 0 slides a
     window of that many model-input pixels (``stride`` apart) over large inputs."""
     config, backend = segmenter.config, segmenter.backend
     height, width = image.shape[:2]
+    label_set = segmenter.label_set
+    rules = LabelRules(len(label_set.names), label_set.name_groups)  # synonyms: each label's best name
     probabilities = None
     for scale in scales:
         size = model_input_size(height, width, max(1, round(config.short_side * scale)),
@@ -89,7 +92,7 @@ def predict_probabilities(segmenter, image: np.ndarray, scales: Sequence[float] 
             logits = window_logits(segmenter, view, window, stride)  # [1, N, h, w] at model-input size
             logits = logits.flip(-1) if flipped else logits
             logits = resize_logits(logits.float(), (height, width))
-            view_probabilities = logits.softmax(dim=1)[0]  # [N, H, W]
+            view_probabilities = label_probabilities(logits[0], rules)  # [N, H, W]
             probabilities = view_probabilities if probabilities is None else probabilities + view_probabilities
     return probabilities / (len(scales) * (2 if flip else 1))
 
@@ -123,7 +126,7 @@ LSEG_CITYSCAPES_SCALES = (0.75, 1.0, 1.25, 1.5, 1.75, 2.0, 2.25)
 def lseg_multiscale_logits(segmenter, image: np.ndarray, scales: Sequence[float] = LSEG_SCALES,
                            flip: bool = True, base_size: int = LSEG_BASE_SIZE,
                            crop_size: int = LSEG_CROP_SIZE) -> torch.Tensor:
-    """Summed label logits [N, H, W] of one image, as lang-seg's ``MultiEvalModule.forward``
+    """Summed logits [M, H, W] over the label set's names of one image, as lang-seg's ``MultiEvalModule.forward``
     (additional_utils/encoding_models.py, isl-org/lang-seg@bb00b21) computes them: per scale,
     the normalized image resized (bilinear, align_corners=True) to a long side of
     ceil(base_size x scale); inputs no larger than the crop are padded with black to the
@@ -188,7 +191,9 @@ def predict_mask(segmenter, image: np.ndarray, scales: Sequence[float] = (1.0,),
     """[H, W] label indices; single scale without flip or window is exactly ``segment``;
     ``protocol`` "lseg_multiscale" is :func:`lseg_multiscale_logits` over ``scales``."""
     if protocol == "lseg_multiscale":
-        return lseg_multiscale_logits(segmenter, image, scales, flip).argmax(0).cpu().numpy()
+        best_name = lseg_multiscale_logits(segmenter, image, scales, flip).argmax(0)
+        groups = segmenter.label_set.name_groups  # synonyms: the label of the best name
+        return (best_name if groups is None else groups[best_name]).cpu().numpy()
     if tuple(scales) == (1.0,) and not flip and window <= 0:
         return segmenter.segment(image, return_confidences=False).mask
     return predict_probabilities(segmenter, image, scales, flip, window, stride).argmax(0).cpu().numpy()

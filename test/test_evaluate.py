@@ -237,3 +237,33 @@ def test_lseg_eval_runs_a_papers_protocol_with_its_dataset_settings_and_names(tm
         ("naclip", 0.1, 0, 0)  # NACLIP's cfg_voc21.py on top of the profile
     assert (config["short_side"], config["postprocess.pamr_iters"]) == (48, 10)  # explicit value wins
     assert "profile naclip (sinahmr/NACLIP@" in metrics["inference"]
+
+
+@pytest.mark.parametrize("protocol, backend, model", [("single", "dense_clip", "lseg-test-tiny-ViT"),
+                                                      ("lseg_multiscale", "lseg", "lseg_tiny")])
+def test_multi_view_predictions_with_synonyms_are_label_indices_as_segment_gives_them(protocol, backend, model):
+    """With synonyms the network scores names; every prediction path must return labels."""
+    from lseg_ros.evaluate import predict_probabilities
+
+    torch.manual_seed(0)
+    labels = ["background; sky; wall; floor; ceiling", "person; man", "door"]
+    segmenter = Segmenter(SegmenterConfig(backend=backend, model=model, pretrained="random", device="cpu",
+                                          short_side=64, max_long_side=96, labels=labels))
+    image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    single = segmenter.segment(image)
+    if protocol == "single":
+        from lseg_ros.evaluate import window_logits
+        from lseg_ros.label_maps import resize_logits
+
+        probabilities = predict_probabilities(segmenter, image, scales=(1.0,))
+        x = segmenter.model_input([image])
+        with torch.inference_mode():
+            names = resize_logits(window_logits(segmenter, x), (48, 64))[0].softmax(0)  # [5 + 2 + 1 names, H, W]
+        expected = torch.stack([names[:5].max(0).values, names[5:7].max(0).values, names[7]])  # best name per label
+        torch.testing.assert_close(probabilities, expected, rtol=0, atol=1e-6)
+        assert (probabilities.argmax(0).numpy() == single.mask).mean() > 0.99
+        assert predict_probabilities(segmenter, image, scales=(1.0, 0.75), flip=True).shape == (3, 48, 64)
+        mask = predict_mask(segmenter, image, scales=(1.0, 0.75), flip=True)
+    else:
+        mask = predict_mask(segmenter, image, scales=(1.0,), flip=True, protocol=protocol)
+    assert mask.shape == (48, 64) and mask.max() < len(labels)
