@@ -7,7 +7,8 @@
 The label set is the dataset's prompt names: the class-name files the training-free papers
 evaluate with, synonyms included (``--class-names sclip`` by default, ``clearclip``, or
 ``plain`` for one display name per class); ``--label-names`` replaces them, one per class
-in order (``;`` between a class's synonyms). Single scale runs the engine's own ``Segmenter.segment``; ``--multi-scale``
+in order (``;`` between a class's synonyms). Single scale runs the engine's own
+``Segmenter.segment``; ``--multi-scale``
 (LSeg's scales 0.5 ... 1.75) or ``--scales``, ``--flip`` and ``--window`` average softmax
 probabilities at the label resolution. ``--unseen a,b`` adds seen/unseen mIoU and hIoU.
 
@@ -38,6 +39,7 @@ from .label_maps import LabelRules, label_probabilities, resize_logits
 from .metrics import ConfusionMatrix
 from .preprocess import model_input_size, to_model_input
 from .profiles import get_profile
+from .validation import parse_label_text
 
 #: LSeg's multi-scale evaluation scales
 LSEG_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
@@ -318,12 +320,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _label_texts(text: str) -> List[str]:
-    from .segmenter import parse_label_text
-
-    return parse_label_text(text)
-
-
 def _dataset_label_names(dataset, kind: str, source: str) -> List[str]:
     """The dataset's label texts for ``--class-names``: the references' file where there is
     one for the dataset, else (and for 'plain') its class names."""
@@ -352,7 +348,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         config = config_from_args(args, dataset=args.dataset)  # a profile brings its settings for the dataset
         profile = get_profile(config.profile)
         dataset = build_dataset(args.dataset, args.root, args.split)
-        label_names = _label_texts(args.label_names) or _dataset_label_names(
+        label_names = parse_label_text(args.label_names) or _dataset_label_names(
             dataset, args.dataset, args.class_names or profile.names)
         if len(label_names) != dataset.num_classes:
             raise ValueError(f"--label-names gives {len(label_names)} names for {dataset.num_classes} classes")

@@ -396,7 +396,7 @@ class Segmenter:
         post = self.config.postprocess
         if post.pamr_iters <= 0 or post.pamr_on != "input_probabilities":
             return logits
-        logits = resize_logits(logits, tuple(model_input.shape[-2:]), self.logits_pre_scale(logits, model_input))
+        logits = self.resize_logits(logits, model_input.shape[-2:], model_input)
         probabilities = pamr(model_input.float(), logits.softmax(1), post.pamr_iters, post.pamr_dilations)
         return probabilities.clamp_min(1e-8).log()  # [B, N, H, W] at model-input size
 

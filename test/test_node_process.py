@@ -34,6 +34,20 @@ def domain_env(monkeypatch):
     return env
 
 
+def start_until_ready(env, ros_args, timeout):
+    """Start lseg_node as a process; (process, its output lines up to "lseg_node ready")."""
+    process = subprocess.Popen(node_command(*ros_args), env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not any("lseg_node ready" in line for line in lines):
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    return process, lines
+
+
 def segment_in_node_process(env, ros_args, image_topic, qos, rgb, masks_wanted):
     """Start lseg_node as a process, publish ``rgb`` on ``image_topic`` until ``masks_wanted``
     masks came back; return (masks, the process's output)."""
@@ -94,15 +108,7 @@ def test_ctrl_c_during_a_long_label_encoding_shuts_down_cleanly(domain_env):
 
     from std_msgs.msg import String
 
-    process = subprocess.Popen(node_command(*TINY), env=domain_env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
-    lines = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not any("lseg_node ready" in line for line in lines):
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
+    process, lines = start_until_ready(domain_env, TINY, timeout=60)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
     probe = rclpy.create_node("ctrl_c_probe", context=context)
@@ -128,17 +134,10 @@ def test_ctrl_c_during_a_long_forward_exits_at_once_with_code_0(domain_env):
 
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    process = subprocess.Popen(node_command("-p", "model:=ViT-B-16", "-p", "pretrained:=random", "-p", "device:=cpu",
-                                            "-p", "short_side:=896", "-p", "max_long_side:=896",
-                                            "-p", "image_qos:=reliable"),
-                               env=domain_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any("lseg_node ready" in line for line in lines):
-        line = process.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
+    process, lines = start_until_ready(domain_env, ["-p", "model:=ViT-B-16", "-p", "pretrained:=random",
+                                                    "-p", "device:=cpu", "-p", "short_side:=896",
+                                                    "-p", "max_long_side:=896", "-p", "image_qos:=reliable"],
+                                       timeout=120)
     context = rclpy.Context()
     rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
     probe = rclpy.create_node("long_forward_probe", context=context)
