@@ -76,8 +76,8 @@ cmake --install "$build_dir" > "$build_dir/install.log"
 
 # Check the result the way the code uses it: from the source tree.
 (cd "$repo_root" && "$python" -c \
-  "from lseg_ros.msg import LabelSpec, LabelQuery, SegmentationInfo, ConfidenceMaps") || {
-  echo "build_interfaces: built and installed, but 'from lseg_ros.msg import ...' fails" >&2
+  "from lseg_ros.msg import LabelSpec, LabelQuery, SegmentationInfo, ConfidenceMaps; from lseg_ros.srv import SetLabels") || {
+  echo "build_interfaces: built and installed, but importing lseg_ros.msg / lseg_ros.srv fails" >&2
   exit 1
 }
-echo "build_interfaces: lseg_ros.msg installed into $venv"
+echo "build_interfaces: lseg_ros.msg and lseg_ros.srv installed into $venv"

@@ -721,3 +721,132 @@ def test_diagnostics_warn_about_a_silent_input_topic_and_report_rate_and_stamps(
                            and m.status[2].message == "Timestamps are reasonable.")
     assert array.status[1].message == "Desired frequency met" and array.status[1].level == b"\x00"
     assert array.status[0].level == b"\x00"
+
+
+# ------------------------------------------------------------------ latched labels, ~/set_labels
+def _label_spec(name, prompts=(), threshold=float("nan")):
+    return LabelSpec(name=name, prompts=list(prompts), threshold=threshold)
+
+
+def _set_labels_client(probe, target="/camera/lseg_node"):
+    from lseg_ros.srv import SetLabels
+
+    client = probe.node.create_client(SetLabels, f"{target}/set_labels")
+    assert client.wait_for_service(timeout_sec=10.0)
+    return client, SetLabels
+
+
+def _call(client, request, timeout=30.0):
+    future = client.call_async(request)
+    _wait(future, timeout)
+    return future.result()
+
+
+def test_a_latched_label_publisher_started_before_the_node_is_heard(ros):
+    """The latched labels arrive without being published again, and every later message of
+    that publisher (which reaches both of the node's label subscriptions) is applied once."""
+    publisher_node = rclpy.create_node("mission_planner", namespace="latched_camera")
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    labels_pub = publisher_node.create_publisher(String, "labels", latched)
+    try:
+        labels_pub.publish(String(data="sky, road"))
+        node, probe = ros("latched_camera")  # starts after the message was published
+        info = probe.wait_label_info(lambda m: list(m.labels) == ["sky", "road"])
+        generation = info.generation
+        labels_pub.publish(String(data="tree, car, road"))
+        info = probe.wait_label_info(lambda m: list(m.labels) == ["tree", "car", "road"])
+        assert info.generation == generation + 1
+        time.sleep(1.0)  # the second copy (other subscription) has long arrived: it changed nothing
+        assert node.segmenter.label_set.generation == generation + 1
+        assert node.counters.superseded_label_sets == 0
+        # a plain (volatile) publisher is heard too, also once
+        probe.labels_pub.publish(String(data="tree, car"))
+        info = probe.wait_label_info(lambda m: list(m.labels) == ["tree", "car"])
+        assert info.generation == generation + 2
+        time.sleep(0.5)
+        assert node.segmenter.label_set.generation == generation + 2
+    finally:
+        publisher_node.destroy_node()
+
+
+def test_a_latched_label_query_started_before_the_node_is_heard(ros):
+    publisher_node = rclpy.create_node("mission_planner", namespace="latched_query_camera")
+    latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    query_pub = publisher_node.create_publisher(LabelQuery, "/latched_query_camera/lseg_node/label_query", latched)
+    try:
+        query_pub.publish(LabelQuery(labels=[_label_spec("stairs", ["a staircase"]), _label_spec("ramp")]))
+        node, probe = ros("latched_query_camera")
+        probe.wait_label_info(lambda m: list(m.labels) == ["stairs", "ramp"])
+        assert node.segmenter.label_set.descriptions[0] == ["a staircase"]
+    finally:
+        publisher_node.destroy_node()
+
+
+def test_set_labels_answers_once_the_labels_are_in_use(running):
+    node, probe = running
+    client, SetLabels = _set_labels_client(probe)
+    before = node.segmenter.label_set.generation
+    response = _call(client, SetLabels.Request(labels=[_label_spec("sofa", ["a couch"]), _label_spec("lamp", (), 0.4),
+                                                       _label_spec("person; man; woman")]))
+    assert response.success, response.message
+    assert response.message == ""
+    assert list(response.labels) == ["sofa", "lamp", "person; man; woman"]
+    assert response.generation == before + 1
+    # in use when the reply came: the engine holds exactly that set, prompts and threshold included
+    label_set = node.segmenter.label_set
+    assert label_set.generation == response.generation and label_set.names == list(response.labels)
+    assert label_set.descriptions[0] == ["a couch"]
+    assert label_set.thresholds[1].item() == pytest.approx(0.4)
+    info = probe.wait_label_info(lambda m: m.generation == response.generation)
+    assert list(info.labels) == list(response.labels)
+    restore_labels(node, probe)
+
+
+@pytest.mark.parametrize("specs, expected", [
+    ([], "empty label set"),
+    ([("door",), ("door",)], "'door'"),
+    ([("x" * 300,)], "characters long"),
+    ([("door\x1b[2J",)], "control characters"),
+])
+def test_set_labels_refuses_a_bad_set_with_the_reason_and_keeps_the_labels(running, specs, expected):
+    node, probe = running
+    client, SetLabels = _set_labels_client(probe)
+    generation = node.segmenter.label_set.generation
+    rejected = node.counters.rejected_queries
+    response = _call(client, SetLabels.Request(labels=[_label_spec(*spec) for spec in specs]))
+    assert not response.success
+    assert expected in response.message
+    assert list(response.labels) == LABELS and response.generation == generation
+    assert node.segmenter.label_set.generation == generation
+    assert node.counters.rejected_queries == rejected + 1
+    probe.send_frame(scene(3))  # and the node keeps segmenting
+
+
+def test_set_labels_superseded_by_a_newer_request_says_so(running):
+    """A call whose set is overtaken (here by a labels message while it encodes) answers
+    failure naming the newer source, and reports the labels that are in use."""
+    node, probe = running
+    client, SetLabels = _set_labels_client(probe)
+    backend, encoder = node.segmenter.backend, node.segmenter.label_encoder
+    real_encode_text = backend.encode_text
+
+    def slow_encode_text(token_ids):
+        time.sleep(0.05)
+        return real_encode_text(token_ids)
+
+    backend.encode_text, encoder.batch_size = slow_encode_text, 8
+    try:
+        future = client.call_async(SetLabels.Request(labels=[_label_spec(f"slow {i}") for i in range(4)]))
+        deadline = time.monotonic() + 5
+        while node._encoding is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        probe.labels_pub.publish(String(data="newer one, newer two"))
+        _wait(future, 30.0)
+        response = future.result()
+        assert not response.success
+        assert "superseded" in response.message and "labels topic" in response.message
+        probe.wait_label_info(lambda m: list(m.labels) == ["newer one", "newer two"], timeout=30)
+    finally:
+        del backend.encode_text
+        encoder.batch_size = 256
+    restore_labels(node, probe)

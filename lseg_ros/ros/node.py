@@ -1,12 +1,15 @@
 """``lseg_node``: camera images and label queries in; mask, confidences, overlay, label info out.
 
 Subscribes (relative names, remap with ``-r image:=/camera/color/image_raw``):
-  image (sensor_msgs/Image) or image/compressed (with use_compressed:=true),
+  image (sensor_msgs/Image) or <image>/compressed (image_transport:=compressed),
   camera_info (optional), labels (std_msgs/String "door, chair"), ~/label_query (LabelQuery).
+  The label topics are heard from plain and latched (transient local) publishers alike,
+  including a latched one that published before the node started.
+Serves ~/set_labels (SetLabels): applies a label set and answers once it is in use.
 Publishes, every message stamped with the source image's header:
   ~/mask (mono8 / mono16), ~/overlay (rgb8), ~/confidence (ConfidenceMaps),
-  ~/camera_info (scaled to the mask size), ~/label_info (SegmentationInfo, transient local),
-  /diagnostics.
+  ~/confidence_image (32FC1, best label's probability), ~/camera_info (scaled to the mask
+  size), ~/label_info (SegmentationInfo, transient local), /diagnostics.
 
 The executor never waits for the model: the newest frame waits in a one-slot buffer
 (a newer frame replaces it and counts as dropped) and a worker thread runs the model.
@@ -16,6 +19,9 @@ under a new generation number. A newer request supersedes one still waiting; one
 encoded finishes (its labels are cached) but is not put in use if a newer one is waiting.
 ~/label_info is published with the first frame segmented with a new set, before that
 frame's outputs, and carries the set's generation, as ~/confidence does.
+
+:class:`LsegCore` holds all of it as lifecycle steps; :class:`LsegNode` (this program) runs
+them at construction, :mod:`lseg_ros.ros.lifecycle` as managed-node transitions.
 """
 from __future__ import annotations
 
@@ -29,8 +35,14 @@ from typing import List, Optional
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
+from rclpy.serialization import serialize_message
+try:
+    from rclpy.event_handler import SubscriptionEventCallbacks
+except ImportError:  # Humble
+    from rclpy.qos_event import SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import ColorRGBA, Header, String
@@ -47,6 +59,7 @@ from .conversions import (ImageConversionError, compressed_to_rgb, float_map_to_
                           mask_to_image_msg, rgb_to_image_msg, scale_camera_info)
 from .diagnostics import FrequencyCheck, StampCheck
 from .params import declare_parameters, read_configs
+from .twins import TwinFilter
 
 
 #: depth of the latched ~/label_info history (label sets of recent masks for late subscribers)
@@ -66,6 +79,14 @@ class LabelRequest:
     descriptions: List[List[str]]
     thresholds: List[Optional[float]]
     source: str
+    done: Optional[threading.Event] = None  # set by finish(): a ~/set_labels call waits on it
+    outcome: Optional[tuple] = None  # (success, message)
+
+    def finish(self, success: bool, message: str) -> None:
+        if self.outcome is None:
+            self.outcome = (success, message)
+            if self.done is not None:
+                self.done.set()
 
 
 @dataclass
@@ -82,10 +103,32 @@ class Counters:
     end_to_end_s: List[float] = field(default_factory=list)
 
 
-class LsegNode(Node):
-    def __init__(self, node_name: str = "lseg_node", segmenter: Optional[Segmenter] = None, **kwargs) -> None:
-        super().__init__(node_name, **kwargs)
+class LsegCore:
+    """Everything lseg_node does, in the steps of a managed node: ``_configure`` (read the
+    parameters, load the model, encode the labels, create the outputs and the label inputs),
+    ``_activate`` (subscribe to images), ``_deactivate``, ``_cleanup`` (drop the model, free
+    GPU memory). :class:`LsegNode` runs configure and activate in its constructor;
+    :class:`~lseg_ros.ros.lifecycle.LsegLifecycleNode` runs them as lifecycle transitions.
+    Mixed into an rclpy ``Node`` (or ``LifecycleNode``)."""
+
+    def _init_core(self) -> None:
         declare_parameters(self)
+        self.segmenter: Optional[Segmenter] = None
+        self.counters = Counters()
+        self._stop = threading.Event()  # the worker and label threads' (a new one per configure)
+        self._destroyed = False
+        self._last_logged = {}  # call site -> time of its last throttled log line
+        self._active = False
+        self._image_sub = None
+        self._image_subs = []  # image and camera_info subscriptions (activate / deactivate)
+        self._configured_entities = []  # (destroy function, entity) made by _configure
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # ------------------------------------------------------------- lifecycle steps
+    def _configure(self, segmenter: Optional[Segmenter] = None) -> None:
+        """Read the parameters, load the model, encode the initial labels, create publishers,
+        label inputs, ~/set_labels and the diagnostics timer, start the worker threads.
+        Raises (WeightsError, ValueError, ...) with nothing left half-made on failure."""
         self.config, self.node_config = read_configs(self)
         initial_labels = list(self.config.labels)  # coerced: "door, chair" -> ["door", "chair"]
         if segmenter is None:
@@ -108,26 +151,78 @@ class LsegNode(Node):
         self._diagnostics_seen = (0, 0)  # (problems, processed) at the last diagnostics message
         self._stop = threading.Event()
         self._last_logged = {}  # call site -> time of its last throttled log line
+        self._twins = TwinFilter()
+        made = self._configured_entities
 
-        self.mask_pub = self.create_publisher(Image, "~/mask", 10)
-        self.overlay_pub = self.create_publisher(Image, "~/overlay", 10)
-        from ..msg import ConfidenceMaps, LabelQuery, SegmentationInfo
+        def publisher(msg_type, topic, qos):
+            made.append((self.destroy_publisher, self.create_publisher(msg_type, topic, qos)))
+            return made[-1][1]
 
-        self._confidence_type, self._info_type = ConfidenceMaps, SegmentationInfo
-        self.confidence_pub = self.create_publisher(ConfidenceMaps, "~/confidence", 2)  # large: few queued
-        # rviz cannot show ConfidenceMaps: the best label's probability per pixel, as an image
-        self.confidence_image_pub = self.create_publisher(Image, "~/confidence_image", 2)
-        self.camera_info_pub = self.create_publisher(CameraInfo, "~/camera_info", 10)
-        # latched, with history: a late subscriber still gets the label sets of recent masks
-        latched = QoSProfile(depth=LABEL_INFO_HISTORY, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                             reliability=ReliabilityPolicy.RELIABLE)
-        self.info_pub = self.create_publisher(SegmentationInfo, "~/label_info", latched)
-        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        def subscription(msg_type, topic, callback, qos, **kwargs):
+            made.append((self.destroy_subscription, self.create_subscription(msg_type, topic, callback, qos,
+                                                                             **kwargs)))
 
-        image_qos = qos_profile_sensor_data if self.node_config.image_qos == "sensor_data" else \
+        try:
+            self.mask_pub = publisher(Image, "~/mask", 10)
+            self.overlay_pub = publisher(Image, "~/overlay", 10)
+            from ..msg import ConfidenceMaps, LabelQuery, SegmentationInfo
+            from ..srv import SetLabels
+
+            self._confidence_type, self._info_type = ConfidenceMaps, SegmentationInfo
+            self.confidence_pub = publisher(ConfidenceMaps, "~/confidence", 2)  # large: few queued
+            # rviz cannot show ConfidenceMaps: the best label's probability per pixel, as an image
+            self.confidence_image_pub = publisher(Image, "~/confidence_image", 2)
+            self.camera_info_pub = publisher(CameraInfo, "~/camera_info", 10)
+            # latched, with history: a late subscriber still gets the label sets of recent masks
+            latched = QoSProfile(depth=LABEL_INFO_HISTORY, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+            self.info_pub = publisher(SegmentationInfo, "~/label_info", latched)
+            self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics", 10)
+            # Label inputs: each topic twice, so that latched publishers started before this node
+            # are heard (transient local) as well as plain ones (volatile); see twins.py.
+            # The latched twin does not match volatile publishers, by design: it says nothing
+            # about it (each such publisher still logs once that a subscription requests
+            # incompatible QoS; README: label inputs).
+            quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
+            for channel, qos, events in (("live", LABEL_INPUT_QOS, None),
+                                         ("latched", LABEL_INPUT_LATCHED_QOS, quiet)):
+                subscription(String, "labels", self._label_text_callback(channel), qos, event_callbacks=events)
+                subscription(LabelQuery, "~/label_query", self._label_query_callback(channel), qos,
+                             event_callbacks=events)
+            # its own callback group: a call waits for its label set while frames go on (the
+            # executor needs two threads: see runner.py)
+            self._service_group = MutuallyExclusiveCallbackGroup()
+            made.append((self.destroy_service, self.create_service(
+                SetLabels, "~/set_labels", self._on_set_labels, callback_group=self._service_group)))
+            made.append((self.destroy_timer, self.create_timer(self.node_config.diagnostics_period,
+                                                               self._publish_diagnostics)))
+            self._name_check_at = time.monotonic() + NAME_CHECK_DELAY_S  # done by the diagnostics timer
+            # Ctrl-C or shutdown stop a long text forward between batches
+            stop = self._stop
+            self.segmenter.label_encoder.should_stop = lambda: stop.is_set() or not self.context.ok()
+            if initial_labels:  # encoded before the node reports ready, so the first frame is segmented
+                request = self._checked_request(initial_labels, None, None, "labels parameter")
+                if request is not None:
+                    self._latest_request = request
+                    self._apply_labels(request)
+        except BaseException:
+            self._cleanup()
+            raise
+        # Each thread watches the stop event of its own configure: one that outlives a cleanup
+        # (mid-forward) ends when it finishes, even if the node is configured again meanwhile.
+        self._label_thread = threading.Thread(target=self._run_label_encoder, args=(self._stop,), name="lseg_labels",
+                                              daemon=True)
+        self._label_thread.start()
+        self._worker = threading.Thread(target=self._run_worker, args=(self._stop,), name="lseg_worker", daemon=True)
+        self._worker.start()
+
+    def _activate(self) -> None:
+        """Subscribe to images (and camera_info): frames are segmented from now on."""
+        nc = self.node_config
+        image_qos = qos_profile_sensor_data if nc.image_qos == "sensor_data" else \
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        transport = self.node_config.image_transport
-        if self.node_config.use_compressed:
+        transport = nc.image_transport
+        if nc.use_compressed:
             self.get_logger().warning("use_compressed is deprecated and goes away in the next release: use "
                                       "image_transport:=compressed (with the base topic remapped: -r image:=/cam/image)")
             transport = "compressed"
@@ -137,31 +232,50 @@ class LsegNode(Node):
             self._image_sub = self.create_subscription(CompressedImage, compressed_topic, self._on_image, image_qos)
         else:
             self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
-        nc = self.node_config
+        self._image_subs = [self._image_sub, self.create_subscription(
+            CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)]
         self._frequency = FrequencyCheck(nc.min_rate, nc.max_rate or math.inf, nc.rate_tolerance, nc.rate_window,
                                          now=time.monotonic())
         self._stamps = StampCheck(nc.min_stamp_delay, nc.max_stamp_delay)
-        self._last_frame_at = time.monotonic()  # start-up counts as the last frame for the timeout
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)
-        self.create_subscription(String, "labels", self._on_label_text, 10)
-        self.create_subscription(LabelQuery, "~/label_query", self._on_label_query, 10)
-        self.add_on_set_parameters_callback(self._on_set_parameters)
-        self.create_timer(self.node_config.diagnostics_period, self._publish_diagnostics)
-        self._name_check_at = time.monotonic() + NAME_CHECK_DELAY_S  # done by the diagnostics timer
+        self._last_frame_at = time.monotonic()  # activation counts as the last frame for the timeout
+        self._active = True
 
-        # Ctrl-C or shutdown stop a long text forward between batches
-        self.segmenter.label_encoder.should_stop = self._stopping
-        if initial_labels:  # encoded before the node reports ready, so the first frame is segmented
-            request = self._checked_request(initial_labels, None, None, "labels parameter")
-            if request is not None:
-                self._latest_request = request
-                self._apply_labels(request)
-        self._label_thread = threading.Thread(target=self._run_label_encoder, name="lseg_labels", daemon=True)
-        self._label_thread.start()
-        self._worker = threading.Thread(target=self._run_worker, name="lseg_worker", daemon=True)
-        self._worker.start()
-        self.get_logger().info(f"lseg_node ready: {self.segmenter.description} on {self.segmenter.device}; "
-                               f"labels {shorten(self.segmenter.labels, 200)}")
+    def _deactivate(self) -> None:
+        """Unsubscribe from images; a frame waiting in the slot is dropped, one being
+        segmented is not published. Labels can still be changed (they are configuration)."""
+        self._active = False
+        for sub in self._image_subs:
+            self.destroy_subscription(sub)
+        self._image_subs = []
+        with self._lock:
+            self._slot = None
+
+    def _cleanup(self) -> None:
+        """Stop the threads, destroy what _configure made and drop the model (GPU memory freed)."""
+        self._active = False
+        if hasattr(self, "_stop"):
+            self._stop.set()
+            with self._lock:
+                self._lock.notify_all()
+            with self._label_lock:
+                waiting, self._pending_labels = self._pending_labels, None
+                self._label_lock.notify_all()
+            if waiting is not None:
+                waiting.finish(False, "the node stopped before this label set was applied")
+            deadline = time.monotonic() + SHUTDOWN_WAIT_S
+            for thread in (getattr(self, "_worker", None), getattr(self, "_label_thread", None)):
+                if thread is not None:
+                    thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for destroy, entity in reversed(self._configured_entities):
+            destroy(entity)
+        self._configured_entities = []
+        for sub in self._image_subs:
+            self.destroy_subscription(sub)
+        self._image_subs = []
+        if self.segmenter is not None:  # a thread still computing with it frees it when it ends
+            self.segmenter.label_encoder.should_stop = None
+            self.segmenter = None
+            free_memory()
 
     # ------------------------------------------------------------- callbacks
     def _on_image(self, msg) -> None:
@@ -184,15 +298,53 @@ class LsegNode(Node):
             return
         self._camera_info = msg
 
-    def _on_label_text(self, msg: String) -> None:
-        self._submit(parse_label_text(msg.data), None, None, "labels topic", allow_empty=False)
+    def _label_text_callback(self, channel: str):
+        def on_label_text(msg: String) -> None:
+            if not self._twins.is_copy("labels", channel, msg.data.encode("utf-8", "surrogatepass"),
+                                       time.monotonic()):
+                self._submit(parse_label_text(msg.data), None, None, "labels topic", allow_empty=False)
+        return on_label_text
 
-    def _on_label_query(self, msg) -> None:
-        names = [spec.name for spec in msg.labels]
-        prompts = [list(spec.prompts) for spec in msg.labels]
-        thresholds = [None if math.isnan(spec.threshold) or spec.threshold == 0 else float(spec.threshold)
-                      for spec in msg.labels]
-        self._submit(names, prompts, thresholds, "label_query", allow_empty=False)
+    def _label_query_callback(self, channel: str):
+        def on_label_query(msg) -> None:
+            if not self._twins.is_copy("label_query", channel, serialize_message(msg), time.monotonic()):
+                self._submit(*_label_specs(msg.labels), "label_query", allow_empty=False)
+        return on_label_query
+
+    def _on_set_labels(self, request, response):
+        """~/set_labels: apply a label set and answer once it is in use (or refused)."""
+        names, prompts, thresholds = _label_specs(request.labels)
+        label_request, error = None, None
+        if not names:
+            error = "empty label set; give at least one label (to pause segmentation, set the labels parameter to [])"
+        else:
+            try:
+                label_request = self._validated_request(names, prompts, thresholds, "set_labels service")
+            except ValueError as bad:
+                error = str(bad)
+        if error is not None:
+            self.counters.rejected_queries += 1
+            self._log("error", f"set_labels: label set rejected: {error}")
+            return self._label_reply(response, False, error)
+        label_request.done = threading.Event()
+        self._enqueue(label_request)
+        timeout = self.node_config.set_labels_timeout
+        deadline, stop = time.monotonic() + timeout, self._stop
+        while not label_request.done.wait(0.05):
+            if self._stopping() or stop.is_set():
+                return self._label_reply(response, False, "the node is shutting down")
+            if time.monotonic() > deadline:
+                return self._label_reply(response, False, f"not in use after {timeout:g} s (set_labels_timeout): "
+                                         "still encoding; it is applied when ready unless a newer set comes")
+        success, message = label_request.outcome
+        return self._label_reply(response, success, message)
+
+    def _label_reply(self, response, success: bool, message: str):
+        label_set = self.segmenter.label_set if self.segmenter is not None else None
+        response.success, response.message = success, message
+        response.labels = list(label_set.names) if label_set is not None else []
+        response.generation = label_set.generation if label_set is not None else 0
+        return response
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
         """Validate every parameter of the request first; apply only if all pass (atomic)."""
@@ -205,7 +357,7 @@ class LsegNode(Node):
                                      "set a value of its type instead")
                 if parameter.name == "labels":
                     labels = _label_list(parameter.value)
-                    if labels:
+                    if labels and self.segmenter is not None:
                         self.segmenter.validate_labels(labels)
                     changes.append(("labels", labels))
                 elif parameter.name in ("threshold", "overlay_alpha"):
@@ -217,6 +369,8 @@ class LsegNode(Node):
             self.counters.rejected_queries += 1
             self._log("error", f"parameter change rejected: {error}")
             return SetParametersResult(successful=False, reason=str(error))
+        if self.segmenter is None:  # not configured (managed node): the values are read at configure
+            return SetParametersResult(successful=True)
         for name, value in changes:
             if name == "labels":
                 self._submit(value, None, None, "labels parameter")
@@ -245,24 +399,34 @@ class LsegNode(Node):
             request = self._checked_request(names, descriptions, thresholds, source)
             if request is None:
                 return
+        self._enqueue(request)
+
+    def _enqueue(self, request: "LabelRequest") -> None:
         with self._label_lock:
+            replaced = self._pending_labels
             self._pending_labels = self._latest_request = request  # supersedes a waiting request
             self._label_lock.notify()
+        if replaced is not None:
+            replaced.finish(False, f"superseded by a newer label set (from {request.source}) before it was applied")
 
     def _checked_request(self, names, descriptions, thresholds, source: str) -> Optional[LabelRequest]:
+        """The request, or None after counting and logging why it is rejected."""
         try:
-            checked_names, checked_descriptions, _ = self.segmenter.validate_labels(names, descriptions, thresholds)
+            return self._validated_request(names, descriptions, thresholds, source)
         except ValueError as error:
             self.counters.rejected_queries += 1
             self._log("error", f"{source}: label set rejected: {error}")
             return None
+
+    def _validated_request(self, names, descriptions, thresholds, source: str) -> LabelRequest:
+        checked_names, checked_descriptions, _ = self.segmenter.validate_labels(names, descriptions, thresholds)
         return LabelRequest(checked_names, checked_descriptions,
                             list(thresholds) if thresholds else [None] * len(checked_names), source)
 
-    def _run_label_encoder(self) -> None:
-        while not self._stop.is_set():
+    def _run_label_encoder(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             with self._label_lock:
-                while self._pending_labels is None and not self._stop.is_set():
+                while self._pending_labels is None and not stop.is_set():
                     self._label_lock.wait(timeout=0.1)
                 request, self._pending_labels = self._pending_labels, None
                 self._encoding = (request, time.monotonic()) if request is not None else None
@@ -271,35 +435,44 @@ class LsegNode(Node):
             try:
                 self._apply_labels(request)
             except Exception as error:  # the node never dies on a label set
-                if not self._stopping():
+                if not stop.is_set():
                     self.counters.failed += 1
                     self._log("error", f"label encoding failed: {type(error).__name__}: {error}")
+                request.finish(False, f"label encoding failed: {type(error).__name__}: {error}")
             finally:
                 with self._label_lock:
                     self._encoding = None
 
     def _apply_labels(self, request: LabelRequest) -> None:
-        """Encode ``request`` (off the frame path) and swap it in whole under a new generation."""
+        """Encode ``request`` (off the frame path) and swap it in whole under a new generation.
+        Its ``finish`` says how it ended (for a waiting ~/set_labels call)."""
+        segmenter = self.segmenter
         if not request.names:
-            generation = self.segmenter.use_labels(None)
+            generation = segmenter.use_labels(None)
             header = Header()
             header.stamp = self.get_clock().now().to_msg()
             self._publish_label_info(header, [], generation)  # nothing is segmented: no frame to stamp with
+            request.finish(True, "")
             return
         try:
-            label_set = self.segmenter.prepare_labels(request.names, request.descriptions, request.thresholds)
+            label_set = segmenter.prepare_labels(request.names, request.descriptions, request.thresholds)
         except InterruptedError:
+            request.finish(False, "the node stopped before this label set was applied")
             return  # shutting down
         except ValueError as error:
             self.counters.rejected_queries += 1
             self._log("error", f"{request.source}: label set not applied: {error}")
+            request.finish(False, str(error))
             return
-        if self._pending_labels is not None:  # a newer request came in meanwhile: it wins (this one is cached)
+        newer = self._pending_labels
+        if newer is not None:  # a newer request came in meanwhile: it wins (this one is cached)
             self.counters.superseded_label_sets += 1
             self._log("info", f"{request.source}: label set superseded by a newer request before it was ready")
+            request.finish(False, f"superseded by a newer label set (from {newer.source}) before it was applied")
             return
-        generation = self.segmenter.use_labels(label_set)
+        generation = segmenter.use_labels(label_set)
         self._log("info", f"label set {generation} from {request.source}: {shorten(request.names, 200)}")
+        request.finish(True, "")
 
     def _publish_label_info(self, header, labels: List[str], generation: int) -> None:
         info = self._info_type()
@@ -314,24 +487,26 @@ class LsegNode(Node):
         self._published_generation = generation
 
     # ---------------------------------------------------------------- worker
-    def _run_worker(self) -> None:
-        while not self._stop.is_set():
+    def _run_worker(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             with self._lock:
-                while self._slot is None and not self._stop.is_set():
+                while self._slot is None and not stop.is_set():
                     self._lock.wait(timeout=0.1)
                 frame, self._slot = self._slot, None
-            if frame is None or self._stop.is_set():
+            if frame is None or stop.is_set():
                 continue
             try:
                 self._process(*frame)
             except Exception as error:  # the node never dies on a frame
-                if self._stopping():
-                    return  # shutting down: publishers may already be invalid
+                if stop.is_set() or not self.context.ok():
+                    return  # shutting down or cleaned up: publishers may already be invalid
                 self.counters.failed += 1
                 self._log("error", f"worker step failed: {type(error).__name__}: {error}", throttle=1.0)
 
     def _stopping(self) -> bool:
-        return self._stop.is_set() or not self.context.ok()
+        """True once the node is being destroyed or rclpy shuts down (nothing may be published
+        or logged then: the rosout publisher is gone)."""
+        return self._destroyed or not self.context.ok()
 
     def _log(self, level: str, text: str, throttle: float = 0.0) -> None:
         """Log from any thread: at most LOG_LIMIT characters, at most once per ``throttle``
@@ -366,7 +541,8 @@ class LsegNode(Node):
             self.counters.rejected_frames += 1
             self._log("error", f"frame rejected: {error}", throttle=1.0)
             return
-        if self.segmenter.label_set is None:
+        segmenter = self.segmenter
+        if segmenter.label_set is None:
             self._log("warning", "no labels set: frame not segmented; publish labels on 'labels' or "
                       "'~/label_query' or set the labels parameter", throttle=5.0)
             return
@@ -374,8 +550,10 @@ class LsegNode(Node):
         want_best = self.confidence_image_pub.get_subscription_count() > 0
         want_confidences = want_maps or want_best
         start = time.perf_counter()
-        result = self.segmenter.segment(rgb, return_confidences=want_confidences)
+        result = segmenter.segment(rgb, return_confidences=want_confidences)
         inference_s = time.perf_counter() - start
+        if not self._active:  # deactivated meanwhile: inactive nodes publish nothing
+            return
         header = msg.header
         if result.generation != self._published_generation:  # first frame of a new label set
             self._publish_label_info(header, result.labels, result.generation)
@@ -411,13 +589,25 @@ class LsegNode(Node):
         if self._name_check_at is not None and time.monotonic() >= self._name_check_at:
             self._name_check_at = None
             self.check_unique_name()
+        if not self._active:  # configured managed node, not active: nothing is expected to arrive
+            label_set = self.segmenter.label_set
+            values = [KeyValue(key="node", value=self.get_fully_qualified_name()),
+                      KeyValue(key="labels", value=", ".join(self.segmenter.labels)),
+                      KeyValue(key="label_generation", value=str(label_set.generation if label_set else 0)),
+                      KeyValue(key="model", value=self.segmenter.description)]
+            array = DiagnosticArray(status=[DiagnosticStatus(
+                level=DiagnosticStatus.OK, name=f"{self.get_name()}: {task}", message="inactive (lifecycle state)",
+                hardware_id=str(self.segmenter.device), values=values) for task in DIAGNOSTIC_TASKS])
+            array.header.stamp = self.get_clock().now().to_msg()
+            self.diagnostics_pub.publish(array)
+            return
         counters = self.counters
         problems = counters.rejected_frames + counters.failed + counters.rejected_queries + counters.rejected_camera_info
         new_problems = problems - self._diagnostics_seen[0]
         new_processed = counters.processed - self._diagnostics_seen[1]
         self._diagnostics_seen = (problems, counters.processed)
         # diagnostic_updater's naming: "<node name>: <task>" (the fully qualified name is a value)
-        status = DiagnosticStatus(name=f"{self.get_name()}: segmentation", hardware_id=str(self.segmenter.device))
+        status = DiagnosticStatus(name=f"{self.get_name()}: {DIAGNOSTIC_TASKS[0]}", hardware_id=str(self.segmenter.device))
         encoding, pending = self._encoding, self._pending_labels
         silent_s = time.monotonic() - self._last_frame_at
         timeout = self.node_config.input_timeout
@@ -456,8 +646,8 @@ class LsegNode(Node):
         }
         status.values = [KeyValue(key=key, value=str(value)) for key, value in values.items()]
         statuses = [status]
-        for task, (level, message, task_values) in (("input frequency", self._frequency.update(time.monotonic())),
-                                                    ("input timestamps", self._stamps.update())):
+        for task, (level, message, task_values) in ((DIAGNOSTIC_TASKS[1], self._frequency.update(time.monotonic())),
+                                                    (DIAGNOSTIC_TASKS[2], self._stamps.update())):
             task_values = {"node": self.get_fully_qualified_name(), "topic": self._image_sub.topic_name,
                            **task_values}
             statuses.append(DiagnosticStatus(
@@ -480,18 +670,11 @@ class LsegNode(Node):
         return others
 
     def destroy_node(self) -> None:
-        if not hasattr(self, "_worker"):  # construction failed half-way
-            return super().destroy_node()
-        self._stop.set()
-        with self._lock:
-            self._lock.notify_all()
-        with self._label_lock:
-            self._label_lock.notify_all()
-        # Shutdown must not wait for a forward pass (seconds on a CPU): wait briefly, then leave
-        # a busy thread to the runner, which ends the process without it (busy_threads()).
-        deadline = time.monotonic() + SHUTDOWN_WAIT_S
-        for thread in (self._worker, self._label_thread):
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        # Shutdown must not wait for a forward pass (seconds on a CPU): _cleanup waits briefly,
+        # then leaves a busy thread to the runner, which ends the process without it
+        # (busy_threads()).
+        self._destroyed = True
+        self._cleanup()
         super().destroy_node()
 
     def busy_threads(self) -> List[str]:
@@ -503,6 +686,47 @@ class LsegNode(Node):
 
 #: how long destroy_node waits for the worker and label threads (shutdown must take < 1 s)
 SHUTDOWN_WAIT_S = 0.3
+#: the tasks /diagnostics reports on, as "<node name>: <task>"
+DIAGNOSTIC_TASKS = ("segmentation", "input frequency", "input timestamps")
+#: label inputs: reliable, as publishers of commands are; the latched twin hears transient-local
+#: publishers that started first (depth 1: only the last label set matters)
+LABEL_INPUT_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+LABEL_INPUT_LATCHED_QOS = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                     durability=DurabilityPolicy.TRANSIENT_LOCAL)
+
+
+class LsegNode(LsegCore, Node):
+    """The plain node: configured and active from construction until destroyed."""
+
+    def __init__(self, node_name: str = "lseg_node", segmenter: Optional[Segmenter] = None, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
+        self._init_core()
+        self._configure(segmenter)
+        self._activate()
+        self.get_logger().info(f"lseg_node ready: {self.segmenter.description} on {self.segmenter.device}; "
+                               f"labels {shorten(self.segmenter.labels, 200)}")
+
+
+def free_memory() -> None:
+    """Give memory held by dropped models back: Python objects, then the CUDA caching allocator."""
+    import gc
+
+    gc.collect()
+    try:
+        import torch
+    except ImportError:
+        return
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _label_specs(specs) -> tuple:
+    """(names, prompts, thresholds) of LabelSpec messages; threshold NaN or 0 = the node's default."""
+    names = [spec.name for spec in specs]
+    prompts = [list(spec.prompts) for spec in specs]
+    thresholds = [None if math.isnan(spec.threshold) or spec.threshold == 0 else float(spec.threshold)
+                  for spec in specs]
+    return names, prompts, thresholds
 
 
 def _resized_overlay(rgb, mask, colors, alpha):

@@ -30,6 +30,9 @@ class NodeConfig:
     max_labels: int = _doc("Label queries with more labels than this are rejected.", 255)
     max_label_chars: int = _doc("Label names or prompts longer than this are rejected.", 256)
     max_prompts_per_label: int = _doc("Label queries with more extra prompts per label than this are rejected.", 32)
+    set_labels_timeout: float = _doc("Longest time (s) a ~/set_labels call waits for its label set to be "
+                                     "encoded and put in use before it answers failure (the set is still "
+                                     "applied when ready).", 30.0)
     image_qos: str = _doc("Image subscription QoS: sensor_data (best effort; matches any camera) | reliable "
                           "(matches only reliable publishers; use it for large frames between processes, "
                           "which best-effort DDS may drop).", "sensor_data")
@@ -56,6 +59,7 @@ class NodeConfig:
             (self.image_transport in ("raw", "compressed"), "image_transport", "raw, compressed"),
             (0.0 <= self.overlay_alpha <= 1.0, "overlay_alpha", "a value in [0, 1]"),
             (self.diagnostics_period > 0, "diagnostics_period", "> 0 seconds"),
+            (self.set_labels_timeout > 0, "set_labels_timeout", "> 0 seconds"),
             (self.input_timeout >= 0, "input_timeout", ">= 0 seconds (0 disables)"),
             (self.min_rate >= 0 and self.max_rate >= 0 and (self.max_rate == 0 or self.max_rate >= self.min_rate),
              "min_rate/max_rate", "rates >= 0 Hz with max_rate 0 (no bound) or >= min_rate"),

@@ -6,7 +6,12 @@ import sys
 from typing import Callable, Tuple, Type
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
+#: executor threads: callbacks of one callback group never run concurrently, so two threads
+#: let a service that waits (lseg_node's ~/set_labels, in its own group) wait while the
+#: default group's callbacks (frames, labels, timers) go on
+EXECUTOR_THREADS = 2
 
 
 def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
@@ -22,13 +27,16 @@ def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
         print(f"{program}: cannot start: {error}", file=sys.stderr)
         rclpy.try_shutdown()
         return 1
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    executor.add_node(node)
     try:
         while rclpy.ok() and not getattr(node, "done", False):
-            rclpy.spin_once(node, timeout_sec=0.1)
+            executor.spin_once(timeout_sec=0.1)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.destroy_node()
+        node.destroy_node()  # stops what waits in callbacks (a ~/set_labels call answers)
+        executor.shutdown(timeout_sec=0.2)
         rclpy.try_shutdown()
     busy = node.busy_threads() if hasattr(node, "busy_threads") else []
     if busy:
