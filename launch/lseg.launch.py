@@ -3,6 +3,7 @@
     ros2 launch lseg_ros lseg.launch.py image:=/camera/color/image_raw \
         camera_info:=/camera/color/camera_info labels:="door, chair, floor" rviz:=true
     ros2 launch lseg_ros lseg.launch.py profile:=naclip short_side:=336 image_transport:=compressed
+    ros2 launch lseg_ros lseg.launch.py lifecycle:=true   # managed node: configure, then activate
 
 Every lseg_node parameter is a launch argument of the same name (lseg_ros.ros.launch_args
 derives them from the parameter dataclasses); left empty, a value comes from the params
@@ -17,9 +18,9 @@ from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode, Node
 
-from lseg_ros.ros.launch_args import (NODE_NAME, launch_arguments, node_parameters, parameter_arguments,
+from lseg_ros.ros.launch_args import (EXECUTABLES, NODE_NAME, launch_arguments, node_parameters, parameter_arguments,
                                       parse_launch_bool, parse_log_level, remappings, render_rviz_config)
 
 
@@ -57,9 +58,10 @@ def _nodes(context, *args, **kwargs):
     parameters = node_parameters({name: _value(context, name) for name in parameter_arguments()})
     parameters["use_sim_time"] = parse_launch_bool("use_sim_time", _value(context, "use_sim_time"))
     share = get_package_share_directory("lseg_ros")
-    actions = [Node(
+    managed = parse_launch_bool("lifecycle", _value(context, "lifecycle"))
+    actions = [(LifecycleNode if managed else Node)(
         package="lseg_ros",
-        executable="lseg_node",
+        executable=EXECUTABLES[managed],
         name=NODE_NAME,
         namespace=_value(context, "namespace"),
         output="screen",
@@ -73,7 +75,8 @@ def _nodes(context, *args, **kwargs):
             actions.append(LogInfo(msg="rviz:=true but rviz2 is not installed: lseg_node runs without it"))
         else:
             with open(os.path.join(share, "config", "lseg.rviz"), encoding="utf-8") as stream:
-                rendered = render_rviz_config(stream.read(), _value(context, "image"), _value(context, "namespace"))
+                rendered = render_rviz_config(stream.read(), _value(context, "image"), _value(context, "namespace"),
+                                              _value(context, "rviz_fixed_frame"))
             with tempfile.NamedTemporaryFile("w", prefix="lseg_", suffix=".rviz", delete=False) as stream:
                 stream.write(rendered)  # the displays follow this launch's image remap and namespace
             actions.append(Node(package="rviz2", executable="rviz2", name="lseg_rviz", output="screen",

@@ -54,10 +54,13 @@ def _keyword(call, name):
 
 
 def node_topics(kind):
-    """{topic: message type} of every `create_<kind>(Type, "topic", ...)` in node.py."""
+    """{topic: message type} of every `create_<kind>(Type, "topic", ...)` in node.py (or of
+    its local helper `<kind>(Type, "topic", ...)`, which forwards to create_<kind>)."""
     topics = {}
-    for call in _calls(NODE_TREE, f"create_{kind}"):
+    for call in list(_calls(NODE_TREE, f"create_{kind}")) + list(_calls(NODE_TREE, kind)):
         msg_type, topic = call.args[:2]
+        if ast.unparse(topic) == "topic":  # the helper forwarding its argument
+            continue
         if ast.unparse(topic) == "compressed_topic":  # derived from the resolved `image` topic
             topics["<image>/compressed"] = ast.unparse(msg_type)
             continue
@@ -82,8 +85,10 @@ def launch_arguments():
 
 
 def lseg_node_call():
-    (call,) = [call for call in _calls(LAUNCH_TREE, "Node")
-               if ast.literal_eval(_keyword(call, "package")) == "lseg_ros"]
+    """The launch file's `(LifecycleNode if managed else Node)(package="lseg_ros", ...)`."""
+    (call,) = [node for node in ast.walk(LAUNCH_TREE) if isinstance(node, ast.Call)
+               and isinstance(_keyword(node, "package"), ast.Constant) and _keyword(node, "package").value == "lseg_ros"]
+    assert ast.unparse(call.func) == "LifecycleNode if managed else Node"
     return call
 
 
@@ -237,10 +242,11 @@ def test_launch_references_files_that_ship_in_config():
 
 def test_cmake_installs_the_launched_executable_and_the_launch_and_config_directories():
     cmake = CMAKE_FILE.read_text()
-    node_call = lseg_node_call()
-    executable = ast.literal_eval(_keyword(node_call, "executable"))
+    assert ast.unparse(_keyword(lseg_node_call(), "executable")) == "EXECUTABLES[managed]"
     assert re.search(r"project\(\s*lseg_ros\s*\)", cmake)
-    assert f'"{executable}=lseg_ros.ros.node"' in cmake
+    modules = {False: "lseg_ros.ros.node", True: "lseg_ros.ros.lifecycle"}
+    for managed, executable in launch_args.EXECUTABLES.items():
+        assert f'"{executable}={modules[managed]}"' in cmake
     installed = re.search(r"install\(DIRECTORY\s+([^)]*?)\s+DESTINATION\s+share/\$\{PROJECT_NAME\}", cmake)
     assert installed and {"launch", "config"} <= set(installed.group(1).split())
 
@@ -254,7 +260,9 @@ def test_rviz_config_has_the_rviz2_layout():
     rviz = _rviz()
     assert "rviz_common/Displays" in [panel["Class"] for panel in rviz["Panels"]]
     manager = rviz["Visualization Manager"]
-    assert manager["Global Options"]["Fixed Frame"] == "camera_optical_frame"
+    # the launch's default (a RealSense color camera's optical frame): the file opened by hand
+    # shows what the launch shows
+    assert manager["Global Options"]["Fixed Frame"] == launch_arguments()["rviz_fixed_frame"][0]
     for display in manager["Displays"]:
         assert display["Class"] == "rviz_default_plugins/Image" and display["Enabled"] is True
         assert display["Name"] and display["Topic"]["Value"]
@@ -263,11 +271,11 @@ def test_rviz_config_has_the_rviz2_layout():
 
 def test_rviz_shows_the_camera_and_the_node_overlay_and_mask():
     image_publishers = {topic for topic, msg_type in node_topics("publisher").items() if msg_type == "Image"}
-    assert {"~/overlay", "~/mask"} <= image_publishers
+    assert {"~/overlay", "~/mask", "~/confidence_image"} <= image_publishers
     node_name = launch_args.NODE_NAME
     camera = launch_arguments()["image"][0]
     shown = [display["Topic"]["Value"] for display in _rviz()["Visualization Manager"]["Displays"]]
-    assert shown == [camera, f"/{node_name}/overlay", f"/{node_name}/mask"]
+    assert shown == [camera, f"/{node_name}/overlay", f"/{node_name}/mask", f"/{node_name}/confidence_image"]
 
 
 # ----------------------------------------------------------------- params file
@@ -391,23 +399,46 @@ def test_rviz_starts_only_when_asked_and_installed(launch_module, monkeypatch):
     (config_path,) = _options(_command_line(rviz, context), "-d")
     displays = yaml.safe_load(open(config_path))["Visualization Manager"]["Displays"]
     assert [d["Topic"]["Value"] for d in displays] == ["/x/image", "/robot1/lseg_node/overlay",
-                                                       "/robot1/lseg_node/mask"]
+                                                       "/robot1/lseg_node/mask", "/robot1/lseg_node/confidence_image"]
+    assert yaml.safe_load(open(config_path))["Visualization Manager"]["Global Options"]["Fixed Frame"] == \
+        "camera_color_optical_frame"
     monkeypatch.setattr(launch_module, "_installed", lambda package: False)
     _, _, (note,) = _run_arguments(launch_module.generate_launch_description(), {"rviz": "true"})
     assert type(note).__name__ == "LogInfo"  # the node runs; nothing is left orphaned
 
 
 @pytest.mark.parametrize("image, namespace, expected", [
-    ("/camera/color/image_raw", "", ["/camera/color/image_raw", "/lseg_node/overlay", "/lseg_node/mask"]),
-    ("/x/image", "robot1", ["/x/image", "/robot1/lseg_node/overlay", "/robot1/lseg_node/mask"]),
-    ("cam/image", "/a/b/", ["/a/b/cam/image", "/a/b/lseg_node/overlay", "/a/b/lseg_node/mask"]),
+    ("/camera/color/image_raw", "", ["/camera/color/image_raw", "/lseg_node/overlay", "/lseg_node/mask",
+                                     "/lseg_node/confidence_image"]),
+    ("/x/image", "robot1", ["/x/image", "/robot1/lseg_node/overlay", "/robot1/lseg_node/mask",
+                            "/robot1/lseg_node/confidence_image"]),
+    ("cam/image", "/a/b/", ["/a/b/cam/image", "/a/b/lseg_node/overlay", "/a/b/lseg_node/mask",
+                            "/a/b/lseg_node/confidence_image"]),
 ])
 def test_rendered_rviz_config_follows_the_image_remap_and_the_namespace(image, namespace, expected):
     rendered = yaml.safe_load(launch_args.render_rviz_config(RVIZ_FILE.read_text(), image, namespace))
     displays = rendered["Visualization Manager"]["Displays"]
     assert [display["Topic"]["Value"] for display in displays] == expected
+    assert rendered["Visualization Manager"]["Global Options"] == _rviz()["Visualization Manager"]["Global Options"]
     template = _rviz()
     template_displays = template["Visualization Manager"]["Displays"]
     for display, original in zip(displays, template_displays):  # only the topics change
         assert {k: v for k, v in display.items() if k != "Topic"} == {k: v for k, v in original.items() if k != "Topic"}
     assert {display["Name"] for display in displays} == set(launch_args.RVIZ_DISPLAYS)
+
+
+def test_rendered_rviz_config_takes_the_fixed_frame():
+    rendered = yaml.safe_load(launch_args.render_rviz_config(RVIZ_FILE.read_text(), "/x", "", "zed_left_optical"))
+    assert rendered["Visualization Manager"]["Global Options"]["Fixed Frame"] == "zed_left_optical"
+
+
+def test_lifecycle_argument_runs_the_managed_node(launch_module):
+    from launch_ros.actions import LifecycleNode
+
+    context, node, _ = _run_arguments(launch_module.generate_launch_description(),
+                                      {"lifecycle": "true", "namespace": "robot1"})
+    assert isinstance(node, LifecycleNode)
+    assert (node.node_package, node.node_executable) == ("lseg_ros", "lseg_lifecycle_node")
+    assert node.node_name == "/robot1/lseg_node"
+    _, plain, _ = _run_arguments(launch_module.generate_launch_description(), {})
+    assert not isinstance(plain, LifecycleNode) and plain.node_executable == "lseg_node"

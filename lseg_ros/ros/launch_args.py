@@ -31,8 +31,17 @@ RUN_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "namespace": ("", "node namespace"),
     "use_sim_time": ("false", "true: the node's clock follows /clock (simulation, rosbag play --clock)"),
     "log_level": ("info", "lseg_node log level: debug | info | warn | error | fatal"),
+    "lifecycle": ("false", "true: run lseg_lifecycle_node, a managed node that starts unconfigured (configure "
+                           "loads the model, activate segments: ros2 lifecycle set <node> configure, or a "
+                           "lifecycle manager)"),
     "rviz": ("false", "true: start rviz2 with config/lseg.rviz (only when rviz2 is installed)"),
+    "rviz_fixed_frame": ("camera_color_optical_frame",
+                         "rviz fixed frame: image displays do not use TF, so any frame works; give the camera's "
+                         "optical frame (header.frame_id) to silence rviz's 'frame does not exist' status"),
 }
+
+#: the executable each value of the lifecycle argument runs
+EXECUTABLES = {False: "lseg_node", True: "lseg_lifecycle_node"}
 
 LOG_LEVELS = ("debug", "info", "warn", "error", "fatal")
 
@@ -100,7 +109,7 @@ def remappings(image: str, camera_info: str, labels_topic: str) -> List[Tuple[st
 
 
 #: rviz display name -> what it shows: the camera input, or one of lseg_node's outputs
-RVIZ_DISPLAYS = {"Camera": None, "Overlay": "overlay", "Mask": "mask"}
+RVIZ_DISPLAYS = {"Camera": None, "Overlay": "overlay", "Mask": "mask", "Confidence": "confidence_image"}
 
 
 def node_topic(namespace: str, output: str) -> str:
@@ -109,13 +118,16 @@ def node_topic(namespace: str, output: str) -> str:
     return f"/{prefix}/{NODE_NAME}/{output}" if prefix else f"/{NODE_NAME}/{output}"
 
 
-def render_rviz_config(template_text: str, image: str, namespace: str) -> str:
+def render_rviz_config(template_text: str, image: str, namespace: str, fixed_frame: str = "") -> str:
     """config/lseg.rviz with its displays pointed at this launch's topics: the camera at the
-    (remapped) ``image`` topic, the overlay and mask at lseg_node's outputs in ``namespace``
-    (a relative ``image`` is resolved in the namespace, as the node resolves it)."""
+    (remapped) ``image`` topic, the overlay, mask and confidence at lseg_node's outputs in
+    ``namespace`` (a relative ``image`` is resolved in the namespace, as the node resolves
+    it), and ``fixed_frame`` (if given) as rviz's fixed frame."""
     import yaml
 
     config = yaml.safe_load(template_text)
+    if fixed_frame:
+        config["Visualization Manager"]["Global Options"]["Fixed Frame"] = fixed_frame
     if not image.startswith("/"):
         image = "/" + "/".join(part for part in (namespace.strip("/"), image) if part)
     for display in config["Visualization Manager"]["Displays"]:

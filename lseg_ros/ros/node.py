@@ -116,6 +116,10 @@ class LsegCore:
         self.segmenter: Optional[Segmenter] = None
         self.counters = Counters()
         self._stop = threading.Event()  # the worker and label threads' (a new one per configure)
+        self._lock = threading.Condition()  # frame slot
+        self._slot = None  # (msg, receive_time) of the newest unprocessed frame
+        self._label_lock = threading.Condition()  # label requests
+        self._pending_labels: Optional[LabelRequest] = None  # waiting for the label thread
         self._destroyed = False
         self._last_logged = {}  # call site -> time of its last throttled log line
         self._active = False
@@ -140,10 +144,8 @@ class LsegCore:
         self.segmenter.max_label_chars = self.node_config.max_label_chars
         self.segmenter.max_descriptions = self.node_config.max_prompts_per_label
         self.counters = Counters()
-        self._lock = threading.Condition()  # frame slot
-        self._slot = None  # (msg, receive_time) of the newest unprocessed frame
-        self._label_lock = threading.Condition()  # label requests
-        self._pending_labels: Optional[LabelRequest] = None  # waiting for the label thread
+        self._slot = None
+        self._pending_labels = None
         self._encoding: Optional[tuple] = None  # (request, start time) being encoded now
         self._latest_request: Optional[LabelRequest] = None  # last accepted request (threshold changes)
         self._published_generation = 0  # label set of the last ~/label_info
@@ -253,19 +255,18 @@ class LsegCore:
     def _cleanup(self) -> None:
         """Stop the threads, destroy what _configure made and drop the model (GPU memory freed)."""
         self._active = False
-        if hasattr(self, "_stop"):
-            self._stop.set()
-            with self._lock:
-                self._lock.notify_all()
-            with self._label_lock:
-                waiting, self._pending_labels = self._pending_labels, None
-                self._label_lock.notify_all()
-            if waiting is not None:
-                waiting.finish(False, "the node stopped before this label set was applied")
-            deadline = time.monotonic() + SHUTDOWN_WAIT_S
-            for thread in (getattr(self, "_worker", None), getattr(self, "_label_thread", None)):
-                if thread is not None:
-                    thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._stop.set()
+        with self._lock:
+            self._lock.notify_all()
+        with self._label_lock:
+            waiting, self._pending_labels = self._pending_labels, None
+            self._label_lock.notify_all()
+        if waiting is not None:
+            waiting.finish(False, "the node stopped before this label set was applied")
+        deadline = time.monotonic() + SHUTDOWN_WAIT_S
+        for thread in (getattr(self, "_worker", None), getattr(self, "_label_thread", None)):
+            if thread is not None:
+                thread.join(timeout=max(0.0, deadline - time.monotonic()))
         for destroy, entity in reversed(self._configured_entities):
             destroy(entity)
         self._configured_entities = []
@@ -273,7 +274,7 @@ class LsegCore:
             self.destroy_subscription(sub)
         self._image_subs = []
         if self.segmenter is not None:  # a thread still computing with it frees it when it ends
-            self.segmenter.label_encoder.should_stop = None
+            self.segmenter.label_encoder.should_stop = lambda: True  # a batch still running stops
             self.segmenter = None
             free_memory()
 
