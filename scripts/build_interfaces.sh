@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build lseg_ros's messages (msg/*.msg) and install them into a Python virtual environment
+# Build lseg_ros's messages and services (msg/, srv/) and install them into a Python virtual environment
 # that holds the ROS 2 wheels (requirements/dev.txt), for development and CI.
 #
 #   scripts/build_interfaces.sh [VENV]     VENV defaults to $VIRTUAL_ENV, then ./.venv
@@ -10,7 +10,7 @@
 # or `pip install -e .`), and `import lseg_ros.msg` finds the generated part in the venv
 # through pkgutil.extend_path in lseg_ros/__init__.py.
 #
-# Re-running is cheap: the build directory (build/interfaces, git-ignored) is kept, and
+# Re-running is cheap: the build directory (build/interfaces-<venv>, git-ignored) is kept, and
 # CMake rebuilds only what changed. A ROS user builds the package with colcon instead.
 set -euo pipefail
 
@@ -41,11 +41,16 @@ if [[ ! -d "$venv/share/rosidl_default_generators" ]]; then
   exit 1
 fi
 
-build_dir="$repo_root/build/interfaces"
+# one build directory per venv: the Kilted and Jazzy environments do not rebuild each other's
+build_dir="$repo_root/build/interfaces-$(basename "$venv")"
 cache="$build_dir/CMakeCache.txt"
 
 # A build directory configured for another venv (or by hand) is started afresh.
 if [[ -f "$cache" ]] && ! grep -qx "CMAKE_INSTALL_PREFIX:PATH=$venv" "$cache"; then
+  clean=1
+fi
+# A configure that failed half-way (cache written, no build files) is started afresh too.
+if [[ -f "$cache" && ! -f "$build_dir/build.ninja" && ! -f "$build_dir/Makefile" ]]; then
   clean=1
 fi
 if [[ $clean -eq 1 ]]; then
