@@ -7,6 +7,7 @@ per file) and `colcon test-result` report it. Each build takes about 30 s on two
 """
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import sys
@@ -108,5 +109,5 @@ def test_colcon_test_runs_the_suite_and_reports_it(workspace):
     assert tests >= 15 and "0 errors, 0 failures" in summary[-1], summary
     # every test file of the suite is registered
     listed = _in_workspace(workspace, "ctest --test-dir build/lseg_ros -N")
-    registered = {line.split(":")[-1].strip() for line in listed.stdout.splitlines() if "Test #" in line}
+    registered = set(re.findall(r"Test\s+#\d+:\s+(\S+)", listed.stdout))
     assert registered == {path.stem for path in (ROOT / "test").glob("test_*.py")}
