@@ -427,3 +427,79 @@ def test_color_rgba_maps_0_255_to_0_1():
 
     assert (color.r, color.g, color.a) == (1.0, 0.0, 1.0)
     assert color.b == pytest.approx(0.2)
+
+
+# ------------------------------------------------------------------------------- point clouds
+def _points(count=3):
+    from lseg_ros.geometry import LabelledPoints
+
+    return LabelledPoints(xyz=np.array([[0.5, -0.25, 2.0], [1.0, 2.0, 3.0], [-1.5, 0.0, 0.75]], np.float32)[:count],
+                          rgb=np.array([[255, 0, 0], [1, 2, 3], [0, 128, 255]], np.uint8)[:count],
+                          label=np.array([0, 7, 300], np.uint16)[:count],
+                          confidence=np.array([0.9, 0.5, np.nan], np.float32)[:count])
+
+
+def test_semantic_cloud_bytes_are_the_documented_layout():
+    from sensor_msgs.msg import PointField
+    from std_msgs.msg import Header
+
+    from lseg_ros.ros.conversions import semantic_cloud_msg
+
+    header = Header(frame_id="camera_color_optical_frame")
+    msg = semantic_cloud_msg(_points(), header)
+    expected = b"".join(struct.pack("<fffIHxxf", x, y, z, (r << 16) | (g << 8) | b, label, conf)
+                        for (x, y, z), (r, g, b), label, conf in zip(
+                            [(0.5, -0.25, 2.0), (1.0, 2.0, 3.0), (-1.5, 0.0, 0.75)],
+                            [(255, 0, 0), (1, 2, 3), (0, 128, 255)], [0, 7, 300], [0.9, 0.5, float("nan")]))
+    assert bytes(msg.data) == expected
+    assert (msg.height, msg.width, msg.point_step, msg.row_step) == (1, 3, 24, 72)
+    assert not msg.is_bigendian and msg.is_dense and msg.header.frame_id == "camera_color_optical_frame"
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1),
+        ("rgb", 12, PointField.FLOAT32, 1), ("label", 16, PointField.UINT16, 1),
+        ("confidence", 20, PointField.FLOAT32, 1)]
+    # rgb as PCL and rviz read it: the float32 field's bytes are 0x00RRGGBB little-endian (B, G, R, 0)
+    assert bytes(msg.data)[12:16] == bytes([0, 0, 255, 0])
+
+
+def test_semantic_cloud_reads_back_from_its_own_field_list():
+    from std_msgs.msg import Header
+
+    from lseg_ros.ros.conversions import cloud_msg_to_records, semantic_cloud_msg
+
+    records = cloud_msg_to_records(semantic_cloud_msg(_points(), Header()))
+    np.testing.assert_array_equal(np.stack([records["x"], records["y"], records["z"]], 1), _points().xyz)
+    np.testing.assert_array_equal(records["label"], [0, 7, 300])
+    packed = records["rgb"].view(np.uint32)
+    np.testing.assert_array_equal(np.stack([(packed >> 16) & 255, (packed >> 8) & 255, packed & 255], 1),
+                                  _points().rgb)
+
+
+def test_empty_semantic_cloud_is_a_valid_message():
+    from std_msgs.msg import Header
+
+    from lseg_ros.ros.conversions import semantic_cloud_msg
+
+    msg = semantic_cloud_msg(_points(0), Header())
+    assert (msg.width, msg.row_step, len(msg.data)) == (0, 0, 0) and len(msg.fields) == 6
+
+
+def test_semantic_cloud_reads_with_sensor_msgs_py_where_it_imports():
+    point_cloud2 = pytest.importorskip("sensor_msgs_py.point_cloud2", reason="sensor_msgs_py has no wheel")
+    from std_msgs.msg import Header
+
+    from lseg_ros.ros.conversions import semantic_cloud_msg
+
+    read = point_cloud2.read_points(semantic_cloud_msg(_points(), Header()), field_names=("x", "y", "z", "label"))
+    assert [tuple(p) for p in read] == [(0.5, -0.25, 2.0, 0), (1.0, 2.0, 3.0, 7), (-1.5, 0.0, 0.75, 300)]
+
+
+def test_intrinsics_scale_like_the_published_camera_info():
+    from lseg_ros.geometry import Intrinsics
+    from lseg_ros.ros.conversions import scale_camera_info
+
+    info = CameraInfo(width=640, height=480, k=[600.0, 0, 319.5, 0, 610.0, 239.5, 0, 0, 1],
+                      p=[600.0, 0, 319.5, 0, 0, 610.0, 239.5, 0, 0, 0, 1, 0])
+    scaled = scale_camera_info(info, 160, 120)
+    k = Intrinsics.from_k(info.k, 640, 480).scaled(160, 120)
+    assert (k.fx, k.cx, k.fy, k.cy) == (scaled.k[0], scaled.k[2], scaled.k[4], scaled.k[5])

@@ -31,7 +31,7 @@ from typing import Dict, NamedTuple
 import numpy as np
 from PIL import Image as PILImage
 from PIL import UnidentifiedImageError
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField
 from std_msgs.msg import ColorRGBA, Header
 
 from ..images import pil_to_rgb, sixteen_to_eight_bits
@@ -313,3 +313,55 @@ def scale_camera_info(info: CameraInfo, out_width: int, out_height: int) -> Came
 def color_rgba(red: int, green: int, blue: int, alpha: int = 255) -> ColorRGBA:
     """A 0..255 color (as :func:`lseg_ros.viz.label_colors` gives) as ``std_msgs/ColorRGBA`` in [0, 1]."""
     return ColorRGBA(r=red / 255.0, g=green / 255.0, b=blue / 255.0, a=alpha / 255.0)
+
+
+# ----------------------------------------------------------------------------------------
+# point clouds
+
+#: ~/points layout: x y z float32 (metres), rgb (float32 holding 0x00RRGGBB, as PCL packs it),
+#: label uint16 (the mask value), 2 bytes padding, confidence float32; little-endian, 24 bytes
+SEMANTIC_POINT_DTYPE = np.dtype({"names": ["x", "y", "z", "rgb", "label", "confidence"],
+                                 "formats": ["<f4", "<f4", "<f4", "<u4", "<u2", "<f4"],
+                                 "offsets": [0, 4, 8, 12, 16, 20], "itemsize": 24})
+_POINT_FIELD_TYPES = {"x": PointField.FLOAT32, "y": PointField.FLOAT32, "z": PointField.FLOAT32,
+                      "rgb": PointField.FLOAT32, "label": PointField.UINT16, "confidence": PointField.FLOAT32}
+
+
+def semantic_cloud_msg(points, header: Header) -> PointCloud2:
+    """An unorganized (height 1), dense PointCloud2 of :class:`lseg_ros.geometry.LabelledPoints`
+    with the fields of :data:`SEMANTIC_POINT_DTYPE`, readable by sensor_msgs_py's
+    read_points and PCL (rgb as a float32 field holding the packed 0x00RRGGBB bytes)."""
+    count = len(points)
+    records = np.empty(count, dtype=SEMANTIC_POINT_DTYPE)
+    records["x"], records["y"], records["z"] = points.xyz[:, 0], points.xyz[:, 1], points.xyz[:, 2]
+    rgb = points.rgb.astype(np.uint32)
+    records["rgb"] = (rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2]
+    records["label"] = points.label
+    records["confidence"] = points.confidence
+    view = records.view(np.uint8)
+    if count:  # the padding bytes (18, 19) are left uninitialised by np.empty: zero them
+        view.reshape(count, SEMANTIC_POINT_DTYPE.itemsize)[:, 18:20] = 0
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, count
+    msg.fields = [PointField(name=name, offset=SEMANTIC_POINT_DTYPE.fields[name][1],
+                             datatype=_POINT_FIELD_TYPES[name], count=1) for name in SEMANTIC_POINT_DTYPE.names]
+    msg.is_bigendian = False
+    msg.point_step = SEMANTIC_POINT_DTYPE.itemsize
+    msg.row_step = msg.point_step * count
+    msg.is_dense = bool(np.isfinite(points.xyz).all())
+    msg.data = _byte_array(view.reshape(-1))
+    return msg
+
+
+def cloud_msg_to_records(msg: PointCloud2) -> np.ndarray:
+    """The points of a PointCloud2 as a numpy structured array built from its own field list
+    (offsets, datatypes, endianness), the way sensor_msgs_py.point_cloud2.read_points reads
+    them; for tests and recorders."""
+    types = {PointField.INT8: "i1", PointField.UINT8: "u1", PointField.INT16: "i2", PointField.UINT16: "u2",
+             PointField.INT32: "i4", PointField.UINT32: "u4", PointField.FLOAT32: "f4", PointField.FLOAT64: "f8"}
+    order = ">" if msg.is_bigendian else "<"
+    dtype = np.dtype({"names": [f.name for f in msg.fields],
+                      "formats": [order + types[f.datatype] for f in msg.fields],
+                      "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
+    return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
