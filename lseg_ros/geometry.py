@@ -18,6 +18,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .images import resize_nearest
+
 #: depth encodings accepted, and the factor to metres
 DEPTH_SCALES = {"16UC1": 0.001, "mono16": 0.001, "32FC1": 1.0}
 
@@ -63,15 +65,9 @@ def depth_to_metres(depth: np.ndarray, encoding: str) -> np.ndarray:
     return metres
 
 
-def resample_nearest(values: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``values`` (HxW) on a ``height x width`` grid by nearest neighbour, pixel centres aligned
-    (output pixel i samples input pixel floor((i + 0.5) * H / height))."""
-    in_height, in_width = values.shape[:2]
-    if (in_height, in_width) == (height, width):
-        return values
-    rows = np.minimum(((np.arange(height) + 0.5) * (in_height / height)).astype(np.int64), in_height - 1)
-    cols = np.minimum(((np.arange(width) + 0.5) * (in_width / width)).astype(np.int64), in_width - 1)
-    return values[rows[:, None], cols[None, :]]
+def _on_grid(values: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``values`` on the mask's ``height x width`` grid (nearest neighbour; as is when it already is)."""
+    return values if values.shape[:2] == (height, width) else resize_nearest(values, (height, width))
 
 
 @dataclass
@@ -103,7 +99,7 @@ def labelled_points(depth_m: np.ndarray, mask: np.ndarray, intrinsics: Intrinsic
         raise ValueError(f"need 0 <= min_depth < max_depth, got {min_depth}, {max_depth}")
     height, width = mask.shape
     k = intrinsics.scaled(width, height)
-    z = resample_nearest(depth_m, height, width)[::stride, ::stride]
+    z = _on_grid(depth_m, height, width)[::stride, ::stride]
     labels = mask[::stride, ::stride]
     keep = (z >= min_depth) & (z <= max_depth)  # NaN compares False: no return is dropped
     if unknown_value is not None:
@@ -117,11 +113,11 @@ def labelled_points(depth_m: np.ndarray, mask: np.ndarray, intrinsics: Intrinsic
     xyz[:, 1] = (v - np.float32(k.cy)) * z / np.float32(k.fy)
     xyz[:, 2] = z
     if rgb is not None:
-        colors = resample_nearest(rgb, height, width)[::stride, ::stride][rows, cols]
+        colors = _on_grid(rgb, height, width)[::stride, ::stride][rows, cols]
     else:
         colors = np.zeros((len(z), 3), dtype=np.uint8)
     if confidence is not None:
-        conf = resample_nearest(confidence, height, width)[::stride, ::stride][rows, cols].astype(np.float32)
+        conf = _on_grid(confidence, height, width)[::stride, ::stride][rows, cols].astype(np.float32)
     else:
         conf = np.full(len(z), np.nan, dtype=np.float32)
     return LabelledPoints(xyz, np.ascontiguousarray(colors, dtype=np.uint8),

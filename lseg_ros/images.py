@@ -30,3 +30,15 @@ def pil_to_rgb(image: Image.Image) -> np.ndarray:
         raise ValueError(f"floating-point image (Pillow mode {image.mode!r}) has no defined 0..255 "
                          "range; accepted: 8-bit or 16-bit gray, RGB, RGBA, palette images")
     return np.array(image.convert("RGB"))
+
+
+def resize_nearest(values: np.ndarray, size: tuple) -> np.ndarray:
+    """Nearest-neighbour resize of ``values`` [H, W, ...] (a label mask, a depth image, an RGB
+    image) to size (height, width), pixel centres aligned: output pixel i samples input pixel
+    floor((i + 0.5) * H / height). Keeps the dtype and never invents values (works for any
+    ignore_index, and never blends depths across an object edge)."""
+    height, width = values.shape[:2]
+    new_h, new_w = size
+    rows = np.minimum((np.arange(new_h) + 0.5) * height / new_h, height - 1).astype(np.int64)
+    cols = np.minimum((np.arange(new_w) + 0.5) * width / new_w, width - 1).astype(np.int64)
+    return values[rows[:, None], cols[None, :]]

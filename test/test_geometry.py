@@ -4,7 +4,8 @@ import math
 import numpy as np
 import pytest
 
-from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points, resample_nearest
+from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points
+from lseg_ros.images import resize_nearest
 
 K = Intrinsics(fx=50.0, fy=40.0, cx=31.5, cy=23.5, width=64, height=48)
 
@@ -108,6 +109,8 @@ def test_bad_settings_are_named(kwargs, message):
 
 def test_nearest_resampling_keeps_values_and_aligns_pixel_centres():
     values = np.arange(12).reshape(3, 4)
-    np.testing.assert_array_equal(resample_nearest(values, 3, 4), values)
-    np.testing.assert_array_equal(resample_nearest(values, 6, 8)[::2, ::2], values)
-    np.testing.assert_array_equal(resample_nearest(np.arange(16).reshape(4, 4), 2, 2), [[5, 7], [13, 15]])
+    np.testing.assert_array_equal(resize_nearest(values, (3, 4)), values)
+    np.testing.assert_array_equal(resize_nearest(values, (6, 8))[::2, ::2], values)
+    np.testing.assert_array_equal(resize_nearest(np.arange(16).reshape(4, 4), (2, 2)), [[5, 7], [13, 15]])
+    rgb = np.arange(4 * 4 * 3).reshape(4, 4, 3)  # channels ride along (RGB resampled with the depth)
+    np.testing.assert_array_equal(resize_nearest(rgb, (2, 2)), rgb[[1, 3]][:, [1, 3]])

@@ -21,7 +21,7 @@ from std_msgs.msg import String  # noqa: E402
 from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noqa: E402
 from lseg_ros.ros.lifecycle import LsegLifecycleNode  # noqa: E402
 from lseg_ros.ros.params import parameter_overrides  # noqa: E402
-from test_node import LABELS, NODE_PARAMETERS, Probe, scene  # noqa: E402
+from test_node import LABELS, NODE_PARAMETERS, Probe, _call, scene  # noqa: E402
 
 
 class Manager:
@@ -33,19 +33,10 @@ class Manager:
         assert self.change.wait_for_service(10.0) and self.get.wait_for_service(10.0)
 
     def transition(self, transition_id, timeout=60.0) -> bool:
-        return _result(self.change.call_async(ChangeState.Request(transition=Transition(id=transition_id))),
-                       timeout).success
+        return _call(self.change, ChangeState.Request(transition=Transition(id=transition_id)), timeout).success
 
     def state(self) -> int:
-        return _result(self.get.call_async(GetState.Request())).current_state.id
-
-
-def _result(future, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert future.done(), "lifecycle service did not answer"
-    return future.result()
+        return _call(self.get, GetState.Request(), 20.0).current_state.id
 
 
 @pytest.fixture(scope="module")

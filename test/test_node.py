@@ -4,6 +4,7 @@ The node runs a tiny dense_clip model with random weights (the masks are meaning
 deterministic, so the node's outputs can be compared with the engine's on the same frame).
 Each test run uses its own ROS_DOMAIN_ID and localhost-only discovery.
 """
+import contextlib
 import math
 import os
 import threading
@@ -348,7 +349,7 @@ def _wait(future, timeout=10.0):
     deadline = time.monotonic() + timeout
     while not future.done() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert future.done(), "parameter service did not answer"
+    assert future.done(), "service did not answer"
 
 
 def _bad_images():
@@ -586,8 +587,10 @@ def test_with_rapidly_alternating_label_sets_every_output_names_the_labels_it_us
     restore_labels(node, probe)
 
 
-def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersedes_it(running):
-    node, probe = running
+@contextlib.contextmanager
+def slow_label_encoding(node):
+    """Text forwards of 8 prompts taking 50 ms more: 80 prompts per label, 10 forwards each, so
+    a set of 4 labels takes about 2 s to encode."""
     backend, encoder = node.segmenter.backend, node.segmenter.label_encoder
     real_encode_text = backend.encode_text
 
@@ -595,8 +598,17 @@ def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersede
         time.sleep(0.05)
         return real_encode_text(token_ids)
 
-    backend.encode_text, encoder.batch_size = slow_encode_text, 8  # 80 prompts per label: 10 forwards each
+    backend.encode_text, encoder.batch_size = slow_encode_text, 8
     try:
+        yield
+    finally:
+        del backend.encode_text
+        encoder.batch_size = 256
+
+
+def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersedes_it(running):
+    node, probe = running
+    with slow_label_encoding(node):
         generation = node.segmenter.label_set.generation
         superseded = node.counters.superseded_label_sets
         probe.labels_pub.publish(String(data="slow one, slow two, slow three, slow four"))  # ~2 s to encode
@@ -616,9 +628,6 @@ def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersede
         assert info.generation > generation
         assert node.counters.superseded_label_sets == superseded + 1
         assert not any(list(m.labels)[0] == "slow one" for m in probe.received["info"])
-    finally:
-        del backend.encode_text
-        encoder.batch_size = 256
     restore_labels(node, probe)
 
 
@@ -827,15 +836,7 @@ def test_set_labels_superseded_by_a_newer_request_says_so(running):
     failure naming the newer source, and reports the labels that are in use."""
     node, probe = running
     client, SetLabels = _set_labels_client(probe)
-    backend, encoder = node.segmenter.backend, node.segmenter.label_encoder
-    real_encode_text = backend.encode_text
-
-    def slow_encode_text(token_ids):
-        time.sleep(0.05)
-        return real_encode_text(token_ids)
-
-    backend.encode_text, encoder.batch_size = slow_encode_text, 8
-    try:
+    with slow_label_encoding(node):
         future = client.call_async(SetLabels.Request(labels=[_label_spec(f"slow {i}") for i in range(4)]))
         deadline = time.monotonic() + 5
         while node._encoding is None and time.monotonic() < deadline:
@@ -846,7 +847,4 @@ def test_set_labels_superseded_by_a_newer_request_says_so(running):
         assert not response.success
         assert "superseded" in response.message and "labels topic" in response.message
         probe.wait_label_info(lambda m: list(m.labels) == ["newer one", "newer two"], timeout=30)
-    finally:
-        del backend.encode_text
-        encoder.batch_size = 256
     restore_labels(node, probe)

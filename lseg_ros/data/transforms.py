@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..images import resize_nearest
+
 
 def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [H, W, 3] -> float [3, H, W] in [0, 1]; mask -> int64 [H, W]."""
@@ -144,13 +146,3 @@ class TrainTransform:
     def __repr__(self) -> str:
         return (f"TrainTransform(crop_size={self.crop_size}, scale_range={self.scale_range}, "
                 f"flip={self.flip}, jitter={self.jitter}, seed={self.seed})")
-
-
-def resize_nearest(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour resize of a label mask [H, W] to size (height, width); keeps the
-    dtype and never invents values (works for any ignore_index)."""
-    height, width = mask.shape
-    new_h, new_w = size
-    rows = np.minimum((np.arange(new_h) + 0.5) * height / new_h, height - 1).astype(np.int64)
-    cols = np.minimum((np.arange(new_w) + 0.5) * width / new_w, width - 1).astype(np.int64)
-    return mask[rows[:, None], cols[None, :]]

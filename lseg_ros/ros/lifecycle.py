@@ -40,7 +40,6 @@ class LsegLifecycleNode(LsegCore, LifecycleNode):
             self._configure()
         except Exception as error:  # any start-up error is a failed transition, never a crash
             self._log("error", f"configure failed: {type(error).__name__}: {error}")
-            self.segmenter = None
             return TransitionCallbackReturn.FAILURE
         self._log("info", f"configured: {self.segmenter.description} on {self.segmenter.device}; "
                   f"labels {', '.join(self.segmenter.labels) or '(none)'}")

@@ -144,15 +144,12 @@ class LsegCore:
         self.segmenter.max_label_chars = self.node_config.max_label_chars
         self.segmenter.max_descriptions = self.node_config.max_prompts_per_label
         self.counters = Counters()
-        self._slot = None
-        self._pending_labels = None
         self._encoding: Optional[tuple] = None  # (request, start time) being encoded now
         self._latest_request: Optional[LabelRequest] = None  # last accepted request (threshold changes)
         self._published_generation = 0  # label set of the last ~/label_info
         self._camera_info: Optional[CameraInfo] = None
         self._diagnostics_seen = (0, 0)  # (problems, processed) at the last diagnostics message
-        self._stop = threading.Event()
-        self._last_logged = {}  # call site -> time of its last throttled log line
+        self._stop = threading.Event()  # this configure's threads' (see _init_core)
         self._twins = TwinFilter()
         made = self._configured_entities
 
@@ -188,9 +185,10 @@ class LsegCore:
             quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
             for channel, qos, events in (("live", LABEL_INPUT_QOS, None),
                                          ("latched", LABEL_INPUT_LATCHED_QOS, quiet)):
-                subscription(String, "labels", self._label_text_callback(channel), qos, event_callbacks=events)
-                subscription(LabelQuery, "~/label_query", self._label_query_callback(channel), qos,
+                subscription(String, "labels", self._label_input("labels topic", channel, _label_text), qos,
                              event_callbacks=events)
+                subscription(LabelQuery, "~/label_query", self._label_input("label_query", channel, _label_query),
+                             qos, event_callbacks=events)
             # its own callback group: a call waits for its label set while frames go on (the
             # executor needs two threads: see runner.py)
             self._service_group = MutuallyExclusiveCallbackGroup()
@@ -253,7 +251,8 @@ class LsegCore:
             self._slot = None
 
     def _cleanup(self) -> None:
-        """Stop the threads, destroy what _configure made and drop the model (GPU memory freed)."""
+        """Stop the threads, unsubscribe (_deactivate), destroy what _configure made and drop the
+        model (GPU memory freed)."""
         self._active = False
         self._stop.set()
         with self._lock:
@@ -267,12 +266,10 @@ class LsegCore:
         for thread in (getattr(self, "_worker", None), getattr(self, "_label_thread", None)):
             if thread is not None:
                 thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self._deactivate()
         for destroy, entity in reversed(self._configured_entities):
             destroy(entity)
         self._configured_entities = []
-        for sub in self._image_subs:
-            self.destroy_subscription(sub)
-        self._image_subs = []
         if self.segmenter is not None:  # a thread still computing with it frees it when it ends
             self.segmenter.label_encoder.should_stop = lambda: True  # a batch still running stops
             self.segmenter = None
@@ -299,34 +296,25 @@ class LsegCore:
             return
         self._camera_info = msg
 
-    def _label_text_callback(self, channel: str):
-        def on_label_text(msg: String) -> None:
-            if not self._twins.is_copy("labels", channel, msg.data.encode("utf-8", "surrogatepass"),
-                                       time.monotonic()):
-                self._submit(parse_label_text(msg.data), None, None, "labels topic", allow_empty=False)
-        return on_label_text
-
-    def _label_query_callback(self, channel: str):
-        def on_label_query(msg) -> None:
-            if not self._twins.is_copy("label_query", channel, serialize_message(msg), time.monotonic()):
-                self._submit(*_label_specs(msg.labels), "label_query", allow_empty=False)
-        return on_label_query
+    def _label_input(self, source: str, channel: str, to_labels):
+        """The callback of one of a label topic's two subscriptions: a message that is not the
+        twin of one already taken (twins.py) becomes a label request."""
+        def on_labels(msg) -> None:
+            if not self._twins.is_copy(source, channel, serialize_message(msg), time.monotonic()):
+                self._submit(*to_labels(msg), source, allow_empty=False)
+        return on_labels
 
     def _on_set_labels(self, request, response):
         """~/set_labels: apply a label set and answer once it is in use (or refused)."""
         names, prompts, thresholds = _label_specs(request.labels)
-        label_request, error = None, None
-        if not names:
-            error = "empty label set; give at least one label (to pause segmentation, set the labels parameter to [])"
-        else:
-            try:
-                label_request = self._validated_request(names, prompts, thresholds, "set_labels service")
-            except ValueError as bad:
-                error = str(bad)
-        if error is not None:
-            self.counters.rejected_queries += 1
-            self._log("error", f"set_labels: label set rejected: {error}")
-            return self._label_reply(response, False, error)
+        try:
+            if not names:
+                raise ValueError("empty label set; give at least one label (to pause segmentation, set the "
+                                 "labels parameter to [])")
+            label_request = self._validated_request(names, prompts, thresholds, "set_labels service")
+        except ValueError as error:
+            self._reject_labels("set_labels service", error)
+            return self._label_reply(response, False, str(error))
         label_request.done = threading.Event()
         self._enqueue(label_request)
         timeout = self.node_config.set_labels_timeout
@@ -415,9 +403,12 @@ class LsegCore:
         try:
             return self._validated_request(names, descriptions, thresholds, source)
         except ValueError as error:
-            self.counters.rejected_queries += 1
-            self._log("error", f"{source}: label set rejected: {error}")
+            self._reject_labels(source, error)
             return None
+
+    def _reject_labels(self, source: str, error: ValueError) -> None:
+        self.counters.rejected_queries += 1
+        self._log("error", f"{source}: label set rejected: {error}")
 
     def _validated_request(self, names, descriptions, thresholds, source: str) -> LabelRequest:
         checked_names, checked_descriptions, _ = self.segmenter.validate_labels(names, descriptions, thresholds)
@@ -719,6 +710,15 @@ def free_memory() -> None:
         return
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
+
+
+def _label_text(msg: String) -> tuple:
+    """(names, prompts, thresholds) of a labels topic message: 'door, person; man'."""
+    return parse_label_text(msg.data), None, None
+
+
+def _label_query(msg) -> tuple:
+    return _label_specs(msg.labels)
 
 
 def _label_specs(specs) -> tuple:
