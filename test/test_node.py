@@ -50,7 +50,10 @@ class Probe:
                                           ("confidence_image", Image, f"{ns}/confidence_image", 10),
                                           ("info", SegmentationInfo, f"{ns}/label_info", latched),
                                           ("camera_info", CameraInfo, f"{ns}/camera_info", 10),
-                                          ("diagnostics", DiagnosticArray, "/diagnostics", 10)):
+                                          # every node of the module publishes here, 5 Hz each: a
+                                          # deep queue keeps the others from pushing out the one
+                                          # message a test waits for while the executor is busy
+                                          ("diagnostics", DiagnosticArray, "/diagnostics", 200)):
             self.node.create_subscription(msg_type, topic, self._collector(key), qos)
         self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
         self.compressed_pub = self.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
