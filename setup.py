@@ -31,6 +31,7 @@ setup(
         "pyyaml>=5.4",
         "safetensors>=0.4",
         "tqdm>=4.60",
+        "scipy>=1.7",
     ],
     extras_require={"eval": ["matplotlib>=3.5"]},
     entry_points={

@@ -53,6 +53,14 @@ class SegmentationResult:
     confidence_scale: float = 1.0
     #: seconds per stage: preprocess, backbone, classify, postprocess (shared by a batch)
     timings: Dict[str, float] = field(default_factory=dict)
+    #: [h, w, D] float16, the L2-normalized pixel embeddings the labels were matched against,
+    #: at the model's output grid (pixel-major), or None when not requested. Without
+    #: clustering, PAMR or a backend's logit refinement (LSeg's arch_option), a pixel's label
+    #: logit is ``logit_scale * embeddings[y, x] . encode_texts([label])[0]``.
+    embeddings: Optional[np.ndarray] = None
+    #: (x, y): source-image pixels per embedding grid cell (cell (j, i) covers image columns
+    #: [j * sx, (j + 1) * sx) and rows [i * sy, (i + 1) * sy))
+    embedding_scale: tuple = (1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -215,6 +223,34 @@ class Segmenter:
             checked.append(value)
         return labels, [[d.strip() for d in ds] for ds in descriptions], checked
 
+    def validate_texts(self, texts: Sequence[str]) -> List[str]:
+        """Checked, stripped copies of free texts to embed (:meth:`encode_texts`); ValueError
+        names the bad one. Each text is one phrase (';' is not a synonym separator here)."""
+        if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
+            raise ValueError(f"texts must be a list of strings, got {shorten(texts)}")
+        texts = [text.strip() for text in texts]
+        if not texts:
+            raise ValueError("no texts given; give at least one, e.g. ['door']")
+        if len(texts) > self.max_names:
+            raise ValueError(f"{len(texts)} texts requested; at most {self.max_names} are accepted")
+        for index, text in enumerate(texts):
+            if not text:
+                raise ValueError(f"empty text at position {index} of {shorten(texts)}")
+            if len(text) > self.max_label_chars:
+                raise ValueError(f"text {shorten(text, 40)} is {len(text)} characters long; at most "
+                                 f"{self.max_label_chars} are accepted")
+            problem = label_text_problem(text)
+            if problem:
+                raise ValueError(f"text {shorten(text, 40)} at position {index} {problem}")
+        return texts
+
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """[N, D] float32 L2-normalized embeddings of free texts, in the space of the pixel
+        embeddings (:attr:`SegmentationResult.embeddings`): the label encoder with the same
+        prompt templates and cache the labels use, so ``encode_texts(["door"])`` is the
+        embedding a label "door" is matched with. Thread-safe."""
+        return self.label_encoder.encode(self.validate_texts(texts))
+
     def set_labels(self, labels: Sequence[str], descriptions: Optional[Sequence[Sequence[str]]] = None,
                    thresholds: Optional[Sequence[Optional[float]]] = None) -> List[str]:
         """Replace the active label set. Known labels cost no text forward."""
@@ -251,19 +287,21 @@ class Segmenter:
 
     # ---------------------------------------------------------------- segment
     @torch.inference_mode()
-    def segment(self, images, return_confidences: bool = True,
-                output_size: Optional[tuple] = None) -> Union[SegmentationResult, List[SegmentationResult]]:
+    def segment(self, images, return_confidences: bool = True, output_size: Optional[tuple] = None,
+                return_embeddings: bool = False) -> Union[SegmentationResult, List[SegmentationResult]]:
         """Segment an RGB uint8 HxWx3 image (or a batch: BxHxWx3 array or list of images).
 
         Returns one SegmentationResult, or a list for a batch. ``output_size`` (H, W)
         overrides the config's output size; the default is each image's own size.
+        ``return_embeddings`` adds the normalized pixel embeddings (float16, on the host).
         """
         label_set = self.label_set
         if label_set is None:
             raise RuntimeError("no labels set; call set_labels([...]) first")
         rgb_images, is_batch = split_batch(images)
         if is_batch and len({image.shape for image in rgb_images}) > 1:
-            results = [self.segment(image, return_confidences, output_size) for image in rgb_images]
+            results = [self.segment(image, return_confidences, output_size, return_embeddings)
+                       for image in rgb_images]
             return results
         timings: Dict[str, float] = {}
         clock = _StageClock(self.device, timings)
@@ -273,16 +311,24 @@ class Segmenter:
         clock.lap("preprocess")
 
         window, stride = self.backend_window(model_input)
+        embeddings = None
         if window:
             # the references' sliding window: per-window logits at window size, averaged
-            logits = self.sliding_window_logits(model_input, label_set.label_embeddings, window, stride)
+            logits = self.sliding_window_logits(model_input, label_set.label_embeddings, window, stride,
+                                                embeddings_out=[] if return_embeddings else None)
+            if return_embeddings:
+                logits, embeddings = logits
             clock.lap("backbone")  # backbone and classification, window by window
             timings["classify"] = 0.0
         else:
             pixel_embeddings = self.backend(model_input)  # [B, D, h', w']
             clock.lap("backbone")
             logits = self.classify(pixel_embeddings, label_set.label_embeddings, model_input)  # [B, N, h', w']
+            if return_embeddings:
+                embeddings = pixel_embeddings
             clock.lap("classify")
+        if embeddings is not None:  # [B, h', w', D] float16 on the host, normalized as classify does
+            embeddings = F.normalize(embeddings.float(), dim=1).permute(0, 2, 3, 1).half().cpu().numpy()
 
         out_size = tuple(output_size or (self.config.output_height or height, self.config.output_width or width))
         if self.config.input_resize == "mmseg":
@@ -295,8 +341,11 @@ class Segmenter:
         results = [self._finish(image_logits, label_set, out_size, return_confidences, pre_scale)
                    for image_logits in logits]
         clock.lap("postprocess")
-        for result in results:
+        for index, result in enumerate(results):
             result.timings = dict(timings)
+            if embeddings is not None:
+                result.embeddings = embeddings[index]
+                result.embedding_scale = (width / embeddings.shape[2], height / embeddings.shape[1])
         return results if is_batch else results[0]
 
     def model_input(self, rgb_images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -346,21 +395,29 @@ class Segmenter:
         return window, int(self.backend.stride)
 
     def sliding_window_logits(self, model_input: torch.Tensor, label_embeddings: torch.Tensor,
-                              window: int, stride: int) -> torch.Tensor:
+                              window: int, stride: int, embeddings_out: Optional[list] = None):
         """Logits [B, N, H, W] at the model-input size, as NACLIP's, SCLIP's and ClearCLIP's
         ``forward_slide``: each window (``window`` pixels, ``stride`` apart, the last one
         flush with the border; a side shorter than the window is taken whole) is classified
         on its own, its logits resized to the window, summed where windows overlap and divided
-        by the count. PAMR, when configured, runs once on the merged logits."""
+        by the count. PAMR, when configured, runs once on the merged logits.
+
+        With ``embeddings_out`` (a list) it returns (logits, embeddings): the windows' pixel
+        embeddings averaged where they overlap on the whole input's patch grid (each window
+        normalized first), [B, D, H / p, W / p]."""
         batch, _, height, width = model_input.shape
         window_h, window_w = min(window, height), min(window, width)
         total = torch.zeros((batch, label_embeddings.shape[0], height, width), device=model_input.device)
         count = torch.zeros((1, 1, height, width), device=model_input.device)
+        grid_sum = grid_count = None
         for top in window_starts(height, window_h, stride):
             for left in window_starts(width, window_w, stride):
                 crop = model_input[..., top:top + window_h, left:left + window_w]
                 embeddings = self.backend.dense_embeddings(crop) if hasattr(self.backend, "dense_embeddings") \
                     else self.backend(crop)
+                if embeddings_out is not None:
+                    grid_sum, grid_count = _add_window_embeddings(grid_sum, grid_count, embeddings, top, left,
+                                                                  height, width, window_h, window_w)
                 with torch.autocast(device_type=crop.device.type, enabled=False):
                     logits = self._cosine_logits(embeddings, label_embeddings)
                 total[..., top:top + window_h, left:left + window_w] += self.resize_logits(logits, (window_h, window_w),
@@ -368,7 +425,10 @@ class Segmenter:
                 count[..., top:top + window_h, left:left + window_w] += 1
         logits = total / count
         with torch.autocast(device_type=model_input.device.type, enabled=False):
-            return self._pamr(logits, model_input)
+            logits = self._pamr(logits, model_input)
+        if embeddings_out is None:
+            return logits
+        return logits, grid_sum / grid_count.clamp_min(1)
 
     def classify(self, pixel_embeddings: torch.Tensor, label_embeddings: torch.Tensor,
                  model_input: Optional[torch.Tensor] = None) -> torch.Tensor:
@@ -419,6 +479,21 @@ class Segmenter:
         return SegmentationResult(mask_np, confidences, list(label_set.names), unknown,
                                   generation=label_set.generation,
                                   confidence_scale=plan.confidence_scale if return_confidences else 1.0)
+
+
+def _add_window_embeddings(grid_sum, grid_count, embeddings, top, left, height, width, window_h, window_w):
+    """Add one window's normalized embeddings [B, D, gh, gw] to the whole input's grid sums;
+    the grid has the window's cell size (window_h / gh input pixels per cell)."""
+    batch, dim, gh, gw = embeddings.shape
+    cell_h, cell_w = window_h / gh, window_w / gw
+    if grid_sum is None:
+        grid_sum = embeddings.new_zeros((batch, dim, int(height // cell_h), int(width // cell_w)), dtype=torch.float32)
+        grid_count = embeddings.new_zeros((1, 1) + grid_sum.shape[-2:], dtype=torch.float32)
+    gy = min(int(round(top / cell_h)), grid_sum.shape[-2] - gh)
+    gx = min(int(round(left / cell_w)), grid_sum.shape[-1] - gw)
+    grid_sum[..., gy:gy + gh, gx:gx + gw] += F.normalize(embeddings.float(), dim=1)
+    grid_count[..., gy:gy + gh, gx:gx + gw] += 1
+    return grid_sum, grid_count
 
 
 class _StageClock:

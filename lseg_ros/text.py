@@ -11,6 +11,7 @@ and none for the return to "door".
 """
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from typing import List, Optional, Sequence, Tuple
 
@@ -41,6 +42,9 @@ class LabelEncoder:
         self.forward_count = 0
         #: checked between forward batches; when it returns True encoding stops (InterruptedError)
         self.should_stop = lambda: False
+        # encode() may be called from several threads (the node's label thread and its
+        # ~/encode_text service): one at a time, so the cache and forward_count stay consistent
+        self._lock = threading.RLock()
 
     def cache_key(self, label: str, descriptions: Sequence[str] = ()) -> CacheKey:
         return (self.backend.text_model_id, self.template_set, self.pooling, label, tuple(descriptions))
@@ -51,7 +55,11 @@ class LabelEncoder:
     @torch.inference_mode()
     def encode(self, labels: Sequence[str],
                descriptions: Optional[Sequence[Sequence[str]]] = None) -> torch.Tensor:
-        """label_embeddings [N, D], float32, L2-normalized, on the backend's device."""
+        """label_embeddings [N, D], float32, L2-normalized, on the backend's device (thread-safe)."""
+        with self._lock:
+            return self._encode(labels, descriptions)
+
+    def _encode(self, labels, descriptions):
         descriptions = descriptions or [()] * len(labels)
         if len(descriptions) != len(labels):
             raise ValueError(f"got {len(descriptions)} description lists for {len(labels)} labels")

@@ -481,3 +481,48 @@ def test_synonyms_given_as_lists_become_the_text_form_and_share_the_cache():
     forwards = segmenter.label_encoder.forward_count
     segmenter.set_labels(["man", "person;man", "door"][1:])  # every name already encoded
     assert segmenter.label_encoder.forward_count == forwards
+
+
+# ----------------------------------------------------------- embeddings for open-vocabulary maps
+@pytest.mark.parametrize("window", [0, 64])
+def test_embeddings_times_text_embeddings_give_the_label_logits(window):
+    """A map built from result.embeddings and queried with encode_texts gets the logits the
+    segmenter classified with (before upsampling): logit_scale * cosine."""
+    config = SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device="cpu", short_side=64,
+                             max_long_side=128, labels=["door", "chair", "floor"])
+    config.dense_clip.window, config.dense_clip.stride = window, 32
+    segmenter = Segmenter(config)
+    image = random_image(64, 112, seed=3)
+    result = segmenter.segment(image, return_embeddings=True)
+    x = segmenter.model_input([image])
+    if window:
+        logits, grid = segmenter.sliding_window_logits(x, segmenter.label_set.label_embeddings, 64, 32, [])
+        reference = torch.einsum("bdhw,nd->bnhw", F.normalize(grid, dim=1), segmenter.label_set.label_embeddings)
+    else:
+        logits = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings, x)
+        reference = logits / segmenter.logit_scale
+    embeddings = result.embeddings
+    assert embeddings.dtype == np.float16 and embeddings.shape == (64 // 16, 112 // 16, 32)
+    np.testing.assert_allclose(np.linalg.norm(embeddings.astype(np.float32), axis=-1), 1.0, atol=2e-3)
+    assert result.embedding_scale == (112 / 7, 64 / 4)
+    text = segmenter.encode_texts(["door", "chair", "floor"]).numpy()
+    cosine = np.einsum("hwd,nd->nhw", embeddings.astype(np.float32), text)
+    np.testing.assert_allclose(cosine, reference[0].numpy(), atol=2e-3)  # float16 storage
+    if not window:  # the logits themselves: the mask came from these
+        np.testing.assert_allclose(cosine * segmenter.logit_scale, logits[0].numpy(), atol=0.2)
+    no_embeddings = segmenter.segment(image)
+    assert no_embeddings.embeddings is None and (no_embeddings.mask == result.mask).all()
+
+
+def test_encode_texts_is_the_label_cache_and_refuses_bad_texts():
+    segmenter = Segmenter(SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device="cpu",
+                                          short_side=64, labels=["door", "chair"]))
+    forwards = segmenter.label_encoder.forward_count
+    door = segmenter.encode_texts(["door"])
+    assert segmenter.label_encoder.forward_count == forwards  # cached with the labels
+    torch.testing.assert_close(door[0], segmenter.label_set.label_embeddings[0])
+    torch.testing.assert_close(segmenter.encode_texts([" glass door "]).norm(dim=-1), torch.ones(1))
+    for texts, message in ((["door", ""], "empty text at position 1"), ([], "no texts"), ("door", "list of strings"),
+                           (["a\x00b"], "position 0"), (["x" * 300], "300 characters")):
+        with pytest.raises(ValueError, match=message):
+            segmenter.encode_texts(texts)
