@@ -132,6 +132,29 @@ def image_msg_to_array(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     return pixels[:, :, 0] if pixels.shape[2] == 1 else pixels
 
 
+def depth_image_to_metres(msg: Image, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A depth image (16UC1/mono16 millimetres, 32FC1 metres) as ``HxW`` float32 metres, NaN
+    where there is no return (0, NaN, inf); see :func:`lseg_ros.geometry.depth_to_metres`."""
+    from ..geometry import DEPTH_SCALES, depth_to_metres
+
+    if msg.encoding not in DEPTH_SCALES:
+        raise ImageConversionError(f"unsupported depth encoding {shorten(msg.encoding)}; accepted: "
+                                   f"{', '.join(DEPTH_SCALES)} (16-bit in millimetres, 32FC1 in metres)")
+    return depth_to_metres(image_msg_to_array(msg, max_pixels), msg.encoding)
+
+
+def metres_to_depth_msg(depth_m: np.ndarray, header: Header, encoding: str = "16UC1") -> Image:
+    """``HxW`` metres (NaN = no return) as a 16UC1 (millimetres, 0 = no return; RealSense's
+    encoding) or 32FC1 (metres, NaN) depth image."""
+    _check_array(depth_m, "depth", (), (np.floating,), "a float type")
+    if encoding == "32FC1":
+        return _image_msg(depth_m.astype(np.float32), header, "32FC1")
+    if encoding != "16UC1":
+        raise ImageConversionError(f"unsupported depth output encoding {encoding!r}; accepted: 16UC1, 32FC1")
+    millimetres = np.where(np.isfinite(depth_m), np.rint(depth_m * 1000.0), 0).clip(0, 65535).astype(np.uint16)
+    return _image_msg(millimetres, header, "16UC1")
+
+
 def compressed_to_rgb(msg: CompressedImage, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A JPEG or PNG ``sensor_msgs/CompressedImage`` as ``HxWx3 uint8`` RGB.
 
@@ -365,3 +388,109 @@ def cloud_msg_to_records(msg: PointCloud2) -> np.ndarray:
                       "formats": [order + types[f.datatype] for f in msg.fields],
                       "offsets": [f.offset for f in msg.fields], "itemsize": msg.point_step})
     return np.frombuffer(bytes(msg.data), dtype=dtype, count=msg.width * msg.height)
+
+
+#: ~/obstacle_points layout: x y z float32 (metres), little-endian, 12 bytes
+XYZ_POINT_DTYPE = np.dtype({"names": ["x", "y", "z"], "formats": ["<f4", "<f4", "<f4"],
+                            "offsets": [0, 4, 8], "itemsize": 12})
+
+
+def xyz_cloud_msg(xyz: np.ndarray, header: Header) -> PointCloud2:
+    """An unorganized PointCloud2 of ``xyz`` [N, 3] float32 metres with fields x y z (what
+    Nav2's obstacle and voxel layers read)."""
+    xyz = np.ascontiguousarray(xyz, dtype="<f4").reshape(-1, 3)
+    msg = PointCloud2()
+    msg.header = header
+    msg.height, msg.width = 1, len(xyz)
+    msg.fields = [PointField(name=name, offset=4 * index, datatype=PointField.FLOAT32, count=1)
+                  for index, name in enumerate("xyz")]
+    msg.is_bigendian = False
+    msg.point_step = XYZ_POINT_DTYPE.itemsize
+    msg.row_step = msg.point_step * len(xyz)
+    msg.is_dense = bool(np.isfinite(xyz).all())
+    msg.data = _byte_array(xyz)
+    return msg
+
+
+# ----------------------------------------------------------------------------------------
+# embeddings, objects, markers
+
+
+def feature_map_msg(msg_type, embeddings: np.ndarray, header: Header, model: str, scale: tuple,
+                    logit_scale: float):
+    """A FeatureMap (``msg_type``) of ``embeddings`` [h, w, D] (cast to little-endian float16),
+    ``scale`` = (x, y) image pixels per grid cell."""
+    height, width, dim = embeddings.shape
+    values = np.ascontiguousarray(embeddings, dtype="<f2")
+    msg = msg_type(header=header, model=model, dim=dim, height=height, width=width, scale_x=float(scale[0]),
+                   scale_y=float(scale[1]), logit_scale=float(logit_scale), is_bigendian=False)
+    msg.data = _byte_array(values)
+    return msg
+
+
+def feature_map_to_array(msg) -> np.ndarray:
+    """A FeatureMap's embeddings as ``[height, width, dim]`` float16 (native byte order);
+    ValueError when its size fields and data disagree."""
+    expected = msg.height * msg.width * msg.dim * 2
+    if len(msg.data) != expected:
+        raise ValueError(f"FeatureMap data has {len(msg.data)} bytes; {msg.height}x{msg.width}x{msg.dim} "
+                         f"float16 values need {expected}")
+    stored = np.dtype(">f2" if msg.is_bigendian else "<f2")
+    values = np.frombuffer(bytes(msg.data), dtype=stored).reshape(msg.height, msg.width, msg.dim)
+    return values.astype(np.float16)
+
+
+def object_array_msg(array_type, object_type, objects, labels, header: Header, generation: int,
+                     has_depth: bool):
+    """An ObjectArray of :class:`lseg_ros.objects.DetectedObject` (``labels`` names them)."""
+    from geometry_msgs.msg import Point, Vector3
+    from sensor_msgs.msg import RegionOfInterest
+
+    msg = array_type(header=header, generation=generation, has_depth=has_depth)
+    for obj in objects:
+        x, y, width, height = (int(value) for value in obj.bbox)
+        centroid, extent = (float(v) for v in obj.centroid), (float(v) for v in obj.extent)
+        msg.objects.append(object_type(
+            label=labels[obj.label_index], label_index=obj.label_index, confidence=float(obj.confidence),
+            pixel_count=obj.pixel_count,
+            roi=RegionOfInterest(x_offset=x, y_offset=y, width=width, height=height),
+            centroid=Point(**dict(zip("xyz", centroid))), extent=Vector3(**dict(zip("xyz", extent))),
+            depth_pixel_count=obj.depth_pixels))
+    return msg
+
+
+#: namespace of the object markers (rviz lists it under the MarkerArray display)
+MARKER_NAMESPACES = ("lseg_objects", "lseg_object_labels")
+
+
+def object_markers(objects_msg, colors, lifetime_s: float = 0.0):
+    """visualization_msgs/MarkerArray for an ObjectArray: first a DELETEALL (the previous
+    frame's objects go), then per object with a 3D position a translucent CUBE (centroid,
+    extent, the label's color from ``colors``, as ~/label_info) and a TEXT_VIEW_FACING
+    label above it. Objects without depth get no marker."""
+    import math
+
+    from builtin_interfaces.msg import Duration
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    header = objects_msg.header
+    lifetime = Duration(sec=int(lifetime_s), nanosec=int((lifetime_s % 1) * 1e9))
+    markers = [Marker(header=header, action=Marker.DELETEALL)]
+    for index, obj in enumerate(objects_msg.objects):
+        c, e = obj.centroid, obj.extent
+        if not all(math.isfinite(v) for v in (c.x, c.y, c.z, e.x, e.y, e.z)):
+            continue
+        r, g, b = colors[obj.label_index] if obj.label_index < len(colors) else (255, 255, 255)
+        box = Marker(header=header, ns=MARKER_NAMESPACES[0], id=index, type=Marker.CUBE, action=Marker.ADD,
+                     lifetime=lifetime, color=color_rgba(r, g, b, 110))
+        box.pose.position.x, box.pose.position.y, box.pose.position.z = c.x, c.y, c.z
+        box.pose.orientation.w = 1.0
+        box.scale.x, box.scale.y, box.scale.z = (max(v, 0.01) for v in (e.x, e.y, e.z))
+        text = Marker(header=header, ns=MARKER_NAMESPACES[1], id=index, type=Marker.TEXT_VIEW_FACING,
+                      action=Marker.ADD, lifetime=lifetime, color=color_rgba(r, g, b), text=obj.label)
+        text.pose.position.x, text.pose.position.z = c.x, c.z
+        text.pose.position.y = c.y - 0.5 * max(e.y, 0.01) - 0.1  # above the box (optical frame: y down)
+        text.pose.orientation.w = 1.0
+        text.scale.z = 0.15  # text height in metres
+        markers.extend((box, text))
+    return MarkerArray(markers=markers)

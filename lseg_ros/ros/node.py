@@ -5,11 +5,19 @@ Subscribes (relative names, remap with ``-r image:=/camera/color/image_raw``):
   camera_info (optional), labels (std_msgs/String "door, chair"), ~/label_query (LabelQuery).
   The label topics are heard from plain and latched (transient local) publishers alike,
   including a latched one that published before the node started.
-Serves ~/set_labels (SetLabels): applies a label set and answers once it is in use.
+  depth (optional; 16UC1 mm / 32FC1 m, registered to the color image), paired with each
+  frame by stamp (nearest within depth_slop; the image path never waits for it).
+Serves ~/set_labels (SetLabels): applies a label set and answers once it is in use;
+~/encode_text (EncodeText): text embeddings in the space of ~/embeddings.
 Publishes, every message stamped with the source image's header:
   ~/mask (mono8 / mono16), ~/overlay (rgb8), ~/confidence (ConfidenceMaps),
   ~/confidence_image (32FC1, best label's probability), ~/camera_info (scaled to the mask
-  size), ~/label_info (SegmentationInfo, transient local), /diagnostics.
+  size), ~/label_info (SegmentationInfo, transient local), /diagnostics;
+  with depth and camera_info: ~/points (PointCloud2 x y z rgb label confidence),
+  ~/obstacle_points (PointCloud2 x y z of the obstacle_labels); ~/objects (ObjectArray:
+  connected label regions, 3D with depth), ~/markers (MarkerArray of them);
+  ~/embeddings (FeatureMap, every embeddings_every_n-th frame).
+  Each of the mapping outputs is computed only while it has a subscriber.
 
 The executor never waits for the model: the newest frame waits in a one-slot buffer
 (a newer frame replaces it and counts as dropped) and a worker thread runs the model.
@@ -25,6 +33,7 @@ them at construction, :mod:`lseg_ros.ros.lifecycle` as managed-node transitions.
 """
 from __future__ import annotations
 
+import array
 import math
 import sys
 import threading
@@ -44,19 +53,23 @@ try:
 except ImportError:  # Humble
     from rclpy.qos_event import SubscriptionEventCallbacks
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import ColorRGBA, Header, String
 
 from ..deps import require_engine_packages
+from ..stamps import StampBuffer, stamp_ns
 
 require_engine_packages("lseg_node")  # one line instead of a ModuleNotFoundError traceback
 from ..segmenter import Segmenter, parse_label_text  # noqa: E402
-from ..validation import shorten
+from ..geometry import Intrinsics, labelled_points  # noqa: E402
+from ..objects import find_objects  # noqa: E402
+from ..validation import shorten, split_synonyms
 from ..viz import label_colors, overlay
 from ..weights import WeightsError
 from .runner import run_node
-from .conversions import (ImageConversionError, compressed_to_rgb, float_map_to_image_msg, image_to_rgb,
-                          mask_to_image_msg, rgb_to_image_msg, scale_camera_info)
+from .conversions import (ImageConversionError, compressed_to_rgb, depth_image_to_metres, feature_map_msg,
+                          float_map_to_image_msg, image_to_rgb, mask_to_image_msg, object_array_msg,
+                          object_markers, rgb_to_image_msg, scale_camera_info, semantic_cloud_msg, xyz_cloud_msg)
 from .diagnostics import FrequencyCheck, StampCheck
 from .params import declare_parameters, read_configs
 from .twins import TwinFilter
@@ -99,6 +112,11 @@ class Counters:
     failed: int = 0
     rejected_camera_info: int = 0
     superseded_label_sets: int = 0
+    depth_in: int = 0
+    depth_matched: int = 0
+    depth_unmatched: int = 0  # frames that wanted depth, with depth arriving, but none within depth_slop
+    rejected_depth: int = 0
+    embeddings_due: int = 0  # processed frames counted towards embeddings_every_n
     inference_s: List[float] = field(default_factory=list)
     end_to_end_s: List[float] = field(default_factory=list)
 
@@ -143,14 +161,21 @@ class LsegCore:
         self.segmenter.max_labels = self.node_config.max_labels
         self.segmenter.max_label_chars = self.node_config.max_label_chars
         self.segmenter.max_descriptions = self.node_config.max_prompts_per_label
+        if self.node_config.obstacle_labels:  # same text rules as labels
+            try:
+                self.node_config.obstacle_labels = self.segmenter.validate_texts(self.node_config.obstacle_labels)
+            except ValueError as error:
+                self.segmenter = None
+                raise ValueError(f"obstacle_labels: {error}") from None
         self.counters = Counters()
         self._encoding: Optional[tuple] = None  # (request, start time) being encoded now
         self._latest_request: Optional[LabelRequest] = None  # last accepted request (threshold changes)
         self._published_generation = 0  # label set of the last ~/label_info
         self._camera_info: Optional[CameraInfo] = None
-        self._diagnostics_seen = (0, 0)  # (problems, processed) at the last diagnostics message
+        self._diagnostics_seen = (0, 0, 0, 0)  # (problems, processed, depth unmatched, matched) at the last one
         self._stop = threading.Event()  # this configure's threads' (see _init_core)
         self._twins = TwinFilter()
+        self._depth = StampBuffer(DEPTH_BUFFER)  # (stamp, depth Image) of the newest depth messages
         made = self._configured_entities
 
         def publisher(msg_type, topic, qos):
@@ -176,6 +201,17 @@ class LsegCore:
             latched = QoSProfile(depth=LABEL_INFO_HISTORY, durability=DurabilityPolicy.TRANSIENT_LOCAL,
                                  reliability=ReliabilityPolicy.RELIABLE)
             self.info_pub = publisher(SegmentationInfo, "~/label_info", latched)
+            # mapping and navigation outputs (each computed only while subscribed)
+            from visualization_msgs.msg import MarkerArray
+            from ..msg import FeatureMap, Object, ObjectArray
+            from ..srv import EncodeText
+
+            self._object_types, self._feature_map_type = (ObjectArray, Object), FeatureMap
+            self.points_pub = publisher(PointCloud2, "~/points", 2)
+            self.obstacle_pub = publisher(PointCloud2, "~/obstacle_points", 2)
+            self.objects_pub = publisher(ObjectArray, "~/objects", 10)
+            self.markers_pub = publisher(MarkerArray, "~/markers", 10)
+            self.embeddings_pub = publisher(FeatureMap, "~/embeddings", 2)
             self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics", 10)
             # Label inputs: each topic twice, so that latched publishers started before this node
             # are heard (transient local) as well as plain ones (volatile); see twins.py.
@@ -194,6 +230,9 @@ class LsegCore:
             self._service_group = MutuallyExclusiveCallbackGroup()
             made.append((self.destroy_service, self.create_service(
                 SetLabels, "~/set_labels", self._on_set_labels, callback_group=self._service_group)))
+            # its own group too: a text forward does not hold up frames nor wait for set_labels
+            made.append((self.destroy_service, self.create_service(
+                EncodeText, "~/encode_text", self._on_encode_text, callback_group=MutuallyExclusiveCallbackGroup())))
             made.append((self.destroy_timer, self.create_timer(self.node_config.diagnostics_period,
                                                                self._publish_diagnostics)))
             self._name_check_at = time.monotonic() + NAME_CHECK_DELAY_S  # done by the diagnostics timer
@@ -233,7 +272,8 @@ class LsegCore:
         else:
             self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
         self._image_subs = [self._image_sub, self.create_subscription(
-            CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data)]
+            CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data),
+            self.create_subscription(Image, "depth", self._on_depth, qos_profile_sensor_data)]
         self._frequency = FrequencyCheck(nc.min_rate, nc.max_rate or math.inf, nc.rate_tolerance, nc.rate_window,
                                          now=time.monotonic())
         self._stamps = StampCheck(nc.min_stamp_delay, nc.max_stamp_delay)
@@ -249,6 +289,8 @@ class LsegCore:
         self._image_subs = []
         with self._lock:
             self._slot = None
+        if hasattr(self, "_depth"):
+            self._depth.clear()
 
     def _cleanup(self) -> None:
         """Stop the threads, unsubscribe (_deactivate), destroy what _configure made and drop the
@@ -287,6 +329,36 @@ class LsegCore:
                 self.counters.dropped += 1
             self._slot = (msg, time.perf_counter())
             self._lock.notify()
+
+    def _on_depth(self, msg: Image) -> None:
+        """Keep the newest depth images (converted only when a frame is paired with one)."""
+        self.counters.depth_in += 1
+        self._depth.push(stamp_ns(msg.header.stamp), msg)
+
+    def _on_encode_text(self, request, response):
+        """~/encode_text: embeddings of texts in the space of ~/embeddings (same label cache)."""
+        segmenter = self.segmenter
+        response.success = False
+        if segmenter is None:
+            response.message = "the node is not configured"
+            return response
+        response.model = segmenter.description
+        response.logit_scale = float(segmenter.logit_scale)
+        try:
+            embeddings = segmenter.encode_texts(list(request.texts))
+        except ValueError as error:
+            self.counters.rejected_queries += 1
+            self._log("error", f"encode_text rejected: {error}", throttle=1.0)
+            response.message = str(error)
+            return response
+        except InterruptedError:
+            response.message = "the node is shutting down"
+            return response
+        values = embeddings.float().cpu().numpy()
+        response.dim = int(values.shape[1])
+        response.embeddings = array.array("f", values.astype("<f4").tobytes())
+        response.success = True
+        return response
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] == 0:
@@ -349,6 +421,11 @@ class LsegCore:
                     if labels and self.segmenter is not None:
                         self.segmenter.validate_labels(labels)
                     changes.append(("labels", labels))
+                elif parameter.name == "obstacle_labels":
+                    obstacles = _label_list(parameter.value, "obstacle_labels")
+                    if obstacles and self.segmenter is not None:
+                        obstacles = self.segmenter.validate_texts(obstacles)
+                    changes.append(("obstacle_labels", obstacles))
                 elif parameter.name in ("threshold", "overlay_alpha"):
                     if not isinstance(parameter.value, (int, float)) or isinstance(parameter.value, bool) \
                             or not 0.0 <= float(parameter.value) <= 1.0:
@@ -371,6 +448,8 @@ class LsegCore:
                         self._pending_labels = LabelRequest(latest.names, latest.descriptions, latest.thresholds,
                                                             "threshold parameter")
                         self._label_lock.notify()
+            elif name == "obstacle_labels":
+                self.node_config.obstacle_labels = value
             else:
                 self.node_config.overlay_alpha = value
         return SetParametersResult(successful=True)
@@ -540,9 +619,14 @@ class LsegCore:
             return
         want_maps = self.confidence_pub.get_subscription_count() > 0
         want_best = self.confidence_image_pub.get_subscription_count() > 0
-        want_confidences = want_maps or want_best
+        spatial = self._wanted_spatial_outputs()
+        want_confidences = want_maps or want_best or bool(spatial & {"points", "objects"})
+        want_embeddings = False
+        if self.embeddings_pub.get_subscription_count() > 0:
+            want_embeddings = self.counters.embeddings_due % self.node_config.embeddings_every_n == 0
+            self.counters.embeddings_due += 1
         start = time.perf_counter()
-        result = segmenter.segment(rgb, return_confidences=want_confidences)
+        result = segmenter.segment(rgb, return_confidences=want_confidences, return_embeddings=want_embeddings)
         inference_s = time.perf_counter() - start
         if not self._active:  # deactivated meanwhile: inactive nodes publish nothing
             return
@@ -567,14 +651,89 @@ class LsegCore:
             maps.scale = result.confidence_scale
             maps.maps = [float_map_to_image_msg(c, header) for c in result.confidences]
             self.confidence_pub.publish(maps)
-        if self._camera_info is not None:
+        camera_info = self._camera_info
+        if camera_info is not None:
             height, width = result.mask.shape
-            info = scale_camera_info(self._camera_info, width, height)
+            info = scale_camera_info(camera_info, width, height)
             info.header = header
             self.camera_info_pub.publish(info)
+        if want_embeddings:
+            self.embeddings_pub.publish(feature_map_msg(
+                self._feature_map_type, result.embeddings, header, segmenter.description, result.embedding_scale,
+                segmenter.logit_scale))
+        if spatial:
+            self._publish_spatial(spatial, result, rgb, header, camera_info)
         self.counters.processed += 1
         _push(self.counters.inference_s, inference_s)
         _push(self.counters.end_to_end_s, time.perf_counter() - receive_time)
+
+    # ------------------------------------------------------- mapping outputs
+    def _wanted_spatial_outputs(self) -> set:
+        """The depth-based outputs that have subscribers: points, obstacles, objects (also for markers)."""
+        wanted = set()
+        if self.points_pub.get_subscription_count() > 0:
+            wanted.add("points")
+        if self.obstacle_pub.get_subscription_count() > 0 and self.node_config.obstacle_labels:
+            wanted.add("obstacles")
+        if self.objects_pub.get_subscription_count() > 0 or self.markers_pub.get_subscription_count() > 0:
+            wanted.add("objects")
+        return wanted
+
+    def _paired_depth(self, header, camera_info) -> tuple:
+        """(depth in metres, color intrinsics) for this frame, or (None, None): no depth within
+        depth_slop (counted when depth is arriving), no camera_info, or a bad depth image."""
+        if self.counters.depth_in == 0:
+            return None, None  # no depth published: the node runs without 3D outputs
+        depth_msg = self._depth.nearest(stamp_ns(header.stamp), self.node_config.depth_slop)
+        if depth_msg is None:
+            self.counters.depth_unmatched += 1
+            self._log("warning", f"no depth image within depth_slop={self.node_config.depth_slop:g} s of frame "
+                      f"{header.stamp.sec}.{header.stamp.nanosec:09d}: no 3D outputs for it (depth and color "
+                      "stamps too far apart, or depth slower than color)", throttle=10.0)
+            return None, None
+        self.counters.depth_matched += 1
+        if camera_info is None:
+            self._log("warning", "depth received but no camera_info yet: 3D outputs need the color camera's "
+                      "intrinsics (remap camera_info)", throttle=10.0)
+            return None, None
+        try:
+            depth_m = depth_image_to_metres(depth_msg, max_pixels=self.node_config.max_image_pixels)
+            intrinsics = Intrinsics.from_k(camera_info.k, camera_info.width, camera_info.height)
+        except ValueError as error:  # ImageConversionError too
+            self.counters.rejected_depth += 1
+            self._log("error", f"depth rejected: {error}", throttle=1.0)
+            return None, None
+        return depth_m, intrinsics
+
+    def _publish_spatial(self, wanted: set, result, rgb, header, camera_info) -> None:
+        nc = self.node_config
+        depth_m, intrinsics = self._paired_depth(header, camera_info)
+        best = result.confidences.max(axis=0) if result.confidences is not None else None
+        if depth_m is not None and wanted & {"points", "obstacles"}:
+            include_unknown = "points" in wanted and nc.points_include_unknown
+            points = labelled_points(depth_m, result.mask, intrinsics, rgb=rgb, confidence=best,
+                                     stride=nc.points_stride, min_depth=nc.min_depth, max_depth=nc.max_depth,
+                                     unknown_value=None if include_unknown else result.unknown_value)
+            if "points" in wanted:
+                self.points_pub.publish(semantic_cloud_msg(points, header))
+            if "obstacles" in wanted:
+                indices, missing = obstacle_indices(result.labels, nc.obstacle_labels)
+                if missing:
+                    self._log("warning", f"obstacle_labels {shorten(missing, 200)} are not in the label set "
+                              f"{shorten(result.labels, 200)}: add them to the labels to see them", throttle=30.0)
+                keep = np.isin(points.label, np.asarray(indices, dtype=np.uint16))
+                self.obstacle_pub.publish(xyz_cloud_msg(points.xyz[keep], header))
+        if "objects" in wanted:
+            objects = find_objects(result.mask, len(result.labels), confidence=best, depth_m=depth_m,
+                                   intrinsics=intrinsics, min_pixels=nc.min_object_pixels,
+                                   depth_band=nc.object_depth_band, min_depth=nc.min_depth, max_depth=nc.max_depth)
+            array_type, object_type = self._object_types
+            msg = object_array_msg(array_type, object_type, objects, result.labels, header, result.generation,
+                                   depth_m is not None)
+            if self.objects_pub.get_subscription_count() > 0:
+                self.objects_pub.publish(msg)
+            if self.markers_pub.get_subscription_count() > 0:
+                self.markers_pub.publish(object_markers(msg, label_colors(len(result.labels))))
 
     # ----------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -594,10 +753,13 @@ class LsegCore:
             self.diagnostics_pub.publish(array)
             return
         counters = self.counters
-        problems = counters.rejected_frames + counters.failed + counters.rejected_queries + counters.rejected_camera_info
+        problems = counters.rejected_frames + counters.failed + counters.rejected_queries + \
+            counters.rejected_camera_info + counters.rejected_depth
         new_problems = problems - self._diagnostics_seen[0]
         new_processed = counters.processed - self._diagnostics_seen[1]
-        self._diagnostics_seen = (problems, counters.processed)
+        new_unpaired = counters.depth_unmatched - self._diagnostics_seen[2]
+        new_paired = counters.depth_matched - self._diagnostics_seen[3]
+        self._diagnostics_seen = (problems, counters.processed, counters.depth_unmatched, counters.depth_matched)
         # diagnostic_updater's naming: "<node name>: <task>" (the fully qualified name is a value)
         status = DiagnosticStatus(name=f"{self.get_name()}: {DIAGNOSTIC_TASKS[0]}", hardware_id=str(self.segmenter.device))
         encoding, pending = self._encoding, self._pending_labels
@@ -617,6 +779,10 @@ class LsegCore:
         elif stale:
             status.level, status.message = DiagnosticStatus.WARN, \
                 f"no frame for {silent_s:.1f} s on {self._image_sub.topic_name}"
+        elif new_unpaired and not new_paired:
+            status.level, status.message = DiagnosticStatus.WARN, \
+                f"depth arriving but not paired with frames (stamps more than depth_slop=" \
+                f"{self.node_config.depth_slop:g} s apart?)"
         elif encoding is not None:
             status.level, status.message = DiagnosticStatus.OK, "running; encoding a new label set"
         else:
@@ -633,7 +799,10 @@ class LsegCore:
             "label_encoding": "idle" if encoding is None else
             f"{len(encoding[0].names)} labels from {encoding[0].source}, {time.monotonic() - encoding[1]:.1f} s",
             "label_pending": "none" if pending is None else f"{len(pending.names)} labels from {pending.source}",
-            "superseded_label_sets": counters.superseded_label_sets, "device": str(self.segmenter.device),
+            "superseded_label_sets": counters.superseded_label_sets,
+            "depth_in": counters.depth_in, "depth_matched": counters.depth_matched,
+            "depth_unmatched": counters.depth_unmatched, "rejected_depth": counters.rejected_depth,
+            "device": str(self.segmenter.device),
             "model": self.segmenter.description,
         }
         status.values = [KeyValue(key=key, value=str(value)) for key, value in values.items()]
@@ -676,6 +845,8 @@ class LsegCore:
         return [thread.name for thread in threads if thread is not None and thread.is_alive()]
 
 
+#: depth images kept for pairing with color frames (at 30 Hz: the last third of a second)
+DEPTH_BUFFER = 10
 #: how long destroy_node waits for the worker and label threads (shutdown must take < 1 s)
 SHUTDOWN_WAIT_S = 0.3
 #: the tasks /diagnostics reports on, as "<node name>: <task>"
@@ -737,15 +908,28 @@ def _resized_overlay(rgb, mask, colors, alpha):
     return overlay(resized, mask, colors, alpha)
 
 
-def _label_list(value) -> List[str]:
-    """The labels parameter's value as a list of names; ValueError names a wrong type."""
+def _label_list(value, name: str = "labels") -> List[str]:
+    """A label-list parameter's value as a list of names; ValueError names a wrong type."""
     if value is None:
         return []
     if isinstance(value, str):
         return parse_label_text(value)
     if isinstance(value, (list, tuple)) and all(isinstance(label, str) for label in value):
         return list(value)
-    raise ValueError(f"labels must be a string array (or 'door, chair'), got {value!r}")
+    raise ValueError(f"{name} must be a string array (or 'door, chair'), got {shorten(value)}")
+
+
+def obstacle_indices(labels: List[str], obstacle_labels: List[str]) -> tuple:
+    """(indices of ``labels`` that are obstacles, obstacle names no label has): a label is an
+    obstacle when it or one of its synonyms is in ``obstacle_labels`` (case-insensitive)."""
+    wanted = {name.strip().casefold() for name in obstacle_labels}
+    indices, found = [], set()
+    for index, label in enumerate(labels):
+        names = {label.casefold()} | {name.casefold() for name in split_synonyms(label)}
+        if names & wanted:
+            indices.append(index)
+            found |= names & wanted
+    return indices, sorted(wanted - found)
 
 
 def _push(window: list, value: float, size: int = 100) -> None:

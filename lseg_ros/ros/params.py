@@ -15,7 +15,7 @@ from ..config import SegmenterConfig, _doc, check_values, field_docs, flatten, f
 from ..profiles import PROFILE_NAMES, profile_fields
 
 #: parameters that may change while the node runs (all others need a restart)
-DYNAMIC_PARAMETERS = ("labels", "threshold", "overlay_alpha")
+DYNAMIC_PARAMETERS = ("labels", "threshold", "overlay_alpha", "obstacle_labels")
 
 
 @dataclass
@@ -48,6 +48,27 @@ class NodeConfig:
     max_stamp_delay: float = _doc("Largest acceptable age (s) of a frame's header stamp on arrival "
                                   "('input timestamps' diagnostics, diagnostic_updater TimeStampStatus).", 5.0)
     min_stamp_delay: float = _doc("Smallest acceptable age (s); negative allows stamps that far in the future.", -1.0)
+    depth_slop: float = _doc("Largest stamp difference (s) between a color frame and the depth image paired "
+                             "with it (the nearest one wins; an exact match always does). The image path "
+                             "never waits for depth: a frame without a depth image this close gets no 3D "
+                             "outputs and is counted as unmatched.", 0.05)
+    points_stride: int = _doc("~/points and ~/obstacle_points: every n-th pixel of the mask's grid along "
+                              "each axis (1 = every pixel: 307,200 points at 640x480).", 2)
+    min_depth: float = _doc("Depths (m) below this are left out of ~/points, ~/obstacle_points and the "
+                            "objects' 3D values.", 0.1)
+    max_depth: float = _doc("Depths (m) above this are left out.", 10.0)
+    points_include_unknown: bool = _doc("Include pixels of no label (unknown_value) in ~/points.", False)
+    obstacle_labels: List[str] = _doc("Labels whose pixels are published on ~/obstacle_points (for Nav2's "
+                                      "obstacle/voxel layer), e.g. 'person, stairs, glass door'; a label "
+                                      "with synonyms is matched by any of its names. Empty: nothing is "
+                                      "published.", factory=list)
+    min_object_pixels: int = _doc("~/objects: connected regions smaller than this (mask pixels) are not "
+                                  "objects.", 50)
+    object_depth_band: float = _doc("~/objects: points farther than this (m) from a region's median depth "
+                                    "are left out of its centroid and extent (background bleeding into "
+                                    "the outline).", 0.5)
+    embeddings_every_n: int = _doc("~/embeddings is published for every n-th processed frame (when "
+                                   "subscribed).", 1)
 
     def validate(self) -> "NodeConfig":
         checks = [
@@ -66,6 +87,12 @@ class NodeConfig:
             (0 <= self.rate_tolerance < 1, "rate_tolerance", "a fraction in [0, 1)"),
             (self.rate_window >= 1, "rate_window", ">= 1"),
             (self.max_stamp_delay > self.min_stamp_delay, "min_stamp_delay/max_stamp_delay", "min < max"),
+            (self.depth_slop >= 0, "depth_slop", ">= 0 seconds"),
+            (self.points_stride >= 1, "points_stride", ">= 1"),
+            (0 <= self.min_depth < self.max_depth, "min_depth/max_depth", "0 <= min_depth < max_depth (metres)"),
+            (self.min_object_pixels >= 1, "min_object_pixels", ">= 1"),
+            (self.object_depth_band > 0, "object_depth_band", "> 0 metres"),
+            (self.embeddings_every_n >= 1, "embeddings_every_n", ">= 1"),
         ]
         check_values(self, checks, "parameter")
         return self

@@ -1,0 +1,358 @@
+"""lseg_node's mapping and navigation outputs over real rclpy/DDS, compared with the core
+modules on the same frame: ~/points and ~/obstacle_points (geometry.labelled_points),
+~/objects and ~/markers (objects.find_objects), ~/embeddings with ~/encode_text (the
+engine's logits), depth pairing by stamp, and outputs computed only while subscribed.
+"""
+import os
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+rclpy = pytest.importorskip("rclpy")
+pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
+
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+from std_msgs.msg import Header  # noqa: E402
+from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
+
+from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points  # noqa: E402
+from lseg_ros.msg import FeatureMap, ObjectArray  # noqa: E402
+from lseg_ros.objects import find_objects  # noqa: E402
+from lseg_ros.ros.conversions import (cloud_msg_to_records, feature_map_to_array, image_msg_to_array,  # noqa: E402
+                                      metres_to_depth_msg, rgb_to_image_msg, semantic_cloud_msg)
+from lseg_ros.ros.node import LsegNode, obstacle_indices  # noqa: E402
+from lseg_ros.ros.params import parameter_overrides  # noqa: E402
+from lseg_ros.viz import label_colors  # noqa: E402
+
+from test_node import ParameterClient, _wait, scene  # noqa: E402
+
+
+def _result(future, timeout=30.0):
+    _wait(future, timeout)
+    return future.result()
+
+LABELS = ["floor", "wall", "door; doorway"]
+PARAMETERS = {"backend": "dense_clip", "model": "lseg-test-tiny-ViT", "pretrained": "random", "device": "cpu",
+              "short_side": 64, "max_long_side": 128, "labels": LABELS, "diagnostics_period": 0.2,
+              "points_stride": 1, "min_depth": 0.05, "max_depth": 20.0, "obstacle_labels": ["doorway"],
+              "min_object_pixels": 4}
+K = [40.0, 0.0, 31.5, 0.0, 42.0, 23.5, 0.0, 0.0, 1.0]  # of the 64x48 color image
+OUTPUTS = {"points": (PointCloud2, "points"), "obstacles": (PointCloud2, "obstacle_points"),
+           "objects": (ObjectArray, "objects"), "markers": (MarkerArray, "markers"),
+           "embeddings": (FeatureMap, "embeddings"), "mask": (Image, "mask")}
+
+
+class MappingProbe:
+    """Publishes frames, depth and camera_info; subscribes to the outputs it is asked for."""
+
+    def __init__(self, namespace):
+        self.node = rclpy.create_node("mapping_probe", namespace=namespace)
+        self.ns = f"/{namespace}/lseg_node"
+        self.received = {key: [] for key in OUTPUTS}
+        self.subscriptions = {}
+        self.lock = threading.Lock()
+        self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        self.depth_pub = self.node.create_publisher(Image, "depth", qos_profile_sensor_data)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.stamp = 0
+        self.subscribe("mask")
+
+    def subscribe(self, *keys):
+        for key in keys:
+            if key not in self.subscriptions:
+                msg_type, topic = OUTPUTS[key]
+                self.subscriptions[key] = self.node.create_subscription(
+                    msg_type, f"{self.ns}/{topic}", self._collector(key), 10)
+
+    def unsubscribe(self, *keys):
+        for key in keys:
+            self.node.destroy_subscription(self.subscriptions.pop(key))
+
+    def _collector(self, key):
+        def collect(msg):
+            with self.lock:
+                self.received[key].append(msg)
+        return collect
+
+    def next_header(self):
+        self.stamp += 1
+        header = Header(frame_id="camera_optical")
+        header.stamp.sec, header.stamp.nanosec = 2000 + self.stamp, 5000
+        return header
+
+    def wait_for(self, key, header, timeout=20.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                for msg in self.received[key]:
+                    if msg.header.stamp == header.stamp:
+                        return msg
+            time.sleep(0.02)
+        raise AssertionError(f"no {key} message for stamp {header.stamp.sec} within {timeout} s")
+
+    def send(self, rgb, depth_msg=None, depth_offset_ns=0, info=True, timeout=20.0):
+        """Publish camera_info, depth (stamp shifted by ``depth_offset_ns``) and the frame
+        until its mask arrives (best-effort topics); returns the frame's header."""
+        header = self.next_header()
+        if depth_msg is not None:
+            depth_msg.header = Header(frame_id=header.frame_id)
+            total = header.stamp.sec * 10**9 + header.stamp.nanosec + depth_offset_ns
+            depth_msg.header.stamp.sec, depth_msg.header.stamp.nanosec = divmod(total, 10**9)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if info:
+                self.info_pub.publish(CameraInfo(header=header, width=64, height=48, k=K))
+            if depth_msg is not None:
+                self.depth_pub.publish(depth_msg)
+                time.sleep(0.05)  # the depth is in the node's buffer before the frame is segmented
+            self.image_pub.publish(rgb_to_image_msg(rgb, header))
+            try:
+                self.wait_for("mask", header, timeout=1.5)
+                return header
+            except AssertionError:
+                continue
+        raise AssertionError("no mask for the frame")
+
+
+@pytest.fixture(scope="module")
+def mapping():
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    rclpy.init(domain_id=101 + os.getpid() % 100)
+    executor = MultiThreadedExecutor(num_threads=3)
+    node = LsegNode("lseg_node", namespace="mapcam", parameter_overrides=parameter_overrides(PARAMETERS))
+    probe = MappingProbe("mapcam")
+    executor.add_node(node)
+    executor.add_node(probe.node)
+    spinner = threading.Thread(target=executor.spin, daemon=True)
+    spinner.start()
+    time.sleep(0.5)
+    yield node, probe
+    executor.shutdown()
+    node.destroy_node()
+    probe.node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def ramp_depth(height=48, width=64, seed=0):
+    """Metres: a slanted plane with a few holes (no return)."""
+    rng = np.random.default_rng(seed)
+    depth = 1.0 + 0.03 * np.arange(height)[:, None] + 0.01 * np.arange(width)[None, :]
+    depth = depth.astype(np.float32)
+    depth[rng.random(depth.shape) < 0.05] = np.nan
+    return depth
+
+
+def expected_points(node, rgb, depth_m, include_unknown=False):
+    result = node.segmenter.segment(rgb)
+    return result, labelled_points(depth_m, result.mask, Intrinsics.from_k(K, 64, 48), rgb=rgb,
+                                   confidence=result.confidences.max(0), stride=1, min_depth=0.05, max_depth=20.0,
+                                   unknown_value=None if include_unknown else result.unknown_value)
+
+
+def test_points_equal_the_core_back_projection_of_the_same_frame(mapping):
+    node, probe = mapping
+    probe.subscribe("points")
+    rgb, depth_m = scene(1), ramp_depth()
+    header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "16UC1"))
+    cloud = probe.wait_for("points", header)
+    millimetres = depth_to_metres(np.where(np.isfinite(depth_m), np.rint(depth_m * 1000), 0).astype(np.uint16),
+                                  "16UC1")
+    _, points = expected_points(node, rgb, millimetres)
+    expected = cloud_msg_to_records(semantic_cloud_msg(points, header))
+    got = cloud_msg_to_records(cloud)
+    assert cloud.header.frame_id == "camera_optical" and len(got) == len(expected) > 2500
+    for field in ("x", "y", "z", "confidence"):
+        np.testing.assert_allclose(got[field], expected[field], rtol=1e-6, atol=1e-6)
+    for field in ("rgb", "label"):
+        np.testing.assert_array_equal(got[field], expected[field])
+    probe.unsubscribe("points")
+
+
+def test_depth_of_another_size_in_metres_within_the_slop_is_paired(mapping):
+    node, probe = mapping
+    probe.subscribe("points")
+    rgb, depth_m = scene(2), ramp_depth(24, 32, seed=1)  # half-size 32FC1 depth, registered to the image
+    header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"), depth_offset_ns=20_000_000)
+    got = cloud_msg_to_records(probe.wait_for("points", header))
+    _, points = expected_points(node, rgb, depth_m)
+    np.testing.assert_allclose(got["z"], points.xyz[:, 2], rtol=1e-6)
+    probe.unsubscribe("points")
+
+
+def test_depth_outside_the_slop_is_counted_and_the_mask_still_comes(mapping):
+    node, probe = mapping
+    probe.subscribe("points")
+    unmatched = node.counters.depth_unmatched
+    header = probe.send(scene(3), metres_to_depth_msg(ramp_depth(), Header(), "32FC1"),
+                        depth_offset_ns=500_000_000)  # 0.5 s > depth_slop 0.05 s
+    time.sleep(0.3)
+    assert node.counters.depth_unmatched > unmatched
+    assert not any(msg.header.stamp == header.stamp for msg in probe.received["points"])
+    probe.unsubscribe("points")
+
+
+def test_a_bad_depth_image_is_rejected_counted_and_the_next_one_is_used(mapping):
+    node, probe = mapping
+    probe.subscribe("points")
+    rejected = node.counters.rejected_depth
+    bad = rgb_to_image_msg(scene(4), Header())  # rgb8 on the depth topic
+    probe.send(scene(4), bad)
+    deadline = time.monotonic() + 5
+    while node.counters.rejected_depth == rejected and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert node.counters.rejected_depth > rejected
+    header = probe.send(scene(5), metres_to_depth_msg(ramp_depth(), Header(), "32FC1"))
+    assert len(cloud_msg_to_records(probe.wait_for("points", header))) > 2500
+    assert node.counters.failed == 0
+    probe.unsubscribe("points")
+
+
+def test_obstacle_points_are_the_points_of_the_obstacle_labels_and_follow_the_parameter(mapping):
+    node, probe = mapping
+    probe.subscribe("obstacles")
+    rgb, depth_m = scene(6), ramp_depth()
+    header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))
+    cloud = probe.wait_for("obstacles", header)
+    assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [("x", 0, 7), ("y", 4, 7), ("z", 8, 7)]
+    result, points = expected_points(node, rgb, depth_m)
+    indices, missing = obstacle_indices(result.labels, ["doorway"])
+    assert indices == [2] and missing == []  # a synonym names the label
+    keep = points.label == 2
+    got = cloud_msg_to_records(cloud)
+    np.testing.assert_allclose(np.stack([got["x"], got["y"], got["z"]], 1), points.xyz[keep], rtol=1e-6)
+
+    client = ParameterClient(probe.node, probe.ns)
+    assert client.wait_for_services(10.0)
+    future = client.set_parameters([Parameter("obstacle_labels", value=["floor", "WALL"])])
+    assert _result(future).results[0].successful
+    header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))
+    got = cloud_msg_to_records(probe.wait_for("obstacles", header))
+    np.testing.assert_allclose(got["z"], points.xyz[np.isin(points.label, [0, 1]), 2], rtol=1e-6)
+    future = client.set_parameters([Parameter("obstacle_labels", value=["ok", "bad\x07"])])
+    outcome = _result(future).results[0]
+    assert not outcome.successful and "position 1" in outcome.reason
+    assert node.node_config.obstacle_labels == ["floor", "WALL"]
+    assert _result(client.set_parameters([Parameter("obstacle_labels", value=["doorway"])])).results[0].successful
+    probe.unsubscribe("obstacles")
+
+
+def test_objects_and_markers_equal_the_core_objects_of_the_same_frame(mapping):
+    node, probe = mapping
+    probe.subscribe("objects", "markers")
+    rgb, depth_m = scene(7), ramp_depth()
+    header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))
+    objects = probe.wait_for("objects", header)
+    result = node.segmenter.segment(rgb)
+    expected = find_objects(result.mask, 3, result.confidences.max(0), depth_m, Intrinsics.from_k(K, 64, 48),
+                            min_pixels=4, depth_band=0.5, min_depth=0.05, max_depth=20.0)
+    assert objects.has_depth and objects.generation == result.generation and len(objects.objects) == len(expected) > 0
+    for got, want in zip(objects.objects, expected):
+        assert (got.label, got.label_index, got.pixel_count) == (result.labels[want.label_index], want.label_index,
+                                                                   want.pixel_count)
+        assert (got.roi.x_offset, got.roi.y_offset, got.roi.width, got.roi.height) == want.bbox
+        np.testing.assert_allclose([got.centroid.x, got.centroid.y, got.centroid.z], want.centroid, rtol=1e-5)
+        np.testing.assert_allclose([got.extent.x, got.extent.y, got.extent.z], want.extent, rtol=1e-5, atol=1e-6)
+        assert got.confidence == pytest.approx(want.confidence, rel=1e-6)
+    markers = None
+    deadline = time.monotonic() + 10
+    while markers is None and time.monotonic() < deadline:
+        with probe.lock:
+            markers = next((m for m in probe.received["markers"] if m.markers and m.markers[0].header.stamp ==
+                            header.stamp), None)
+        time.sleep(0.02)
+    assert markers is not None and markers.markers[0].action == Marker.DELETEALL
+    boxes = [m for m in markers.markers if m.type == Marker.CUBE]
+    texts = [m for m in markers.markers if m.type == Marker.TEXT_VIEW_FACING]
+    assert len(boxes) == len(texts) == len(expected)
+    colors = label_colors(3)
+    for box, text, want in zip(boxes, texts, expected):
+        assert text.text == result.labels[want.label_index]
+        assert (round(box.color.r * 255), round(box.color.g * 255)) == colors[want.label_index][:2]
+        assert box.pose.position.z == pytest.approx(float(want.centroid[2]), rel=1e-5)
+    probe.unsubscribe("objects", "markers")
+
+
+def test_objects_without_depth_have_nan_positions(mapping):
+    node, probe = mapping
+    probe.subscribe("objects")
+    header = probe.send(scene(8), None)  # no depth near this stamp
+    objects = probe.wait_for("objects", header)
+    assert not objects.has_depth and objects.objects
+    assert all(np.isnan(o.centroid.z) and o.depth_pixel_count == 0 for o in objects.objects)
+    probe.unsubscribe("objects")
+
+
+def test_embeddings_queried_with_encode_text_give_the_node_logits(mapping):
+    """cosine(~/embeddings pixel, ~/encode_text("door")) * logit_scale == the node's logit
+    for that pixel before upsampling."""
+    from lseg_ros.srv import EncodeText
+
+    node, probe = mapping
+    probe.subscribe("embeddings")
+    rgb = scene(9)
+    header = probe.send(rgb)
+    feature_map = probe.wait_for("embeddings", header)
+    embeddings = feature_map_to_array(feature_map).astype(np.float32)  # [h, w, D]
+    client = probe.node.create_client(EncodeText, f"{probe.ns}/encode_text")
+    assert client.wait_for_service(timeout_sec=10.0)
+    reply = _result(client.call_async(EncodeText.Request(texts=["door", "doorway", "floor", "wall"])))
+    assert reply.success and reply.model == feature_map.model == node.segmenter.description
+    assert reply.dim == feature_map.dim == embeddings.shape[2]
+    texts = np.asarray(reply.embeddings, dtype=np.float32).reshape(4, reply.dim)
+    segmenter = node.segmenter
+    with torch.inference_mode():
+        x = segmenter.model_input([rgb])
+        logits = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings, x)[0].numpy()
+    # the label set's names: floor, wall, door, doorway (the synonyms of label 2)
+    names = ["floor", "wall", "door", "doorway"]
+    order = [names.index(text) for text in ("door", "doorway", "floor", "wall")]
+    ours = np.einsum("hwd,nd->nhw", embeddings, texts) * reply.logit_scale
+    assert feature_map.logit_scale == pytest.approx(reply.logit_scale)
+    assert ours.shape == logits[order].shape
+    np.testing.assert_allclose(ours, logits[order], atol=0.1)  # float16 embeddings, logit scale 100
+    assert (feature_map.scale_x, feature_map.scale_y) == pytest.approx((64 / feature_map.width, 48 / feature_map.height))
+    bad = _result(client.call_async(EncodeText.Request(texts=["door", ""])))
+    assert not bad.success and "position 1" in bad.message
+    probe.unsubscribe("embeddings")
+
+
+def test_embeddings_every_n_frames(mapping):
+    node, probe = mapping
+    probe.subscribe("embeddings")
+    node.node_config.embeddings_every_n = 2  # read-only parameter: set as a restart would
+    try:
+        headers = [probe.send(scene(10 + i)) for i in range(4)]
+        time.sleep(0.3)
+        with probe.lock:
+            stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in probe.received["embeddings"]}
+        sent = [(h.stamp.sec, h.stamp.nanosec) in stamps for h in headers]
+        assert sum(sent) == 2 and sent[0] != sent[1]
+    finally:
+        node.node_config.embeddings_every_n = 1
+        probe.unsubscribe("embeddings")
+
+
+def test_nothing_is_computed_for_outputs_without_subscribers(mapping, monkeypatch):
+    node, probe = mapping
+    calls = []
+    import lseg_ros.ros.node as node_module
+
+    for name in ("labelled_points", "find_objects", "feature_map_msg"):
+        original = getattr(node_module, name)
+        monkeypatch.setattr(node_module, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    matched = node.counters.depth_matched
+    for index in range(3):
+        probe.send(scene(20 + index), metres_to_depth_msg(ramp_depth(), Header(), "32FC1"))
+    assert calls == [] and node.counters.depth_matched == matched
+    segmented = []
+    original_segment = node.segmenter.segment
+    monkeypatch.setattr(node.segmenter, "segment",
+                        lambda *a, **k: segmented.append(k) or original_segment(*a, **k))
+    probe.send(scene(30))
+    assert segmented and not segmented[-1]["return_embeddings"]
