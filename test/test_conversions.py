@@ -492,6 +492,14 @@ def test_semantic_cloud_reads_with_sensor_msgs_py_where_it_imports():
 
     read = point_cloud2.read_points(semantic_cloud_msg(_points(), Header()), field_names=("x", "y", "z", "label"))
     assert [tuple(p) for p in read] == [(0.5, -0.25, 2.0, 0), (1.0, 2.0, 3.0, 7), (-1.5, 0.0, 0.75, 300)]
+    every = point_cloud2.read_points(semantic_cloud_msg(_points(), Header()))
+    packed = np.asarray(every["rgb"], dtype=np.float32).view(np.uint32)
+    np.testing.assert_array_equal(packed, [0xFF0000, 0x010203, 0x0080FF])
+    np.testing.assert_array_equal(np.asarray(every["confidence"]), _points().confidence)
+    from lseg_ros.ros.conversions import xyz_cloud_msg
+
+    xyz = point_cloud2.read_points_numpy(xyz_cloud_msg(_points().xyz, Header()))
+    np.testing.assert_array_equal(xyz, _points().xyz)
 
 
 def test_intrinsics_scale_like_the_published_camera_info():
@@ -503,3 +511,73 @@ def test_intrinsics_scale_like_the_published_camera_info():
     scaled = scale_camera_info(info, 160, 120)
     k = Intrinsics.from_k(info.k, 640, 480).scaled(160, 120)
     assert (k.fx, k.cx, k.fy, k.cy) == (scaled.k[0], scaled.k[2], scaled.k[4], scaled.k[5])
+
+
+def test_obstacle_cloud_bytes_are_xyz_float32():
+    from sensor_msgs.msg import PointField
+    from std_msgs.msg import Header
+
+    from lseg_ros.ros.conversions import xyz_cloud_msg
+
+    msg = xyz_cloud_msg(_points().xyz, Header(frame_id="cam"))
+    assert bytes(msg.data) == struct.pack("<9f", 0.5, -0.25, 2.0, 1.0, 2.0, 3.0, -1.5, 0.0, 0.75)
+    assert (msg.height, msg.width, msg.point_step, msg.row_step, msg.is_dense) == (1, 3, 12, 36, True)
+    assert [(f.name, f.offset, f.datatype, f.count) for f in msg.fields] == [
+        ("x", 0, PointField.FLOAT32, 1), ("y", 4, PointField.FLOAT32, 1), ("z", 8, PointField.FLOAT32, 1)]
+    assert xyz_cloud_msg(np.zeros((0, 3), np.float32), Header()).width == 0
+
+
+# ----------------------------------------------------------------- depth, embeddings, objects
+def test_depth_images_in_millimetres_and_metres_become_metres_with_nan_for_no_return():
+    from lseg_ros.ros.conversions import depth_image_to_metres, metres_to_depth_msg
+
+    header = Header(frame_id="depth")
+    raw = Image(header=header, height=1, width=3, encoding="16UC1", step=6, is_bigendian=0,
+                data=struct.pack("<3H", 0, 1500, 65535))
+    np.testing.assert_allclose(depth_image_to_metres(raw), [[np.nan, 1.5, 65.535]])
+    metres = np.array([[np.nan, 1.2344, 3.0]], np.float32)
+    as_mm = metres_to_depth_msg(metres, header)
+    assert as_mm.encoding == "16UC1" and bytes(as_mm.data) == struct.pack("<3H", 0, 1234, 3000)
+    as_m = metres_to_depth_msg(metres, header, "32FC1")
+    np.testing.assert_array_equal(depth_image_to_metres(as_m), metres)
+    with pytest.raises(ImageConversionError, match="'rgb8'.*16UC1, mono16, 32FC1"):
+        depth_image_to_metres(rgb_to_image_msg(np.zeros((2, 2, 3), np.uint8), header))
+
+
+def test_feature_map_bytes_are_row_major_little_endian_float16():
+    from lseg_ros.msg import FeatureMap
+    from lseg_ros.ros.conversions import feature_map_msg, feature_map_to_array
+
+    embeddings = np.arange(2 * 3 * 4, dtype=np.float16).reshape(2, 3, 4) / 8
+    msg = feature_map_msg(FeatureMap, embeddings, Header(frame_id="cam"), "model x", (16.0, 12.5), 100.0)
+    assert (msg.dim, msg.height, msg.width, msg.scale_x, msg.scale_y, msg.logit_scale, msg.model) == (
+        4, 2, 3, 16.0, 12.5, 100.0, "model x")
+    assert bytes(msg.data) == struct.pack("<24e", *[float(v) for v in embeddings.ravel()])
+    np.testing.assert_array_equal(feature_map_to_array(msg), embeddings)
+    msg.dim = 5
+    with pytest.raises(ValueError, match="48 bytes"):
+        feature_map_to_array(msg)
+
+
+def test_object_array_and_markers_carry_the_objects():
+    from visualization_msgs.msg import Marker
+
+    from lseg_ros.msg import Object, ObjectArray
+    from lseg_ros.objects import DetectedObject
+    from lseg_ros.ros.conversions import object_array_msg, object_markers
+
+    nan3 = np.full(3, np.nan, np.float32)
+    objects = [DetectedObject(1, 40, (3, 4, 5, 6), 0.75, np.array([0.5, -0.2, 2.0], np.float32),
+                              np.array([0.4, 0.8, 0.1], np.float32), 38),
+               DetectedObject(0, 9, (0, 0, 3, 3), 0.5, nan3, nan3.copy(), 0)]
+    msg = object_array_msg(ObjectArray, Object, objects, ["floor", "door"], Header(frame_id="cam"), 7, True)
+    first = msg.objects[0]
+    assert (first.label, first.label_index, first.pixel_count, first.depth_pixel_count) == ("door", 1, 40, 38)
+    assert (first.roi.x_offset, first.roi.y_offset, first.roi.width, first.roi.height) == (3, 4, 5, 6)
+    assert (first.centroid.x, first.centroid.z, first.extent.y) == pytest.approx((0.5, 2.0, 0.8))
+    assert msg.generation == 7 and msg.has_depth and np.isnan(msg.objects[1].centroid.x)
+    markers = object_markers(msg, [(10, 20, 30), (255, 0, 0)]).markers
+    assert [m.type for m in markers[1:]] == [Marker.CUBE, Marker.TEXT_VIEW_FACING]  # no marker without 3D
+    assert markers[0].action == Marker.DELETEALL and markers[2].text == "door"
+    assert (markers[1].color.r, markers[1].color.g) == (1.0, 0.0)
+    assert (markers[1].scale.x, markers[1].scale.y) == pytest.approx((0.4, 0.8))

@@ -300,7 +300,8 @@ def _byte_array(pixels: np.ndarray) -> array.array:
     ROS_PYTHON_CHECK_FIELDS=1, a per-byte check (360 ms).
     """
     data = array.array("B")
-    data.frombytes(memoryview(pixels).cast("B"))
+    if pixels.size:  # memoryview cannot cast an empty multi-dimensional view
+        data.frombytes(memoryview(pixels).cast("B"))
     return data
 
 
