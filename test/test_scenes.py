@@ -94,3 +94,59 @@ def test_cli_rejects_a_malformed_size(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--size", "20by30"])
     assert "HxW" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------- 3D
+def test_geometry_leaves_the_image_and_mask_unchanged():
+    from lseg_ros.data.scenes import generate_scene_with_geometry
+
+    for index in range(3):
+        image, mask, geometry = generate_scene_with_geometry(scene_rng(2, index), (48, 64))
+        expected_image, expected_mask = generate_scene(scene_rng(2, index), (48, 64))
+        np.testing.assert_array_equal(image, expected_image)
+        np.testing.assert_array_equal(mask, expected_mask)
+        assert geometry.depth.shape == mask.shape and np.isfinite(geometry.depth).all()
+
+
+def test_floor_points_back_projected_from_the_depth_lie_on_the_floor_plane():
+    """The depth image, K and labelled_points agree: every floor pixel's point is on the plane."""
+    from lseg_ros.data.scenes import FLOOR, generate_scene_with_geometry
+    from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points
+
+    for index in range(5):
+        image, mask, geometry = generate_scene_with_geometry(scene_rng(3, index), (120, 160))
+        millimetres = np.rint(geometry.depth * 1000).astype(np.uint16)  # as a RealSense publishes it
+        points = labelled_points(depth_to_metres(millimetres, "16UC1"), mask, Intrinsics.from_k(geometry.k, 160, 120))
+        floor = points.xyz[points.label == FLOOR]
+        assert len(floor) == (mask == FLOOR).sum() > 100
+        distance = floor.astype(np.float64) @ geometry.floor_normal - geometry.floor_offset
+        assert np.abs(distance).max() < 0.005  # millimetre depth steps at up to ~5 m
+        assert 0.5 < floor[:, 2].min() and floor[:, 2].max() < 20.0
+        height_of = lambda keep: points.xyz[keep].astype(np.float64) @ geometry.floor_normal  # noqa: E731
+        assert (height_of(points.label == 1) < geometry.floor_offset + 0.005).all()  # the wall stands on it
+        assert (height_of(points.label >= 2) < geometry.floor_offset - 0.01).all()  # objects float in front
+
+
+def test_a_generated_objects_centroid_is_found_from_mask_and_depth():
+    from scipy import ndimage
+
+    from lseg_ros.data.scenes import SCENE_CLASSES, generate_scene_with_geometry
+    from lseg_ros.geometry import Intrinsics
+    from lseg_ros.objects import find_objects
+
+    checked = 0
+    for index in range(8):
+        _, mask, geometry = generate_scene_with_geometry(scene_rng(4, index), (120, 160))
+        found = find_objects(mask, len(SCENE_CLASSES), depth_m=geometry.depth,
+                             intrinsics=Intrinsics.from_k(geometry.k, 160, 120), min_pixels=20)
+        for number, (class_index, region, depth) in enumerate(geometry.objects):
+            _, parts = ndimage.label(region, structure=np.ones((3, 3)))
+            if parts != 1:
+                continue  # split by an occluder: several objects in the mask
+            match = [o for o in found if o.label_index == class_index and o.pixel_count == region.sum()]
+            if len(match) != 1:
+                continue  # touches another region of its class: one merged object in the mask
+            np.testing.assert_allclose(match[0].centroid, geometry.object_centroid(number), atol=0.01)
+            assert match[0].extent[2] == pytest.approx(0.0, abs=1e-4)  # a flat, camera-facing patch
+            checked += 1
+    assert checked >= 5

@@ -11,6 +11,7 @@ writes the generic dataset layout read by :func:`lseg_ros.data.datasets.generic`
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
@@ -42,17 +43,110 @@ CHECKER_COLORS = ((240, 240, 240), (25, 25, 25))
 def generate_scene(rng: np.random.Generator, size: Sequence[int] = (128, 160),
                    max_objects: int = 5) -> tuple[np.ndarray, np.ndarray]:
     """One scene: (image uint8 [H, W, 3], mask uint8 [H, W] of SCENE_CLASSES indices)."""
+    image, mask, _, _ = _compose(rng, size, max_objects)
+    return image, mask
+
+
+def _compose(rng, size, max_objects):
+    """(image, mask, boundary (v at the image centre, slope) of the wall's foot, drawn objects
+    [(class index, region)] in drawing order)."""
     height, width = _check_size(size)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)  # [H, W] pixel coordinates
-    image, mask = _background(rng, ys, xs)
+    image, mask, boundary = _background(rng, ys, xs)
+    drawn = []
     for _ in range(int(rng.integers(2, max_objects + 1))):
         class_index = int(rng.choice(OBJECT_CLASSES))
         region, colors = _draw_object(rng, SCENE_CLASSES[class_index], ys, xs)
         image[region] = colors[region]  # later objects occlude earlier ones
         mask[region] = class_index
+        drawn.append((class_index, region))
     image *= rng.uniform(0.85, 1.15)  # global lighting
     image += rng.normal(0.0, 4.0, image.shape)  # sensor noise
-    return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask
+    return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask, boundary, drawn
+
+
+# ------------------------------------------------------------------------- 3D: depth, camera
+#: horizontal field of view (degrees) of the scenes' pinhole camera (camera_sim's default)
+SCENE_FOV_DEG = 60.0
+#: camera height above the floor (m)
+CAMERA_HEIGHT_M = 1.2
+#: the floor's vanishing line (the horizon) lies this fraction of the image height above
+#: the wall's foot, so the wall stands a few metres away
+HORIZON_ABOVE_WALL = 0.3
+#: each object is a flat, camera-facing patch at this fraction of the nearest depth behind it
+OBJECT_DEPTH_FACTOR = 0.8
+
+
+def pinhole_k(width: int, height: int, fov_deg: float = SCENE_FOV_DEG) -> list:
+    """Row-major 3x3 K of a pinhole camera with a horizontal field of view of ``fov_deg``,
+    square pixels, principal point at the image centre (what camera_sim publishes)."""
+    focal = 0.5 * width / float(np.tan(np.radians(fov_deg) / 2))
+    return [focal, 0.0, width / 2, 0.0, focal, height / 2, 0.0, 0.0, 1.0]
+
+
+@dataclass
+class SceneGeometry:
+    """The 3D scene behind a generated image, in the camera's optical frame (x right, y
+    down, z forward; metres): floor plane ``floor_normal . X = floor_offset``, a vertical
+    wall standing on the floor along the wall's foot in the image, and each object a flat
+    camera-facing patch at a known depth in front of what it covers."""
+
+    depth: np.ndarray  # [H, W] float32 metres, every pixel valid
+    k: list  # row-major 3x3 intrinsics
+    floor_normal: np.ndarray  # [3], unit
+    floor_offset: float  # metres (the camera's height above the floor)
+    #: (class index, visible region [H, W] bool, depth in metres) per object, in drawing order
+    objects: list = field(default_factory=list)
+
+    def object_centroid(self, index: int) -> np.ndarray:
+        """Mean 3D point of object ``index``'s visible pixels (its true centroid as seen)."""
+        _, region, depth = self.objects[index]
+        rows, cols = np.nonzero(region)
+        fx, cx, fy, cy = self.k[0], self.k[2], self.k[4], self.k[5]
+        return np.array([((cols - cx) / fx).mean() * depth, ((rows - cy) / fy).mean() * depth, depth])
+
+
+def generate_scene_with_geometry(rng: np.random.Generator, size: Sequence[int] = (128, 160), max_objects: int = 5,
+                                 fov_deg: float = SCENE_FOV_DEG) -> tuple:
+    """(image, mask, :class:`SceneGeometry`): the scene :func:`generate_scene` draws with the
+    same generator (identical image and mask), with its depth and camera."""
+    image, mask, (v0, slope), drawn = _compose(rng, size, max_objects)
+    height, width = mask.shape
+    k = pinhole_k(width, height, fov_deg)
+    k_matrix = np.array(k, dtype=np.float64).reshape(3, 3)
+    cols, rows = np.meshgrid(np.arange(width, dtype=np.float64), np.arange(height, dtype=np.float64))
+    rays = np.stack([cols, rows, np.ones_like(cols)], axis=-1) @ np.linalg.inv(k_matrix).T  # [H, W, 3], z = 1
+    # The horizon: the wall's foot v = v0 + slope (u - W/2), raised by HORIZON_ABOVE_WALL * H.
+    # A plane's vanishing line l (pixels) and its normal n satisfy n ~ K^T l.
+    horizon = np.array([-slope, 1.0, -(v0 - HORIZON_ABOVE_WALL * height - slope * width / 2)])
+    normal = k_matrix.T @ horizon
+    normal /= np.linalg.norm(normal)
+    if normal @ rays[-1, width // 2] < 0:  # pixels below the horizon see the floor in front
+        normal = -normal
+    floor_depth = CAMERA_HEIGHT_M / (rays @ normal)  # z of the ray's hit: n . (z r) = h
+    # The wall: vertical (contains the floor normal), through the floor line under its foot.
+    foot = [np.array([u, v0 + slope * (u - width / 2), 1.0]) for u in (0.0, width - 1.0)]
+    ends = [np.linalg.inv(k_matrix) @ pixel for pixel in foot]
+    ends = [ray * CAMERA_HEIGHT_M / (ray @ normal) for ray in ends]
+    wall_normal = np.cross(ends[1] - ends[0], normal)
+    wall_normal /= np.linalg.norm(wall_normal)
+    if wall_normal @ ends[0] < 0:
+        wall_normal = -wall_normal
+    wall_depth = (wall_normal @ ends[0]) / (rays @ wall_normal)
+    behind_objects_floor = rows >= v0 + (cols - width / 2) * slope  # the background's own rule
+    depth = np.where(behind_objects_floor, floor_depth, wall_depth)
+    depth = np.where(np.isfinite(depth) & (depth > 0), depth, 50.0)  # (rays parallel to a plane)
+    objects = []
+    for index, (class_index, region) in enumerate(drawn):
+        distance = OBJECT_DEPTH_FACTOR * float(depth[region].min())
+        depth[region] = distance
+        later = np.zeros_like(region)
+        for _, other in drawn[index + 1:]:
+            later |= other
+        objects.append((class_index, region & ~later, distance))
+    geometry = SceneGeometry(depth.astype(np.float32), k, normal, CAMERA_HEIGHT_M,
+                             [obj for obj in objects if obj[1].any()])
+    return image, mask, geometry
 
 
 def _check_size(size: Sequence[int]) -> tuple[int, int]:
@@ -63,7 +157,9 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
 
 def _background(rng, ys, xs):
     height, width = ys.shape
-    horizon = height * rng.uniform(0.35, 0.65) + (xs - width / 2) * rng.uniform(-0.15, 0.15)
+    v0 = height * rng.uniform(0.35, 0.65)  # the wall's foot: row at the image centre, and slope
+    slope = rng.uniform(-0.15, 0.15)
+    horizon = v0 + (xs - width / 2) * slope
     is_floor = ys >= horizon  # [H, W]
     mask = np.where(is_floor, FLOOR, WALL).astype(np.uint8)
 
@@ -78,7 +174,7 @@ def _background(rng, ys, xs):
     floor = floor_tint + planks + grain
 
     image = np.where(is_floor[..., None], floor, wall).astype(np.float32)  # [H, W, 3]
-    return image, mask
+    return image, mask, (float(v0), float(slope))
 
 
 def _rotated(rng, ys, xs, cy, cx):
@@ -140,13 +236,17 @@ def scene_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), int(index)])
 
 
-def generate_scene_stream(seed: int = 0, size: Sequence[int] = (128, 160)
-                          ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+def generate_scene_stream(seed: int = 0, size: Sequence[int] = (128, 160), fov_deg: Optional[float] = None
+                          ) -> Iterator[tuple]:
     """Endless (image, mask) scenes for a camera simulator; frame i equals image i of
-    ``write_generic_dataset`` with the same seed and size."""
+    ``write_generic_dataset`` with the same seed and size. With ``fov_deg``: (image, mask,
+    :class:`SceneGeometry`) of a camera with that horizontal field of view."""
     index = 0
     while True:
-        yield generate_scene(scene_rng(seed, index), size)
+        if fov_deg is None:
+            yield generate_scene(scene_rng(seed, index), size)
+        else:
+            yield generate_scene_with_geometry(scene_rng(seed, index), size, fov_deg=fov_deg)
         index += 1
 
 
