@@ -73,3 +73,43 @@ def heatmap(confidence: np.ndarray) -> np.ndarray:
 def _legend_text(label: str) -> str:
     names = [name.strip() for name in label.split(";") if name.strip()]
     return label if len(names) <= 1 else f"{names[0]} (+{len(names) - 1})"
+
+
+def topdown_view(xyz: np.ndarray, labels: np.ndarray, colors: Sequence[Color], objects=(), range_m: float = 6.0,
+                 size: int = 320) -> np.ndarray:
+    """A bird's-eye picture [size, size, 3] of labelled points in a camera's optical frame:
+    x (right) across, z (forward) up from the camera at the bottom centre, y (height) dropped;
+    ``range_m`` metres across and ahead, a grid line every metre. Points take their label's
+    color (unknown values grey). ``objects``: (name, label index, x, z) drawn as a ringed dot
+    with the name."""
+    canvas = np.full((size, size, 3), 255, dtype=np.uint8)
+    scale = size / range_m  # pixels per metre
+    for metre in range(1, int(range_m) + 1):
+        canvas[max(0, size - 1 - int(metre * scale)), :] = 225
+        for sign in (-1, 1):
+            column = int(size / 2 + sign * metre * scale)
+            if 0 <= column < size:
+                canvas[:, column] = 225
+    table = np.full((max(int(labels.max(initial=0)) + 1, len(colors)), 3), 150, dtype=np.uint8)
+    table[:len(colors)] = np.asarray(colors, dtype=np.uint8).reshape(-1, 3)
+    finite = np.isfinite(xyz).all(axis=1)
+    xyz, labels = xyz[finite], labels[finite]
+    order = np.argsort(-xyz[:, 1], kind="stable")  # lowest first (y points down): seen from above,
+    xyz, labels = xyz[order], labels[order]        # what stands higher covers the floor under it
+    columns = np.floor(size / 2 + xyz[:, 0] * scale).astype(np.int64)
+    rows = np.floor(size - 1 - xyz[:, 2] * scale).astype(np.int64)
+    inside = (columns >= 0) & (columns < size) & (rows >= 0) & (rows < size)
+    canvas[rows[inside], columns[inside]] = table[labels[inside]]
+    image = Image.fromarray(canvas)
+    draw = ImageDraw.Draw(image)
+    draw.polygon([(size / 2, size - 12), (size / 2 - 6, size - 1), (size / 2 + 6, size - 1)], fill=(0, 0, 0))
+    font = ImageFont.load_default()
+    for name, index, x, z in objects:
+        if not (np.isfinite(x) and np.isfinite(z)):
+            continue
+        u, v = size / 2 + x * scale, size - 1 - z * scale
+        fill = tuple(int(c) for c in table[index]) if index < len(table) else (150, 150, 150)
+        draw.ellipse([u - 5, v - 5, u + 5, v + 5], fill=fill, outline=(0, 0, 0), width=2)
+        draw.text((u + 7, v - 6), _legend_text(name), fill=(0, 0, 0), font=font)
+    draw.text((4, 4), f"top view, {range_m:g} m across, 1 m grid", fill=(90, 90, 90), font=font)
+    return np.asarray(image)

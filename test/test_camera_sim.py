@@ -12,8 +12,9 @@ from lseg_ros.ros.camera_sim import CameraSimConfig, frame_source, pinhole_camer
 
 def test_generated_scenes_come_with_their_ground_truth():
     frames = list(itertools.islice(frame_source(CameraSimConfig(width=80, height=60, seed=3)), 3))
-    for rgb, truth in frames:
+    for rgb, truth, geometry in frames:
         assert rgb.shape == (60, 80, 3) and rgb.dtype == np.uint8 and truth.shape == (60, 80)
+        assert geometry.depth.shape == (60, 80) and geometry.k == list(pinhole_camera_info(80, 60, 60.0).k)
     again = next(frame_source(CameraSimConfig(width=80, height=60, seed=3)))
     np.testing.assert_array_equal(again[0], frames[0][0])
 
@@ -22,7 +23,7 @@ def test_folder_frames_are_sorted_and_looped(tmp_path):
     for index, name in enumerate(["b.png", "a.jpg", "c.bmp"]):
         Image.fromarray(np.full((8, 8, 3), index * 100, np.uint8)).save(tmp_path / name)
     (tmp_path / "notes.txt").write_text("ignored")
-    frames = [rgb for rgb, truth in itertools.islice(frame_source(CameraSimConfig(source=str(tmp_path))), 4)]
+    frames = [rgb for rgb, truth, _ in itertools.islice(frame_source(CameraSimConfig(source=str(tmp_path))), 4)]
     assert [int(f[0, 0, 0]) // 50 * 50 for f in frames] == [100, 0, 200, 100]
 
 
@@ -30,7 +31,7 @@ def test_animated_image_file_gives_its_frames(tmp_path):
     path = tmp_path / "clip.gif"
     frames = [Image.fromarray(np.full((8, 8, 3), value, np.uint8)) for value in (0, 255)]
     frames[0].save(path, save_all=True, append_images=frames[1:])
-    read = [rgb for rgb, _ in itertools.islice(frame_source(CameraSimConfig(source=str(path))), 3)]
+    read = [rgb for rgb, _, _ in itertools.islice(frame_source(CameraSimConfig(source=str(path))), 3)]
     assert [int(f.mean()) for f in read] == [0, 255, 0]
 
 

@@ -1,7 +1,9 @@
 """``camera_sim``: a small camera simulator publishing ``image`` and ``camera_info``.
 
 Sources (parameter ``source``):
-  scenes          generated labelled scenes (lseg_ros.data.scenes), deterministic per seed
+  scenes          generated labelled scenes (lseg_ros.data.scenes), deterministic per seed,
+                  with their depth on ``depth`` (registered to the image, as RealSense's
+                  aligned_depth_to_color; same header) unless depth_encoding is none
   /path/to/dir    every .png/.jpg/.jpeg/.bmp in the folder, sorted
   /path/to/file   an animated GIF/APNG/TIFF read with Pillow, or any video OpenCV can
                   read when opencv-python is installed
@@ -23,7 +25,7 @@ from std_msgs.msg import Header
 
 from ..config import _doc, field_docs, from_dict
 from .runner import run_node
-from .conversions import rgb_to_image_msg
+from .conversions import metres_to_depth_msg, rgb_to_image_msg
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -39,6 +41,8 @@ class CameraSimConfig:
     frame_id: str = _doc("frame_id of the published headers.", "camera_optical_frame")
     horizontal_fov_deg: float = _doc("Horizontal field of view of the pinhole camera_info.", 60.0)
     qos: str = _doc("Publisher QoS: reliable (matches every subscriber) | sensor_data (best effort).", "reliable")
+    depth_encoding: str = _doc("Depth of generated scenes on `depth`: 16UC1 (millimetres, as RealSense) | "
+                               "32FC1 (metres) | none (no depth).", "16UC1")
 
     def validate(self) -> "CameraSimConfig":
         if not self.rate > 0:
@@ -47,23 +51,26 @@ class CameraSimConfig:
             raise ValueError(f"camera_sim: size {self.width}x{self.height} must be at least 8x8")
         if self.qos not in ("reliable", "sensor_data"):
             raise ValueError(f"camera_sim: qos={self.qos!r}; accepted: reliable, sensor_data")
+        if self.depth_encoding not in ("16UC1", "32FC1", "none"):
+            raise ValueError(f"camera_sim: depth_encoding={self.depth_encoding!r}; accepted: 16UC1, 32FC1, none")
         return self
 
 
-def frame_source(config: CameraSimConfig) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray]]]:
-    """Endless (RGB uint8 frame, ground-truth mask or None) from the configured source."""
+def frame_source(config: CameraSimConfig) -> Iterator[Tuple[np.ndarray, Optional[np.ndarray], Optional[object]]]:
+    """Endless (RGB uint8 frame, ground-truth mask or None, :class:`~lseg_ros.data.scenes.SceneGeometry`
+    or None) from the configured source."""
     if config.source == "scenes":
         from ..data.scenes import generate_scene_stream
 
-        return generate_scene_stream(config.seed, (config.height, config.width))
+        return generate_scene_stream(config.seed, (config.height, config.width), fov_deg=config.horizontal_fov_deg)
     path = Path(config.source).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not files:
             raise ValueError(f"camera_sim: no {'/'.join(IMAGE_SUFFIXES)} images in folder {str(path)!r}")
-        return itertools.cycle([(_read_rgb(p), None) for p in files])
+        return itertools.cycle([(_read_rgb(p), None, None) for p in files])
     if path.is_file():
-        return itertools.cycle([(frame, None) for frame in _read_video(path)])
+        return itertools.cycle([(frame, None, None) for frame in _read_video(path)])
     raise ValueError(f"camera_sim: source {config.source!r} is neither 'scenes', a folder nor a file")
 
 
@@ -101,10 +108,14 @@ def _read_video(path: Path) -> Iterator[np.ndarray]:
 
 
 def pinhole_camera_info(width: int, height: int, fov_deg: float) -> CameraInfo:
-    focal = 0.5 * width / np.tan(np.radians(fov_deg) / 2)
+    """The CameraInfo of :func:`lseg_ros.data.scenes.pinhole_k` (the generated depth's camera)."""
+    from ..data.scenes import pinhole_k
+
+    k = pinhole_k(width, height, fov_deg)
+    focal = k[0]
     info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
     info.d = [0.0] * 5
-    info.k = [focal, 0.0, width / 2, 0.0, focal, height / 2, 0.0, 0.0, 1.0]
+    info.k = k
     info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     info.p = [focal, 0.0, width / 2, 0.0, 0.0, focal, height / 2, 0.0, 0.0, 0.0, 1.0, 0.0]
     return info
@@ -121,9 +132,13 @@ class CameraSim(Node):
         qos = qos_profile_sensor_data if self.config.qos == "sensor_data" else QoSProfile(depth=1)
         self.image_pub = self.create_publisher(Image, "image", qos)
         self.info_pub = self.create_publisher(CameraInfo, "camera_info", qos)
+        self.depth_pub = self.create_publisher(Image, "depth", qos) \
+            if self.config.depth_encoding != "none" and self.config.source == "scenes" else None
         self.published = 0
         #: ground-truth masks of generated scenes by header stamp (ns), newest 100
         self.ground_truth: Dict[int, np.ndarray] = {}
+        #: their SceneGeometry by header stamp (ns), newest 100
+        self.geometry: Dict[int, object] = {}
         self.done = False
         self.create_timer(1.0 / self.config.rate, self.publish_next)
 
@@ -131,18 +146,22 @@ class CameraSim(Node):
         if self.config.max_frames and self.published >= self.config.max_frames:
             self.done = True
             return
-        rgb, ground_truth = next(self.frames)
+        rgb, ground_truth, geometry = next(self.frames)
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.config.frame_id)
         image = rgb_to_image_msg(rgb, header)
         info = pinhole_camera_info(rgb.shape[1], rgb.shape[0], self.config.horizontal_fov_deg)
         info.header = header
-        self.image_pub.publish(image)
+        if self.depth_pub is not None and geometry is not None:  # first: a node pairing by stamp has it
+            self.depth_pub.publish(metres_to_depth_msg(geometry.depth, header, self.config.depth_encoding))
         self.info_pub.publish(info)
+        self.image_pub.publish(image)
         self.published += 1
-        if ground_truth is not None:
-            self.ground_truth[header.stamp.sec * 10**9 + header.stamp.nanosec] = ground_truth
-            if len(self.ground_truth) > 100:
-                self.ground_truth.pop(next(iter(self.ground_truth)))
+        key = header.stamp.sec * 10**9 + header.stamp.nanosec
+        for store, value in ((self.ground_truth, ground_truth), (self.geometry, geometry)):
+            if value is not None:
+                store[key] = value
+                if len(store) > 100:
+                    store.pop(next(iter(store)))
 
 
 def main(args=None) -> int:

@@ -16,12 +16,14 @@ import numpy as np
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.parameter import Parameter
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import Image, PointCloud2
 
 from ..config import SegmenterConfig, flatten
 from ..demo_model import demo_model_config
 from .camera_sim import CameraSim
-from .conversions import image_msg_to_array
+from ..data.scenes import SCENE_CLASSES
+from ..msg import ObjectArray
+from .conversions import cloud_msg_to_records, image_msg_to_array
 from .node import LsegNode
 from .params import parameter_overrides
 from .recorder import OverlayRecorder
@@ -37,8 +39,6 @@ def choose_model(args) -> SegmenterConfig:
         print(f"[demo] model: the small LSeg model shipped with lseg_ros ({config.pretrained}),\n"
               "       trained here on generated scenes; it knows only the scene classes.")
         return config
-    from ..data.scenes import SCENE_CLASSES
-
     config = SegmenterConfig(backend="dense_clip", model="lseg-test-tiny-ViT", pretrained=args.pretrained or "random",
                              device=args.device, short_side=224, labels=list(SCENE_CLASSES))
     if config.pretrained == "random":
@@ -71,15 +71,30 @@ def main(argv=None) -> int:
         rclpy.try_shutdown()
         return 1
     recorder = OverlayRecorder(parameter_overrides=_parameters({"output_dir": args.out, "max_frames": args.frames}),
-                               cli_args=["--ros-args", "-r", "overlay:=/lseg_node/overlay"])
-    accuracies = []
+                               cli_args=["--ros-args", "-r", "overlay:=/lseg_node/overlay",
+                                         "-r", "points:=/lseg_node/points", "-r", "objects:=/lseg_node/objects"])
+    accuracies, floor_errors, point_counts, object_counts = [], [], [], []
 
     def on_mask(msg: Image) -> None:
         truth = camera.ground_truth.get(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
         if truth is not None:
             accuracies.append(float((image_msg_to_array(msg) == truth).mean()))
 
+    def on_points(msg: PointCloud2) -> None:
+        """How far the points labelled floor lie from the scene's true floor plane."""
+        geometry = camera.geometry.get(msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec)
+        records = cloud_msg_to_records(msg)
+        point_counts.append(len(records))
+        floor = records[records["label"] == SCENE_CLASSES.index("floor")] if "floor" in labels else records[:0]
+        if geometry is not None and len(floor):
+            xyz = np.stack([floor["x"], floor["y"], floor["z"]], axis=1).astype(np.float64)
+            floor_errors.append(float(np.median(np.abs(xyz @ geometry.floor_normal - geometry.floor_offset))))
+
+    labels = list(config.labels)
     recorder.create_subscription(Image, "/lseg_node/mask", on_mask, 10)
+    recorder.create_subscription(PointCloud2, "/lseg_node/points", on_points, 2)
+    recorder.create_subscription(ObjectArray, "/lseg_node/objects", lambda msg: object_counts.append(len(msg.objects)),
+                                 10)
     executor = MultiThreadedExecutor(num_threads=3)
     for node in (camera, segmentation, recorder):
         executor.add_node(node)
@@ -108,6 +123,12 @@ def main(argv=None) -> int:
     if accuracies:
         print(f"[demo] pixel accuracy against the scenes' ground truth: {np.mean(accuracies):.3f} "
               f"over {len(accuracies)} frames")
+    if point_counts:
+        print(f"[demo] 3D: {np.mean(point_counts):.0f} labelled points and {np.mean(object_counts or [0]):.1f} "
+              f"objects per frame; top views in {args.out}/topdown_*.png")
+    if floor_errors:
+        print(f"[demo] 3D: points labelled 'floor' lie {1000 * np.median(floor_errors):.1f} mm (median) from the "
+              f"scene's true floor plane (wrong labels at the wall's foot and objects count)")
     return 0
 
 
