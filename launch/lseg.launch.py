@@ -67,7 +67,7 @@ def _nodes(context, *args, **kwargs):
         output="screen",
         parameters=[_any_namespace_params_file(_value(context, "params_file")), parameters],
         remappings=remappings(_value(context, "image"), _value(context, "camera_info"),
-                              _value(context, "labels_topic")),
+                              _value(context, "labels_topic"), _value(context, "depth")),
         ros_arguments=["--log-level", parse_log_level(_value(context, "log_level"))],
     )]
     if parse_launch_bool("rviz", _value(context, "rviz")):

@@ -224,11 +224,11 @@ def test_params_file_without_a_lseg_node_section_is_used_as_it_is(tmp_path):
 # ---------------------------------------------------------------------- topics
 def test_remapped_topics_are_the_topics_the_node_subscribes_to():
     assert ast.unparse(_keyword(lseg_node_call(), "remappings")).startswith("remappings(")
-    remapped = {relative for relative, _ in launch_args.remappings("/a", "/b", "c")}
+    remapped = {relative for relative, _ in launch_args.remappings("/a", "/b", "c", "/d")}
     inputs = node_topics("subscription")
     assert "<image>/compressed" in inputs  # follows the remapped image topic, needs no remapping of its own
     relative_inputs = {topic for topic in inputs if not topic.startswith(("~", "/", "<"))}
-    assert relative_inputs == {"image", "camera_info", "labels"}
+    assert relative_inputs == {"image", "camera_info", "labels", "depth"}
     assert remapped == relative_inputs
 
 
@@ -264,7 +264,8 @@ def test_rviz_config_has_the_rviz2_layout():
     # shows what the launch shows
     assert manager["Global Options"]["Fixed Frame"] == launch_arguments()["rviz_fixed_frame"][0]
     for display in manager["Displays"]:
-        assert display["Class"] == "rviz_default_plugins/Image" and display["Enabled"] is True
+        assert display["Class"] in ("rviz_default_plugins/Image", "rviz_default_plugins/PointCloud2",
+                                    "rviz_default_plugins/MarkerArray") and display["Enabled"] is True
         assert display["Name"] and display["Topic"]["Value"]
         assert display["Topic"]["Reliability Policy"] in ("Reliable", "Best Effort")
 
@@ -275,7 +276,10 @@ def test_rviz_shows_the_camera_and_the_node_overlay_and_mask():
     node_name = launch_args.NODE_NAME
     camera = launch_arguments()["image"][0]
     shown = [display["Topic"]["Value"] for display in _rviz()["Visualization Manager"]["Displays"]]
-    assert shown == [camera, f"/{node_name}/overlay", f"/{node_name}/mask", f"/{node_name}/confidence_image"]
+    assert shown == [camera, f"/{node_name}/overlay", f"/{node_name}/mask", f"/{node_name}/confidence_image",
+                     f"/{node_name}/points", f"/{node_name}/markers"]
+    publishers = node_topics("publisher")
+    assert (publishers["~/points"], publishers["~/markers"]) == ("PointCloud2", "MarkerArray")
 
 
 # ----------------------------------------------------------------- params file
@@ -370,7 +374,8 @@ def test_launch_runs_lseg_node_with_params_file_overrides_and_remappings(launch_
     assert (node.node_package, node.node_executable) == ("lseg_ros", "lseg_node")
     assert node.node_name == "/robot1/lseg_node"
     assert node.expanded_remapping_rules == [("image", "/cam/image"), ("camera_info", "/camera/color/camera_info"),
-                                             ("labels", "labels")]
+                                             ("labels", "labels"),
+                                             ("depth", "/camera/aligned_depth_to_color/image_raw")]
     command_line = _command_line(node, context)
     file_parameters, overrides = _parameter_files(command_line)
     assert file_parameters == {"/**/lseg_node": {"ros__parameters": {"short_side": 224}}}
@@ -399,7 +404,8 @@ def test_rviz_starts_only_when_asked_and_installed(launch_module, monkeypatch):
     (config_path,) = _options(_command_line(rviz, context), "-d")
     displays = yaml.safe_load(open(config_path))["Visualization Manager"]["Displays"]
     assert [d["Topic"]["Value"] for d in displays] == ["/x/image", "/robot1/lseg_node/overlay",
-                                                       "/robot1/lseg_node/mask", "/robot1/lseg_node/confidence_image"]
+                                                       "/robot1/lseg_node/mask", "/robot1/lseg_node/confidence_image",
+                                                       "/robot1/lseg_node/points", "/robot1/lseg_node/markers"]
     assert yaml.safe_load(open(config_path))["Visualization Manager"]["Global Options"]["Fixed Frame"] == \
         "camera_color_optical_frame"
     monkeypatch.setattr(launch_module, "_installed", lambda package: False)
@@ -409,11 +415,12 @@ def test_rviz_starts_only_when_asked_and_installed(launch_module, monkeypatch):
 
 @pytest.mark.parametrize("image, namespace, expected", [
     ("/camera/color/image_raw", "", ["/camera/color/image_raw", "/lseg_node/overlay", "/lseg_node/mask",
-                                     "/lseg_node/confidence_image"]),
+                                     "/lseg_node/confidence_image", "/lseg_node/points", "/lseg_node/markers"]),
     ("/x/image", "robot1", ["/x/image", "/robot1/lseg_node/overlay", "/robot1/lseg_node/mask",
-                            "/robot1/lseg_node/confidence_image"]),
+                            "/robot1/lseg_node/confidence_image", "/robot1/lseg_node/points",
+                            "/robot1/lseg_node/markers"]),
     ("cam/image", "/a/b/", ["/a/b/cam/image", "/a/b/lseg_node/overlay", "/a/b/lseg_node/mask",
-                            "/a/b/lseg_node/confidence_image"]),
+                            "/a/b/lseg_node/confidence_image", "/a/b/lseg_node/points", "/a/b/lseg_node/markers"]),
 ])
 def test_rendered_rviz_config_follows_the_image_remap_and_the_namespace(image, namespace, expected):
     rendered = yaml.safe_load(launch_args.render_rviz_config(RVIZ_FILE.read_text(), image, namespace))

@@ -22,7 +22,11 @@ NODE_NAME = "lseg_node"
 TOPIC_ARGUMENTS: Dict[str, Tuple[str, str]] = {
     "image": ("/camera/color/image_raw", "camera image topic (sensor_msgs/Image); with image_transport:=compressed "
                                          "<image>/compressed is used"),
-    "camera_info": ("/camera/color/camera_info", "camera info topic (optional; rescaled to ~/camera_info)"),
+    "camera_info": ("/camera/color/camera_info", "camera info topic (optional; rescaled to ~/camera_info; its K "
+                                                 "back-projects depth)"),
+    "depth": ("/camera/aligned_depth_to_color/image_raw",
+              "depth image registered to the color image (optional; 16UC1 mm or 32FC1 m): ~/points, "
+              "~/obstacle_points, 3D ~/objects"),
     "labels_topic": ("labels", "std_msgs/String topic with labels ('door, chair'; ';' between synonyms)"),
 }
 
@@ -102,14 +106,15 @@ def node_parameters(values: Mapping[str, str]) -> Dict[str, Any]:
     return parameters
 
 
-def remappings(image: str, camera_info: str, labels_topic: str) -> List[Tuple[str, str]]:
+def remappings(image: str, camera_info: str, labels_topic: str, depth: str = "depth") -> List[Tuple[str, str]]:
     """The node's relative input topics remapped to the launch arguments' topics; the
     compressed transport follows ``image`` by itself (<image>/compressed)."""
-    return [("image", image), ("camera_info", camera_info), ("labels", labels_topic)]
+    return [("image", image), ("camera_info", camera_info), ("labels", labels_topic), ("depth", depth)]
 
 
 #: rviz display name -> what it shows: the camera input, or one of lseg_node's outputs
-RVIZ_DISPLAYS = {"Camera": None, "Overlay": "overlay", "Mask": "mask", "Confidence": "confidence_image"}
+RVIZ_DISPLAYS = {"Camera": None, "Overlay": "overlay", "Mask": "mask", "Confidence": "confidence_image",
+                 "Points": "points", "Objects": "markers"}
 
 
 def node_topic(namespace: str, output: str) -> str:
