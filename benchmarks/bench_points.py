@@ -6,7 +6,9 @@
 Per frame, interleaved in one run (so the ratio holds on a noisy machine): ``segment()``
 with confidences, then back-projection (lseg_ros.geometry.labelled_points: depth resampled
 to the mask, every valid pixel) and packing into a PointCloud2 (semantic_cloud_msg). The
-depth is a 640x480 16UC1 image (a floor plane and a box, 5 % holes). Prints one JSON object.
+depth is a 640x480 16UC1 image (a floor plane and a box, 5 % holes). Also timed: the
+objects of the mask with their 3D values (lseg_ros.objects.find_objects; random weights
+give a fragmented mask, so this is near the worst case). Prints one JSON object.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 from bench_args import add_model_arguments
 from lseg_ros.config import SegmenterConfig
 from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points
+from lseg_ros.objects import find_objects
 from lseg_ros.segmenter import Segmenter
 
 LABELS = ["floor", "wall", "door", "chair", "table", "person", "window", "ceiling", "plant", "cabinet"]
@@ -59,7 +62,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     depth_h, depth_w = round(args.height * args.depth_scale), round(args.width * args.depth_scale)
     k = Intrinsics(600.0 * args.depth_scale, 600.0 * args.depth_scale, depth_w / 2, depth_h / 2, depth_w, depth_h)
-    segment_s, points_s, pack_s, counts = [], [], [], []
+    segment_s, points_s, pack_s, counts, objects_s, object_counts = [], [], [], [], [], []
     for index in range(args.warmup + args.frames):
         frame = rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
         depth = synthetic_depth(depth_h, depth_w, args.depth_scale, rng)
@@ -72,7 +75,12 @@ def main() -> None:
         packed_at = time.perf_counter()
         semantic_cloud_msg(points, Header())
         end = time.perf_counter()
+        objects = find_objects(result.mask, len(LABELS), best, depth_to_metres(depth, "16UC1"), k, min_pixels=50,
+                               max_depth=10.0)
+        objects_end = time.perf_counter()
         if index >= args.warmup:
+            objects_s.append(objects_end - end)
+            object_counts.append(len(objects))
             segment_s.append(middle - start)
             points_s.append(packed_at - middle)
             pack_s.append(end - packed_at)
@@ -90,6 +98,9 @@ def main() -> None:
         "pointcloud2_packing_ms_median": round(1000 * statistics.median(pack_s), 2),
         "cloud_ms_median": round(cloud_ms, 2),
         "cloud_over_segment": round(cloud_ms / segment_ms, 4),
+        "objects_median": int(statistics.median(object_counts)),
+        "objects_ms_median": round(1000 * statistics.median(objects_s), 2),
+        "objects_over_segment": round(statistics.median(objects_s) * 1000 / segment_ms, 4),
     }, indent=1))
 
 

@@ -88,7 +88,7 @@ def main(argv=None) -> int:
         floor = records[records["label"] == SCENE_CLASSES.index("floor")] if "floor" in labels else records[:0]
         if geometry is not None and len(floor):
             xyz = np.stack([floor["x"], floor["y"], floor["z"]], axis=1).astype(np.float64)
-            floor_errors.append(float(np.median(np.abs(xyz @ geometry.floor_normal - geometry.floor_offset))))
+            floor_errors.append(np.abs(xyz @ geometry.floor_normal - geometry.floor_offset))
 
     labels = list(config.labels)
     recorder.create_subscription(Image, "/lseg_node/mask", on_mask, 10)
@@ -127,8 +127,10 @@ def main(argv=None) -> int:
         print(f"[demo] 3D: {np.mean(point_counts):.0f} labelled points and {np.mean(object_counts or [0]):.1f} "
               f"objects per frame; top views in {args.out}/topdown_*.png")
     if floor_errors:
-        print(f"[demo] 3D: points labelled 'floor' lie {1000 * np.median(floor_errors):.1f} mm (median) from the "
-              f"scene's true floor plane (wrong labels at the wall's foot and objects count)")
+        errors = np.concatenate(floor_errors)
+        print(f"[demo] 3D: of the points labelled 'floor', {100 * np.mean(errors < 0.05):.1f} % lie within 5 cm of "
+              f"the scene's true floor plane (median {1000 * np.median(errors):.1f} mm; the rest are pixels of the "
+              f"wall or objects labelled floor)")
     return 0
 
 
