@@ -7,7 +7,7 @@ import math
 import pytest
 
 try:
-    from lseg_ros.msg import ConfidenceMaps, LabelQuery, LabelSpec, SegmentationInfo
+    from lseg_ros.msg import ConfidenceMaps, FeatureMap, LabelQuery, LabelSpec, Object, ObjectArray, SegmentationInfo
 except ImportError as error:  # pragma: no cover - depends on the environment
     raise ImportError(f"lseg_ros.msg is not built ({error}); run scripts/build_interfaces.sh "
                       f"or build the package with colcon") from error
@@ -24,6 +24,14 @@ from std_msgs.msg import ColorRGBA
                         "model": "string"}),
     (ConfidenceMaps, {"header": "std_msgs/Header", "labels": "sequence<string>", "generation": "uint32",
                       "scale": "float", "maps": "sequence<sensor_msgs/Image>"}),
+    (Object, {"label": "string", "label_index": "uint16", "confidence": "float", "pixel_count": "uint32",
+              "roi": "sensor_msgs/RegionOfInterest", "centroid": "geometry_msgs/Point",
+              "extent": "geometry_msgs/Vector3", "depth_pixel_count": "uint32"}),
+    (ObjectArray, {"header": "std_msgs/Header", "generation": "uint32", "has_depth": "boolean",
+                   "objects": "sequence<lseg_ros/Object>"}),
+    (FeatureMap, {"header": "std_msgs/Header", "model": "string", "dim": "uint32", "height": "uint32",
+                  "width": "uint32", "scale_x": "float", "scale_y": "float", "logit_scale": "float",
+                  "is_bigendian": "boolean", "data": "sequence<uint8>"}),
 ], ids=lambda value: getattr(value, "__name__", ""))
 def test_message_has_the_specified_fields_in_order(message_type, fields):
     assert message_type.get_fields_and_field_types() == fields
@@ -77,3 +85,19 @@ def test_confidence_maps_serialize_and_deserialize():
 
     assert received.maps[0].encoding == "32FC1"
     assert bytes(received.maps[0].data) == bytes(range(8))
+
+
+def test_encode_text_service_has_the_specified_fields():
+    from lseg_ros.srv import EncodeText
+
+    assert EncodeText.Request.get_fields_and_field_types() == {"texts": "sequence<string>"}
+    assert EncodeText.Response.get_fields_and_field_types() == {
+        "success": "boolean", "message": "string", "model": "string", "dim": "uint32", "logit_scale": "float",
+        "embeddings": "sequence<float>"}
+
+
+def test_object_array_with_nan_positions_round_trips():
+    obj = Object(label="door", label_index=2, confidence=0.5, pixel_count=40)
+    obj.centroid.x = obj.extent.z = float("nan")
+    received = _round_trip(ObjectArray(objects=[obj], has_depth=False))
+    assert received.objects[0].label == "door" and math.isnan(received.objects[0].centroid.x)

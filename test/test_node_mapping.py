@@ -24,8 +24,8 @@ from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points  # noqa: E402
 from lseg_ros.msg import FeatureMap, ObjectArray  # noqa: E402
 from lseg_ros.objects import find_objects  # noqa: E402
-from lseg_ros.ros.conversions import (cloud_msg_to_records, feature_map_to_array, image_msg_to_array,  # noqa: E402
-                                      metres_to_depth_msg, rgb_to_image_msg, semantic_cloud_msg)
+from lseg_ros.ros.conversions import (cloud_msg_to_records, feature_map_to_array, metres_to_depth_msg,  # noqa: E402
+                                      rgb_to_image_msg, semantic_cloud_msg)
 from lseg_ros.ros.node import LsegNode, obstacle_indices  # noqa: E402
 from lseg_ros.ros.params import parameter_overrides  # noqa: E402
 from lseg_ros.viz import label_colors  # noqa: E402
