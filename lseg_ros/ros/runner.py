@@ -8,10 +8,11 @@ from typing import Callable, Tuple, Type
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-#: executor threads: callbacks of one callback group never run concurrently, so two threads
-#: let a service that waits (lseg_node's ~/set_labels, in its own group) wait while the
-#: default group's callbacks (frames, labels, timers) go on
-EXECUTOR_THREADS = 2
+#: executor threads: callbacks of one callback group never run concurrently; lseg_node's
+#: services that wait (~/set_labels for its label set, ~/encode_text for a text forward,
+#: each in its own group) each hold a thread, and the default group's callbacks (frames,
+#: labels, timers) keep the third
+EXECUTOR_THREADS = 3
 
 
 def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
