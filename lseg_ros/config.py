@@ -81,7 +81,42 @@ class SegmenterConfig:
     pretrained: str = _doc("Weights: an open_clip pretrained tag (e.g. openai), a local file "
                            "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only).", "openai")
     device: str = _doc("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
-    precision: str = _doc("fp32 | fp16 | bf16 (half precisions on CUDA).", "fp32")
+    precision: str = _doc("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
+                          "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
+                          "about).", "fp32")
+    num_threads: int = _doc("CPU threads torch uses (torch.set_num_threads; process-wide); 0 = torch's "
+                            "default (one per core). On a robot whose cores are shared with other "
+                            "processes, fewer threads can be faster.", 0)
+    mha_fastpath: str = _doc("nn.MultiheadAttention's fused inference kernel, which open_clip's blocks "
+                             "take (process-wide): auto (off on the CPU, where the plain path measured "
+                             "faster, on for CUDA) | on | off.", "auto")
+    memory_format: str = _doc("Tensor layout of the image side: auto (channels_last for conv-heavy "
+                              "backends (lseg) on the CPU, where it measured faster) | contiguous | "
+                              "channels_last.", "auto")
+    quantize: str = _doc("none | int8: dynamic int8 quantization of the image side's linear layers "
+                         "(CPU only; faster, masks not identical: see the README's figures).", "none")
+    compile: str = _doc("none | torch (torch.compile of the image side) | cuda_graphs (the image side "
+                        "captured as a CUDA graph per input size: CUDA only, fixed frame size). Set "
+                        "warmup_height/warmup_width so the first frame is not slow.", "none")
+    warmup_height: int = _doc("Height of a frame segmented once at start (compilation, CUDA graph capture, "
+                              "kernel selection) so the first real frame is not slow; 0 = no warm-up. "
+                              "Use the camera's frame size.", 0)
+    warmup_width: int = _doc("Width of the warm-up frame; 0 = no warm-up.", 0)
+    stage_timings: str = _doc("Per-stage times in each result's timings: events (CUDA events, no "
+                              "synchronization; wall clock on the CPU) | sync (synchronize after each "
+                              "stage: exact wall times, slower on CUDA) | off (the total only).", "events")
+    confidence_dtype: str = _doc("float32 | float16: dtype of the confidence maps copied to the host "
+                                 "(float16 halves the copy; values differ by < 5e-4).", "float32")
+    confidence_scale: float = _doc("Confidence maps at this fraction of the output size (0 < s <= 1; the "
+                                   "mask stays full size). 10 full-size float32 maps of a 640x480 frame "
+                                   "are 12 MB.", 1.0)
+    runtime: str = _doc("What runs the image side: torch | onnxruntime (the ONNX file onnx_model, written "
+                        "by lseg-export; TensorRT, CUDA or CPU execution provider, in that order, when "
+                        "present). The text side always runs in torch.", "torch")
+    onnx_model: str = _doc("runtime onnxruntime: the exported image side (.onnx; relative to the YAML "
+                           "file it is written in).", "")
+    tensorrt_cache_dir: str = _doc("runtime onnxruntime: folder for TensorRT engines (built on the first "
+                                   "run, reused after); empty = no cache.", "")
     short_side: int = _doc("Model input short side in pixels.", 448)
     max_long_side: int = _doc("Cap on the model input long side in pixels.", 896)
     input_resize: str = _doc("How images become model inputs: snap (short side to short_side, long side "
@@ -144,6 +179,10 @@ class SegmenterConfig:
         pretrained = Path(config.pretrained).expanduser()
         if _looks_like_file(config.pretrained) and not pretrained.is_absolute():
             config.pretrained = str(Path(path).resolve().parent / pretrained)
+        for name in ("onnx_model", "tensorrt_cache_dir"):  # the same for the runtime's files
+            value = getattr(config, name)
+            if value and not Path(value).expanduser().is_absolute():
+                setattr(config, name, str(Path(path).resolve().parent / Path(value).expanduser()))
         return config
 
     def to_dict(self) -> Dict[str, Any]:
@@ -151,7 +190,22 @@ class SegmenterConfig:
 
     def validate(self) -> "SegmenterConfig":
         checks = [
-            (self.precision in ("fp32", "fp16", "bf16"), "precision", "fp32, fp16, bf16"),
+            (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision", "auto, fp32, fp16, bf16"),
+            (self.num_threads >= 0, "num_threads", "an integer >= 0 (0 = torch's default)"),
+            (self.mha_fastpath in ("auto", "on", "off"), "mha_fastpath", "auto, on, off"),
+            (self.memory_format in ("auto", "contiguous", "channels_last"), "memory_format",
+             "auto, contiguous, channels_last"),
+            (self.quantize in ("none", "int8"), "quantize", "none, int8"),
+            (self.compile in ("none", "torch", "cuda_graphs"), "compile", "none, torch, cuda_graphs"),
+            (self.warmup_height >= 0 and self.warmup_width >= 0, "warmup_height/warmup_width", ">= 0"),
+            ((self.warmup_height == 0) == (self.warmup_width == 0), "warmup_height/warmup_width",
+             "both 0 (no warm-up) or both > 0"),
+            (self.stage_timings in ("off", "events", "sync"), "stage_timings", "off, events, sync"),
+            (self.confidence_dtype in ("float32", "float16"), "confidence_dtype", "float32, float16"),
+            (0.0 < self.confidence_scale <= 1.0, "confidence_scale", "a fraction in (0, 1]"),
+            (self.runtime in ("torch", "onnxruntime"), "runtime", "torch, onnxruntime"),
+            (self.runtime != "onnxruntime" or bool(self.onnx_model), "runtime/onnx_model",
+             "onnx_model set to an exported .onnx file (lseg-export) with runtime onnxruntime"),
             (self.short_side >= 32, "short_side", "an integer >= 32"),
             (self.max_long_side >= self.short_side, "max_long_side", f">= short_side ({self.short_side})"),
             (self.output_height >= 0 and self.output_width >= 0, "output_height/output_width", ">= 0"),

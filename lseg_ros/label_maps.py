@@ -44,15 +44,19 @@ class OutputPlan:
 
 
 def plan_outputs(labels: int, logits_size: Tuple[int, int], out_size: Tuple[int, int],
-                 budget_bytes: int) -> OutputPlan:
+                 budget_bytes: int, confidence_scale: float = 1.0) -> OutputPlan:
     """Confidence size and band work for ``labels`` maps of ``logits_size`` -> ``out_size``:
-    half the budget for the confidence maps, half for the work of one band."""
+    half the budget for the confidence maps, half for the work of one band. The maps are at
+    ``confidence_scale`` x the output size (rounded down to whole pixels), or smaller when
+    that does not fit in their half."""
     height, width = out_size
+    scale = min(1.0, float(confidence_scale))
     full_bytes = labels * height * width * _FLOAT_BYTES
-    if full_bytes <= budget_bytes // 2:
+    if full_bytes * scale * scale > budget_bytes // 2:
+        scale = math.sqrt((budget_bytes // 2) / full_bytes)
+    if scale >= 1.0:
         confidence_size = (height, width)
     else:
-        scale = math.sqrt((budget_bytes // 2) / full_bytes)
         confidence_size = (max(1, int(height * scale)), max(1, int(width * scale)))
     return OutputPlan(out_size, confidence_size, budget_bytes // 2)
 
@@ -222,11 +226,14 @@ def kept_by_area(counts: torch.Tensor, rules: LabelRules) -> torch.Tensor:
 
 
 def classify_bands(logits: torch.Tensor, plan: OutputPlan, rules: LabelRules, mask_dtype: torch.dtype,
-                   want_confidences: bool, pre_scale: int = 1) -> Tuple[torch.Tensor, Optional[np.ndarray]]:
-    """(mask [H, W] on logits' device, confidences [N, Hc, Wc] float32 numpy or None) of one
-    image's name ``logits`` [M, h, w] (float32), resized as :func:`resize_logits` with
-    ``pre_scale`` and turned into labels by ``rules`` (:class:`LabelRules`). With synonyms a
-    label's confidence is its best name's probability, so the maps need not sum to 1."""
+                   want_confidences: bool, pre_scale: int = 1,
+                   confidence_dtype: torch.dtype = torch.float32) -> Tuple[torch.Tensor, Optional[np.ndarray]]:
+    """(mask [H, W] on logits' device, confidences [N, Hc, Wc] numpy of ``confidence_dtype``
+    (float32 or float16, converted on the device before the copy) or None) of one image's
+    name ``logits`` [M, h, w] (float32), resized as :func:`resize_logits` with ``pre_scale``
+    and turned into labels by ``rules`` (:class:`LabelRules`). With synonyms a label's
+    confidence is its best name's probability, so the maps need not sum to 1."""
+    numpy_dtype = np.float16 if confidence_dtype == torch.float16 else np.float32
     height, width = plan.out_size
     keep = None
     if rules.area_threshold > 0:  # a first, mask-only pass counts each label's pixels
@@ -238,13 +245,13 @@ def classify_bands(logits: torch.Tensor, plan: OutputPlan, rules: LabelRules, ma
     confidences = None
     full_confidences = want_confidences and plan.confidence_size == plan.out_size
     if full_confidences:
-        confidences = np.empty((rules.num_labels, height, width), dtype=np.float32)
+        confidences = np.empty((rules.num_labels, height, width), dtype=numpy_dtype)
     for region, band in upsampled_bands(logits, plan.out_size, plan.work_bytes, pre_scale):
         if full_confidences or rules.thresholds is not None or keep is not None:
             probabilities = label_probabilities(band, rules, keep)  # [N, rows, columns]
             best, index = probabilities.max(dim=0)  # [rows, columns]
             if full_confidences:
-                confidences[(slice(None),) + region] = probabilities.cpu().numpy()
+                confidences[(slice(None),) + region] = probabilities.to(confidence_dtype).cpu().numpy()
             del probabilities
         else:
             best, index = None, _best_labels(band, rules)
@@ -253,7 +260,7 @@ def classify_bands(logits: torch.Tensor, plan: OutputPlan, rules: LabelRules, ma
             index = torch.where(best < rules.thresholds[index], torch.full_like(index, rules.below_value), index)
         mask[region] = index.to(mask_dtype)
     if want_confidences and not full_confidences:
-        confidences = reduced_confidences(logits, plan, pre_scale, rules, keep)
+        confidences = reduced_confidences(logits, plan, pre_scale, rules, keep, confidence_dtype)
     return mask, confidences
 
 
@@ -265,11 +272,14 @@ def _best_labels(band: torch.Tensor, rules: LabelRules) -> torch.Tensor:
 
 
 def reduced_confidences(logits: torch.Tensor, plan: OutputPlan, pre_scale: int = 1,
-                        rules: Optional[LabelRules] = None, keep: Optional[torch.Tensor] = None) -> np.ndarray:
+                        rules: Optional[LabelRules] = None, keep: Optional[torch.Tensor] = None,
+                        confidence_dtype: torch.dtype = torch.float32) -> np.ndarray:
     """Label confidences [N, Hc, Wc] of name ``logits`` [M, h, w] at the plan's reduced size."""
     rules = rules or LabelRules(logits.shape[0])
     height, width = plan.confidence_size
-    confidences = np.empty((rules.num_labels, height, width), dtype=np.float32)
+    numpy_dtype = np.float16 if confidence_dtype == torch.float16 else np.float32
+    confidences = np.empty((rules.num_labels, height, width), dtype=numpy_dtype)
     for region, band in upsampled_bands(logits, plan.confidence_size, plan.work_bytes, pre_scale):
-        confidences[(slice(None),) + region] = label_probabilities(band, rules, keep).cpu().numpy()
+        probabilities = label_probabilities(band, rules, keep)
+        confidences[(slice(None),) + region] = probabilities.to(confidence_dtype).cpu().numpy()
     return confidences

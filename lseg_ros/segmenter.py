@@ -13,6 +13,7 @@ import itertools
 import math
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Dict, List, Optional, Sequence, Union
 
@@ -20,17 +21,18 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .acceleration import (PRECISIONS, CudaGraphForward, apply_mha_fastpath, apply_threads, quantize_image_side,
+                           resolve_memory_format, resolve_mha_fastpath, resolve_precision)
 from .config import SegmenterConfig
 from .label_maps import LabelRules, classify_bands, plan_outputs, resize_logits
 from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
-from .preprocess import mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
+from .preprocess import PinnedStaging, mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
 from .text import LabelEncoder
 from .validation import join_synonyms, label_text_problem, shorten, split_synonyms
 from .validation import SYNONYM_SEPARATOR, parse_label_text  # noqa: F401  (re-exported: lseg_ros.segmenter API)
 from .weights import check_finite
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -40,10 +42,11 @@ class SegmentationResult:
     #: [H, W] label indices: value i is labels[i]; below-threshold pixels are unknown_value.
     #: uint8 while every value fits in 8 bits, else uint16.
     mask: np.ndarray
-    #: [N, Hc, Wc] float32 softmax over labels (with synonyms: each label's best name's
-    #: probability, softmax over all names), or None when not requested. Full size
-    #: ([N, H, W]) unless that exceeds half of memory_budget_mb; then both sides are
-    #: scaled by ``confidence_scale`` (rounded down to whole pixels).
+    #: [N, Hc, Wc] softmax over labels (with synonyms: each label's best name's probability,
+    #: softmax over all names), float32 (or float16: config confidence_dtype), or None when
+    #: not requested. Full size ([N, H, W]) unless the config's confidence_scale is below 1 or
+    #: that exceeds half of memory_budget_mb; then both sides are scaled by
+    #: ``confidence_scale`` (rounded down to whole pixels).
     confidences: Optional[np.ndarray]
     labels: List[str]
     unknown_value: int
@@ -51,7 +54,9 @@ class SegmentationResult:
     generation: int = 0
     #: confidence map size / mask size: 1.0 at full resolution
     confidence_scale: float = 1.0
-    #: seconds per stage: preprocess, backbone, classify, postprocess (shared by a batch)
+    #: seconds per stage: preprocess, backbone, classify, postprocess (device time from CUDA
+    #: events with stage_timings "events", wall time with "sync" and on the CPU), and total
+    #: (wall time of the call); shared by a batch
     timings: Dict[str, float] = field(default_factory=dict)
     #: [h, w, D] float16, the L2-normalized pixel embeddings the labels were matched against,
     #: at the model's output grid (pixel-major), or None when not requested. Without
@@ -77,6 +82,8 @@ class LabelSet:
     generation: int = 0
     #: [M] int64: the label of each query name (None when every label has one name, M == N)
     name_groups: Optional[torch.Tensor] = None
+    #: whether any threshold is above 0 (known on the host: no device synchronization per frame)
+    has_thresholds: bool = False
 
     @property
     def query_names(self) -> List[str]:
@@ -109,18 +116,56 @@ class Segmenter:
     max_descriptions = 32  # extra prompts per label
 
     def __init__(self, config: Optional[SegmenterConfig] = None) -> None:
-        self.config = (config or SegmenterConfig()).validate()
-        self.device = resolve_device(self.config.device)
-        self.dtype = PRECISIONS[self.config.precision]
-        if self.device.type == "cpu" and self.dtype == torch.float16:
-            raise ValueError("precision 'fp16' needs CUDA; on the CPU use fp32 or bf16")
-        backend = build_backend(self.config)
+        self.config = config = (config or SegmenterConfig()).validate()
+        self.device = resolve_device(config.device)
+        self.precision, warning = resolve_precision(config.precision, self.device)
+        self.dtype = PRECISIONS[self.precision]
+        #: problems with the settings that do not stop the engine (the node logs them)
+        self.warnings: List[str] = []
+        if warning:
+            self.warnings.append(warning)
+            warnings.warn(warning, RuntimeWarning, stacklevel=2)
+        if config.quantize == "int8" and (self.device.type != "cpu" or self.precision != "fp32"):
+            raise ValueError(f"quantize 'int8' runs on the CPU in fp32 (torch.ao dynamic quantization); got device "
+                             f"{self.device} with precision {self.precision}: use quantize none there")
+        if config.compile == "cuda_graphs" and self.device.type != "cuda":
+            raise ValueError(f"compile 'cuda_graphs' needs CUDA, device is {self.device}; use compile none or torch")
+        if config.runtime != "torch":
+            raise ValueError(f"runtime {config.runtime!r} is not available in this build; use runtime torch")
+        threads = apply_threads(config.num_threads)
+        fastpath = resolve_mha_fastpath(config.mha_fastpath, self.device)
+        apply_mha_fastpath(fastpath)
+        backend = build_backend(config)
         if self.config.input_resize == "mmseg" and not getattr(backend, "drops_partial_patches", False):
             raise ValueError(f"input_resize 'mmseg' needs a backend that takes inputs of any size (dense_clip); "
                              f"backend {self.config.backend!r} needs patch multiples: use input_resize 'snap'")
         check_finite(backend, self.config.pretrained)
         backend.requires_grad_(False)
         self.backend = backend.to(self.device, self.dtype).eval()
+        self.memory_format = resolve_memory_format(config.memory_format, backend, self.device)
+        if self.memory_format == torch.channels_last:
+            self.backend.to(memory_format=torch.channels_last)
+        quantized = quantize_image_side(self.backend) if config.quantize == "int8" else 0
+        #: the image side as the frame path calls it: images [B, 3, h, w] -> embeddings [B, D, h', w']
+        #: (whole input), and per sliding window (dense_embeddings)
+        self.image_forward = self.backend
+        self.window_forward = getattr(self.backend, "dense_embeddings", self.backend)
+        if config.compile == "torch":
+            self.image_forward = torch.compile(self.image_forward, dynamic=False)
+            if self.window_forward is not self.backend:
+                self.window_forward = torch.compile(self.window_forward, dynamic=False)
+            else:
+                self.window_forward = self.image_forward
+        elif config.compile == "cuda_graphs":
+            self.image_forward = CudaGraphForward(self.image_forward)
+            self.window_forward = CudaGraphForward(self.window_forward)
+        self._staging = PinnedStaging() if self.device.type == "cuda" else None
+        #: what each speed setting became on this device ("auto" resolved)
+        self.settings = {"device": str(self.device), "precision": self.precision, "num_threads": threads,
+                         "mha_fastpath": "on" if fastpath else "off",
+                         "memory_format": "channels_last" if self.memory_format == torch.channels_last else
+                         "contiguous", "quantize": f"int8 ({quantized} linear layers)" if quantized else "none",
+                         "compile": config.compile, "runtime": config.runtime}
         templates = self.config.prompt_templates
         if templates == "default":
             templates = self.backend.default_prompt_templates
@@ -131,6 +176,21 @@ class Segmenter:
         self._generation_lock = threading.Lock()
         if self.config.labels:
             self.set_labels(self.config.labels)
+        if config.warmup_height and config.warmup_width:
+            self.warmup(config.warmup_height, config.warmup_width)
+
+    def warmup(self, height: int, width: int, batch: int = 1, repeats: int = 2) -> float:
+        """Segment a ``height`` x ``width`` gray frame (``batch`` of them) ``repeats`` times, so
+        that compilation, CUDA graph capture and kernel selection happen now, not on the first
+        real frame; returns the last run's seconds. Uses the active labels (or 'object')."""
+        label_set = self.label_set or self.prepare_labels(["object"])
+        frames = np.full((batch, height, width, 3), 127, dtype=np.uint8)
+        seconds = 0.0
+        for _ in range(max(1, repeats)):
+            start = time.perf_counter()
+            self._segment(list(frames), label_set, True, None, False)
+            seconds = time.perf_counter() - start
+        return seconds
 
     # ----------------------------------------------------------------- labels
     @property
@@ -275,7 +335,7 @@ class Segmenter:
             groups = torch.tensor([index for index, group in enumerate(names) for _ in group], dtype=torch.int64,
                                   device=self.device)
         return LabelSet(labels, descriptions, torch.tensor(thresholds, dtype=torch.float32, device=self.device),
-                        label_embeddings, name_groups=groups)
+                        label_embeddings, name_groups=groups, has_thresholds=any(value > 0 for value in thresholds))
 
     def use_labels(self, label_set: Optional[LabelSet]) -> int:
         """Swap in a prepared label set (None: no labels, segmentation pauses) under the next
@@ -303,8 +363,17 @@ class Segmenter:
             results = [self.segment(image, return_confidences, output_size, return_embeddings)
                        for image in rgb_images]
             return results
+        results = self._segment(rgb_images, label_set, return_confidences, output_size, return_embeddings)
+        return results if is_batch else results[0]
+
+    def _segment(self, rgb_images: List[np.ndarray], label_set: LabelSet, return_confidences: bool,
+                 output_size: Optional[tuple], return_embeddings: bool) -> List[SegmentationResult]:
+        """Results of same-size RGB uint8 images with ``label_set``: the frame path. On CUDA the
+        frames go to the device once (pinned, asynchronous), everything runs there, and the
+        masks come back in one copy; nothing waits for the device before that copy unless
+        stage_timings is "sync"."""
         timings: Dict[str, float] = {}
-        clock = _StageClock(self.device, timings)
+        clock = _StageClock(self.device, timings, self.config.stage_timings)
 
         height, width = rgb_images[0].shape[:2]
         model_input = self.model_input(rgb_images)  # [B, 3, h, w]
@@ -321,7 +390,7 @@ class Segmenter:
             clock.lap("backbone")  # backbone and classification, window by window
             timings["classify"] = 0.0
         else:
-            pixel_embeddings = self.backend(model_input)  # [B, D, h', w']
+            pixel_embeddings = self.image_forward(model_input)  # [B, D, h', w']
             clock.lap("backbone")
             logits = self.classify(pixel_embeddings, label_set.label_embeddings, model_input)  # [B, N, h', w']
             if return_embeddings:
@@ -338,15 +407,22 @@ class Segmenter:
         if post.pamr_iters > 0 and post.pamr_on == "output_logits":
             logits = self.output_pamr(logits, model_input, out_size)
         pre_scale = self.logits_pre_scale(logits, model_input)
-        results = [self._finish(image_logits, label_set, out_size, return_confidences, pre_scale)
-                   for image_logits in logits]
+        finished = [self._finish(image_logits, label_set, out_size, return_confidences, pre_scale)
+                    for image_logits in logits]
+        masks = torch.stack([mask for mask, _ in finished]).cpu().numpy()  # the one copy of the masks
+        if masks.dtype != np.uint8:
+            masks = masks.astype(np.uint16)
         clock.lap("postprocess")
-        for index, result in enumerate(results):
+        clock.finish()
+        results = []
+        for index, (_, result) in enumerate(finished):
+            result.mask = masks[index]
             result.timings = dict(timings)
             if embeddings is not None:
                 result.embeddings = embeddings[index]
                 result.embedding_scale = (width / embeddings.shape[2], height / embeddings.shape[1])
-        return results if is_batch else results[0]
+            results.append(result)
+        return results
 
     def model_input(self, rgb_images: Sequence[np.ndarray]) -> torch.Tensor:
         """Normalized model input [B, 3, h, w] of same-size RGB uint8 images, sized and resampled
@@ -356,10 +432,11 @@ class Segmenter:
         if config.input_resize == "mmseg":
             size = mmseg_input_size(height, width, config.short_side, config.max_long_side)
             return to_model_input(rgb_images, size, self.backend.image_mean, self.backend.image_std,
-                                  self.device, self.dtype, antialias=False, eight_bit=True)
+                                  self.device, self.dtype, antialias=False, eight_bit=True, staging=self._staging,
+                                  memory_format=self.memory_format)
         size = model_input_size(height, width, config.short_side, config.max_long_side, self.backend.input_multiple)
         return to_model_input(rgb_images, size, self.backend.image_mean, self.backend.image_std,
-                              self.device, self.dtype)
+                              self.device, self.dtype, staging=self._staging, memory_format=self.memory_format)
 
     def output_pamr(self, logits: torch.Tensor, model_input: torch.Tensor, out_size: tuple) -> torch.Tensor:
         """NACLIP's PAMR: logits [B, N, H, W] resized to ``out_size``, refined there with the
@@ -413,8 +490,7 @@ class Segmenter:
         for top in window_starts(height, window_h, stride):
             for left in window_starts(width, window_w, stride):
                 crop = model_input[..., top:top + window_h, left:left + window_w]
-                embeddings = self.backend.dense_embeddings(crop) if hasattr(self.backend, "dense_embeddings") \
-                    else self.backend(crop)
+                embeddings = self.window_forward(crop)
                 if embeddings_out is not None:
                     grid_sum, grid_count = _add_window_embeddings(grid_sum, grid_count, embeddings, top, left,
                                                                   height, width, window_h, window_w)
@@ -461,24 +537,23 @@ class Segmenter:
         return probabilities.clamp_min(1e-8).log()  # [B, N, H, W] at model-input size
 
     def _finish(self, logits: torch.Tensor, label_set: LabelSet, out_size: tuple,
-                return_confidences: bool, pre_scale: int = 1) -> SegmentationResult:
-        """Mask (and confidences) of one image's logits [N, h, w] at ``out_size``, within
-        the config's memory budget (see :mod:`lseg_ros.label_maps`)."""
+                return_confidences: bool, pre_scale: int = 1) -> tuple:
+        """(mask [H, W] on the device, result without its mask) of one image's logits [N, h, w]
+        at ``out_size``, within the config's memory budget (see :mod:`lseg_ros.label_maps`)."""
         unknown = self.config.unknown_value
         mask_dtype = torch.uint8 if max(unknown, len(label_set.names) - 1) <= 255 else torch.int32
-        thresholds = label_set.thresholds if bool((label_set.thresholds > 0).any()) else None
+        thresholds = label_set.thresholds if label_set.has_thresholds else None
         below = self.config.threshold_label
         rules = LabelRules(len(label_set.names), label_set.name_groups, thresholds,
                            below if below >= 0 else unknown, self.config.area_threshold, below)
         plan = plan_outputs(len(label_set.names), tuple(logits.shape[-2:]), out_size,
-                            self.config.memory_budget_mb * 1024 * 1024)
-        mask, confidences = classify_bands(logits, plan, rules, mask_dtype, return_confidences, pre_scale)
-        mask_np = mask.cpu().numpy()
-        if mask_dtype != torch.uint8:
-            mask_np = mask_np.astype(np.uint16)
-        return SegmentationResult(mask_np, confidences, list(label_set.names), unknown,
-                                  generation=label_set.generation,
-                                  confidence_scale=plan.confidence_scale if return_confidences else 1.0)
+                            self.config.memory_budget_mb * 1024 * 1024, self.config.confidence_scale)
+        confidence_dtype = torch.float16 if self.config.confidence_dtype == "float16" else torch.float32
+        mask, confidences = classify_bands(logits, plan, rules, mask_dtype, return_confidences, pre_scale,
+                                           confidence_dtype)
+        return mask, SegmentationResult(None, confidences, list(label_set.names), unknown,
+                                        generation=label_set.generation,
+                                        confidence_scale=plan.confidence_scale if return_confidences else 1.0)
 
 
 def _add_window_embeddings(grid_sum, grid_count, embeddings, top, left, height, width, window_h, window_w):
@@ -497,16 +572,42 @@ def _add_window_embeddings(grid_sum, grid_count, embeddings, top, left, height, 
 
 
 class _StageClock:
-    """Wall time per pipeline stage; synchronizes CUDA so each stage is charged its own work."""
+    """Time per pipeline stage, as ``mode`` (config stage_timings) says: "sync" synchronizes
+    CUDA after each stage (wall time, each stage charged its own work); "events" records a
+    CUDA event per stage and reads them in :meth:`finish`, after the results' copy to the
+    host has synchronized anyway (on the CPU, wall time); "off" keeps the total only."""
 
-    def __init__(self, device: torch.device, timings: Dict[str, float]) -> None:
-        self.device = device if device.type == "cuda" else None
+    def __init__(self, device: torch.device, timings: Dict[str, float], mode: str = "events") -> None:
+        self.cuda = device.type == "cuda"
+        self.mode = mode
         self.timings = timings
-        self.last = time.perf_counter()
+        self.start = self.last = time.perf_counter()
+        self.events: List[tuple] = []
+        if self.cuda and mode == "events":
+            self.events.append(("", _record_event(device)))
+        self.device = device
 
     def lap(self, stage: str) -> None:
-        if self.device is not None:
+        if self.mode == "off":
+            return
+        if self.cuda and self.mode == "events":
+            self.events.append((stage, _record_event(self.device)))
+            return
+        if self.cuda:
             torch.cuda.synchronize(self.device)
         now = time.perf_counter()
         self.timings[stage] = now - self.last
         self.last = now
+
+    def finish(self) -> None:
+        """Read the events (their work is done: call after a synchronizing copy) and the total."""
+        for (_, before), (stage, after) in zip(self.events, self.events[1:]):
+            after.synchronize()
+            self.timings[stage] = before.elapsed_time(after) / 1000.0
+        self.timings["total"] = time.perf_counter() - self.start
+
+
+def _record_event(device: torch.device):
+    event = torch.cuda.Event(enable_timing=True)
+    event.record(torch.cuda.current_stream(device))
+    return event

@@ -147,7 +147,7 @@ def test_batch_of_different_sizes_is_segmented_per_image():
 
 def test_timings_report_each_stage():
     result = make_segmenter().segment(random_image())
-    assert set(result.timings) == {"preprocess", "backbone", "classify", "postprocess"}
+    assert set(result.timings) == {"preprocess", "backbone", "classify", "postprocess", "total"}
     assert all(value >= 0 for value in result.timings.values())
 
 

@@ -70,6 +70,8 @@ class SegmentationBackend(nn.Module):
     default_logit_scale: float = 100.0
     #: prompt template set when the config says "default"
     default_prompt_templates: str = "imagenet"
+    #: mostly convolutions (channels_last helps on the CPU; see acceleration.resolve_memory_format)
+    conv_heavy: bool = False
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,6 +91,11 @@ class SegmentationBackend(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Pixel embeddings [B, D, h, w] (not necessarily normalized) from normalized images."""
         raise NotImplementedError
+
+    def image_side_modules(self) -> List[nn.Module]:
+        """The modules ``forward`` runs (not the text encoder): what int8 quantization of the
+        image side (``quantize: int8``) converts."""
+        raise NotImplementedError(f"backend {self.backend_name!r} does not name its image-side modules")
 
     def refine_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Backend-specific refinement of label logits [B, N, h, w] (identity by default;

@@ -31,7 +31,7 @@ import uuid
 from collections import OrderedDict
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import open_clip
 import torch
@@ -102,6 +102,9 @@ class DenseClipBackend(SegmentationBackend):
     @property
     def visual(self) -> VisionTransformer:
         return self.clip.visual
+
+    def image_side_modules(self) -> List[nn.Module]:
+        return [self.clip.visual]
 
     @property
     def embedding_dim(self) -> int:

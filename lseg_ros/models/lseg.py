@@ -48,7 +48,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import open_clip
 import timm
@@ -254,6 +254,7 @@ class LSegBackend(SegmentationBackend):
     logits_upsample = 2  # scratch.output_conv: x2 bilinear, align_corners=True
     default_logit_scale = LSEG_LOGIT_SCALE
     default_prompt_templates = "none"
+    conv_heavy = True  # the DPT decoder
 
     def __init__(self, preset: LSegPreset, block_depth: int = 0, activation: str = "lrelu",
                  arch_option: int = 0) -> None:
@@ -308,6 +309,9 @@ class LSegBackend(SegmentationBackend):
     def refine_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Apply the optional spatial-regularization blocks to label logits [B, N, h, w]."""
         return self.net.refine_logits(logits)
+
+    def image_side_modules(self) -> List[nn.Module]:
+        return [self.net.pretrained, self.net.scratch]
 
     # -------------------------------------------------------------- training
     def image_parameters(self) -> Iterator[nn.Parameter]:

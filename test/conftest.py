@@ -1,0 +1,35 @@
+"""The device the engine, training and node tests run on.
+
+    bash scripts/test.sh                               the CPU (the default; CI)
+    LSEG_TEST_DEVICE=cuda bash scripts/test.sh          CUDA: engine, training and node tests there,
+                                                        plus the CUDA-only tests (fp16/bf16, pinned
+                                                        staging, CUDA graphs)
+
+Tests take ``TEST_DEVICE`` for every Segmenter/trainer they build unless they test the CPU
+itself; ``needs_cuda`` marks the CUDA-only ones (skipped on the CPU, saying how to run them).
+"""
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+TEST_DEVICE = os.environ.get("LSEG_TEST_DEVICE", "cpu").strip() or "cpu"
+ON_CUDA = TEST_DEVICE.startswith("cuda")
+
+needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="CUDA only: run with LSEG_TEST_DEVICE=cuda on a GPU")
+
+
+def pytest_configure(config):
+    if TEST_DEVICE != "cpu" and not ON_CUDA:
+        raise pytest.UsageError(f"LSEG_TEST_DEVICE={TEST_DEVICE!r}; accepted: cpu, cuda, cuda:N")
+    if ON_CUDA and not torch.cuda.is_available():
+        raise pytest.UsageError(f"LSEG_TEST_DEVICE={TEST_DEVICE!r} but torch sees no CUDA device "
+                                f"(torch {torch.__version__}, CUDA build {torch.version.cuda})")
+
+
+def pytest_report_header(config):
+    if ON_CUDA:
+        return f"lseg_ros test device: {TEST_DEVICE} ({torch.cuda.get_device_name(torch.device(TEST_DEVICE))})"
+    return "lseg_ros test device: cpu (LSEG_TEST_DEVICE=cuda for a GPU)"
