@@ -7,6 +7,8 @@
 #   bash scripts/test.sh                          both distros
 #   LSEG_TEST_DISTROS=kilted bash scripts/test.sh one distro (kilted | jazzy | "kilted jazzy")
 #   bash scripts/test.sh test/test_node.py -x     these pytest arguments, on each distro
+#   LSEG_TEST_DEVICE=cuda bash scripts/test.sh    engine, training and node tests on CUDA, plus the
+#                                                 CUDA-only ones (fp16/bf16, pinned staging, CUDA graphs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Never reach a model hub from tests.
@@ -26,7 +28,7 @@ for distro in ${LSEG_TEST_DISTROS:-kilted jazzy}; do
   if [ $# -gt 0 ]; then
     tests=("$@")
   fi
-  echo "[test] ROS 2 $distro: pytest ${tests[*]}"
+  echo "[test] ROS 2 $distro on ${LSEG_TEST_DEVICE:-cpu}: pytest ${tests[*]}"
   start=$(date +%s)
   "$venv/bin/python" -m pytest -q "${tests[@]}" || failed+=("$distro")
   echo "[test] ROS 2 $distro: $(( $(date +%s) - start )) s"

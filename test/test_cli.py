@@ -7,7 +7,9 @@ from PIL import Image
 
 from lseg_ros.cli import main
 
-TINY = ["--backend", "dense_clip", "--model", "lseg-test-tiny-ViT", "--pretrained", "random", "--device", "cpu",
+from conftest import TEST_DEVICE
+
+TINY = ["--backend", "dense_clip", "--model", "lseg-test-tiny-ViT", "--pretrained", "random", "--device", TEST_DEVICE,
         "--short_side", "64"]
 
 

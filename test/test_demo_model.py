@@ -12,12 +12,14 @@ from lseg_ros.demo_model import DEMO_CONFIG, DEMO_WEIGHTS, demo_model_config
 from lseg_ros.evaluate import evaluate_predictions
 from lseg_ros.segmenter import Segmenter
 
+from conftest import TEST_DEVICE
+
 HELD_OUT_SEED = 20240917  # training used seed 0, its check seed 1
 
 
 @pytest.fixture(scope="module")
 def segmenter():
-    config = demo_model_config(device="cpu")
+    config = demo_model_config(device=TEST_DEVICE)
     assert config is not None, f"demo model missing: expected {DEMO_CONFIG} and {DEMO_WEIGHTS}"
     return Segmenter(config)
 

@@ -15,6 +15,8 @@ from lseg_ros.config import DenseClipConfig, SegmenterConfig
 from lseg_ros.models.dense_clip import DENSE_CLIP_MODES, DenseClipBackend, build_dense_clip
 from lseg_ros.weights import WeightsError
 
+from conftest import TEST_DEVICE
+
 TINY = "lseg-test-tiny-ViT"  # patch 16, width 64, 2 layers, 2 heads, embed_dim 32, native 224
 EMBED_DIM = 32
 
@@ -391,13 +393,13 @@ def test_segmenter_sliding_window_averages_per_window_logits_as_the_references(s
     from lseg_ros.segmenter import Segmenter
 
     torch.manual_seed(0)
-    config = SegmenterConfig(model=TINY, pretrained="random", device="cpu", short_side=min(size),
+    config = SegmenterConfig(model=TINY, pretrained="random", device=TEST_DEVICE, short_side=min(size),
                              max_long_side=max(size), labels=["floor", "wall", "door"],
                              dense_clip=DenseClipConfig(mode="naclip", window=48, stride=32))
     segmenter = Segmenter(config)
     image = np.random.default_rng(1).integers(0, 256, (*size, 3), dtype=np.uint8)
     x = to_model_input([image], size, segmenter.backend.image_mean, segmenter.backend.image_std,
-                       torch.device("cpu"), torch.float32)
+                       torch.device(TEST_DEVICE), torch.float32)
     with torch.inference_mode():
         cosine = _forward_slide_reference(segmenter.backend, x, segmenter.label_set.label_embeddings, 32, 48)
         result = segmenter.segment(image)

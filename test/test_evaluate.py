@@ -16,6 +16,8 @@ from lseg_ros.evaluate import (LSEG_SCALES, evaluate_predictions, evaluate_segme
 from lseg_ros.models.base import SegmentationBackend, register_backend
 from lseg_ros.segmenter import Segmenter
 
+from conftest import TEST_DEVICE
+
 PALETTE = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "white": (240, 240, 240)}
 NAMES = list(PALETTE)
 
@@ -53,7 +55,7 @@ except ValueError:  # already registered in this process
 
 
 def oracle_segmenter(**overrides) -> Segmenter:
-    config = SegmenterConfig(backend="color_oracle_for_tests", model="oracle", pretrained="random", device="cpu",
+    config = SegmenterConfig(backend="color_oracle_for_tests", model="oracle", pretrained="random", device=TEST_DEVICE,
                              short_side=64, max_long_side=96, labels=NAMES)
     for name, value in overrides.items():
         setattr(config, name, value)
@@ -161,7 +163,7 @@ def test_command_line_writes_metrics_report_chart_and_overlays(block_dataset, tm
     out = tmp_path / "eval"
     code = main(["--dataset", "generic", "--root", str(block_dataset), "--split", "all", "--out", str(out),
                  "--backend", "color_oracle_for_tests", "--model", "oracle", "--pretrained", "random",
-                 "--device", "cpu", "--short_side", "64", "--max_long_side", "96", "--overlays", "2",
+                 "--device", TEST_DEVICE, "--short_side", "64", "--max_long_side", "96", "--overlays", "2",
                  "--unseen", "white"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -174,7 +176,7 @@ def test_command_line_writes_metrics_report_chart_and_overlays(block_dataset, tm
 
 def test_command_line_rejects_a_label_count_mismatch(block_dataset, tmp_path, capsys):
     code = main(["--root", str(block_dataset), "--split", "all", "--out", str(tmp_path), "--label-names", "a,b",
-                 "--backend", "color_oracle_for_tests", "--pretrained", "random", "--device", "cpu"])
+                 "--backend", "color_oracle_for_tests", "--pretrained", "random", "--device", TEST_DEVICE])
     assert code == 2 and "2 names for 4 classes" in capsys.readouterr().err
 
 
@@ -191,10 +193,10 @@ def test_lseg_multiscale_protocol_pads_windows_and_sums_as_lang_seg():
     from lseg_ros.segmenter import Segmenter
 
     torch.manual_seed(0)
-    segmenter = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device="cpu",
+    segmenter = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device=TEST_DEVICE,
                                           labels=["wall", "floor", "sky"]))
     image = np.random.default_rng(2).integers(0, 256, (64, 100, 3), dtype=np.uint8)
-    x = to_model_input([image], (64, 100), (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), torch.float32)
+    x = to_model_input([image], (64, 100), (0.5,) * 3, (0.5,) * 3, torch.device(TEST_DEVICE), torch.float32)
     text = segmenter.backend.encode_text(segmenter.backend.tokenize(segmenter.labels))
 
     def net(img):
@@ -229,7 +231,7 @@ def test_lseg_eval_runs_a_papers_protocol_with_its_dataset_settings_and_names(tm
     root = voc_layout(tmp_path / "voc")
     out = tmp_path / "out"
     code = main(["--dataset", "voc", "--root", str(root), "--out", str(out), "--profile", "naclip",
-                 "--model", "lseg-test-tiny-ViT", "--pretrained", "random", "--device", "cpu", "--short-side", "48"])
+                 "--model", "lseg-test-tiny-ViT", "--pretrained", "random", "--device", TEST_DEVICE, "--short-side", "48"])
     assert code == 0
     metrics = json.loads((out / "metrics.json").read_text())
     config = metrics["config"]
@@ -247,7 +249,7 @@ def test_multi_view_predictions_with_synonyms_are_label_indices_as_segment_gives
 
     torch.manual_seed(0)
     labels = ["background; sky; wall; floor; ceiling", "person; man", "door"]
-    segmenter = Segmenter(SegmenterConfig(backend=backend, model=model, pretrained="random", device="cpu",
+    segmenter = Segmenter(SegmenterConfig(backend=backend, model=model, pretrained="random", device=TEST_DEVICE,
                                           short_side=64, max_long_side=96, labels=labels))
     image = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
     single = segmenter.segment(image)

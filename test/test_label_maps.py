@@ -14,6 +14,8 @@ from lseg_ros.config import SegmenterConfig
 from lseg_ros.label_maps import LabelRules, OutputPlan, classify_bands, plan_outputs, upsampled_bands
 from lseg_ros.segmenter import Segmenter
 
+from conftest import TEST_DEVICE
+
 MB = 1024 * 1024
 
 
@@ -79,7 +81,7 @@ def test_banded_mask_thresholds_and_confidences_equal_the_one_shot_computation(w
 
 
 def test_confidences_past_half_the_budget_come_at_a_reduced_resolution_that_is_recorded():
-    segmenter = Segmenter(SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device="cpu",
+    segmenter = Segmenter(SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device=TEST_DEVICE,
                                           short_side=64, memory_budget_mb=16, labels=[]))
     segmenter.set_labels([f"label {i}" for i in range(40)])
     image = np.random.default_rng(3).integers(0, 256, (600, 800, 3), dtype=np.uint8)
@@ -104,7 +106,7 @@ _PEAK_RSS = textwrap.dedent("""
     from lseg_ros.segmenter import Segmenter
 
     side, labels, budget = (int(value) for value in sys.argv[1:4])
-    segmenter = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device="cpu",
+    segmenter = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device=TEST_DEVICE,
                                           short_side=64, max_long_side=64, unknown_value=65535,
                                           memory_budget_mb=budget, labels=[]))
     segmenter.set_labels([f"label {i}" for i in range(labels)])

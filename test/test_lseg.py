@@ -13,6 +13,8 @@ from lseg_ros.models import build_backend
 from lseg_ros.models.lseg import LSegBackend, build_lseg, get_preset
 from lseg_ros.weights import WeightsError
 
+from conftest import TEST_DEVICE
+
 
 def tiny_config(pretrained: str = "random", **lseg) -> SegmenterConfig:
     config = SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained=pretrained)
@@ -302,7 +304,7 @@ def test_weights_with_nan_or_inf_are_refused_naming_the_first_bad_tensor(tmp_pat
 def _tiny_segmenter(**postprocess):
     from lseg_ros.segmenter import Segmenter
 
-    config = SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device="cpu",
+    config = SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device=TEST_DEVICE,
                              short_side=64, max_long_side=96, labels=["a chair", "the floor", "door"])
     for name, value in postprocess.items():
         setattr(config.postprocess, name, value)
@@ -314,7 +316,7 @@ def _plain_lseg_logits(segmenter, image):
     align_corners=True) to the model input; returns (logits [1, N, H, W], model input)."""
     from lseg_ros.preprocess import to_model_input
 
-    x = to_model_input([image], (64, 96), (0.5,) * 3, (0.5,) * 3, torch.device("cpu"), torch.float32)
+    x = to_model_input([image], (64, 96), (0.5,) * 3, (0.5,) * 3, torch.device(TEST_DEVICE), torch.float32)
     with torch.no_grad():
         pixel = torch.nn.functional.normalize(segmenter.backend(x), dim=1)  # [1, D, 32, 48]
         text = torch.nn.functional.normalize(segmenter.backend.encode_text(

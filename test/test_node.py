@@ -28,9 +28,11 @@ from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noq
 from lseg_ros.ros.node import LsegNode  # noqa: E402
 from lseg_ros.ros.params import parameter_overrides  # noqa: E402
 
+from conftest import TEST_DEVICE
+
 LABELS = ["floor", "wall", "door"]
 NODE_PARAMETERS = {"backend": "dense_clip", "model": "lseg-test-tiny-ViT", "pretrained": "random",
-                   "device": "cpu", "short_side": 64, "max_long_side": 128, "labels": LABELS,
+                   "device": TEST_DEVICE, "short_side": 64, "max_long_side": 128, "labels": LABELS,
                    "diagnostics_period": 0.2}
 
 

@@ -32,13 +32,15 @@ from lseg_ros.viz import label_colors  # noqa: E402
 
 from test_node import ParameterClient, _wait, scene  # noqa: E402
 
+from conftest import TEST_DEVICE
+
 
 def _result(future, timeout=30.0):
     _wait(future, timeout)
     return future.result()
 
 LABELS = ["floor", "wall", "door; doorway"]
-PARAMETERS = {"backend": "dense_clip", "model": "lseg-test-tiny-ViT", "pretrained": "random", "device": "cpu",
+PARAMETERS = {"backend": "dense_clip", "model": "lseg-test-tiny-ViT", "pretrained": "random", "device": TEST_DEVICE,
               "short_side": 64, "max_long_side": 128, "labels": LABELS, "diagnostics_period": 0.2,
               "points_stride": 1, "min_depth": 0.05, "max_depth": 20.0, "obstacle_labels": ["doorway"],
               "min_object_pixels": 4}

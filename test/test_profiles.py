@@ -13,6 +13,8 @@ from lseg_ros.preprocess import mmseg_input_size, to_model_input
 from lseg_ros.profiles import PROFILES, get_profile, profile_fields
 from lseg_ros.segmenter import Segmenter
 
+from conftest import TEST_DEVICE
+
 TINY = "lseg-test-tiny-ViT"
 
 
@@ -96,7 +98,7 @@ def test_mmseg_input_size_follows_mmcv_rescale_size():
 
 def test_eight_bit_resize_is_bilinear_without_antialiasing_rounded_to_grey_levels():
     image = np.random.default_rng(0).integers(0, 256, (90, 120, 3), dtype=np.uint8)
-    x = to_model_input([image], (40, 53), (0.0,) * 3, (1.0,) * 3, torch.device("cpu"), torch.float32,
+    x = to_model_input([image], (40, 53), (0.0,) * 3, (1.0,) * 3, torch.device(TEST_DEVICE), torch.float32,
                        antialias=False, eight_bit=True)
     plain = F.interpolate(torch.from_numpy(image).permute(2, 0, 1)[None].float(), size=(40, 53), mode="bilinear",
                           align_corners=False)
@@ -105,7 +107,7 @@ def test_eight_bit_resize_is_bilinear_without_antialiasing_rounded_to_grey_level
 
 def _tiny_naclip(**fields):
     torch.manual_seed(0)
-    config = SegmenterConfig.for_profile("naclip", "voc", model=TINY, pretrained="random", device="cpu",
+    config = SegmenterConfig.for_profile("naclip", "voc", model=TINY, pretrained="random", device=TEST_DEVICE,
                                          labels=["background; sky; wall", "person; man", "door"], **fields)
     return Segmenter(config)
 
@@ -122,7 +124,7 @@ def test_naclip_voc_pipeline_equals_naclip_predict_written_out():
     segmenter.config.short_side, segmenter.config.max_long_side = 45, 2048  # keep the test small
     size = mmseg_input_size(75, 100, 45, 2048)  # (45, 60): not patch multiples
     inputs = to_model_input([image], size, segmenter.backend.image_mean, segmenter.backend.image_std,
-                            torch.device("cpu"), torch.float32, antialias=False, eight_bit=True)
+                            torch.device(TEST_DEVICE), torch.float32, antialias=False, eight_bit=True)
     text = segmenter.label_set.label_embeddings  # [names, D]
     with torch.inference_mode():
         features = F.normalize(segmenter.backend.dense_embeddings(inputs), dim=1)  # floor grid (2, 3)
@@ -151,7 +153,7 @@ def test_profile_pipeline_accepts_any_image_size_with_windows():
 
 def test_mmseg_input_resize_with_lseg_is_refused_naming_the_fix():
     with pytest.raises(ValueError, match="input_resize 'mmseg'.*use input_resize 'snap'"):
-        Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device="cpu",
+        Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device=TEST_DEVICE,
                                   input_resize="mmseg", labels=["a"]))
 
 

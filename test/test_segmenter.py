@@ -9,6 +9,8 @@ from lseg_ros.config import SegmenterConfig
 from lseg_ros.models.base import SegmentationBackend, register_backend
 from lseg_ros.segmenter import Segmenter, parse_label_text
 
+from conftest import TEST_DEVICE
+
 EMBED_DIM = 8
 
 
@@ -46,7 +48,7 @@ register_backend("fake_for_tests")(lambda config: FakeBackend())
 
 
 def make_segmenter(**overrides) -> Segmenter:
-    config = SegmenterConfig(backend="fake_for_tests", model="fake", pretrained="random", device="cpu",
+    config = SegmenterConfig(backend="fake_for_tests", model="fake", pretrained="random", device=TEST_DEVICE,
                              short_side=64, max_long_side=128, labels=["floor", "wall", "door"])
     for name, value in overrides.items():
         setattr(config, name, value)
@@ -244,7 +246,7 @@ def test_clustering_limits_distinct_pixel_classes():
     image = random_image(64, 128)
     from lseg_ros.preprocess import to_model_input
     x = to_model_input([image], (64, 128), segmenter.backend.image_mean, segmenter.backend.image_std,
-                       torch.device("cpu"), torch.float32)
+                       torch.device(TEST_DEVICE), torch.float32)
     with torch.inference_mode():
         logits = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings)
     distinct = torch.unique(logits[0].flatten(1).T, dim=0)
@@ -263,7 +265,7 @@ def test_pamr_keeps_probabilities_normalized_and_smooths_uniform_regions():
 
 def test_fp16_on_cpu_is_rejected_clearly():
     with pytest.raises(ValueError, match="fp16"):
-        make_segmenter(precision="fp16")
+        make_segmenter(precision="fp16", device="cpu")
 
 
 def test_parse_label_text_splits_commas_and_strips():
@@ -305,7 +307,7 @@ def test_pamr_runs_at_model_input_resolution():
     segmenter.config.postprocess.pamr_iters = 3
     from lseg_ros.preprocess import to_model_input
     x = to_model_input([random_image(64, 128)], (64, 128), segmenter.backend.image_mean,
-                       segmenter.backend.image_std, torch.device("cpu"), torch.float32)
+                       segmenter.backend.image_std, torch.device(TEST_DEVICE), torch.float32)
     with torch.inference_mode():
         logits = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings, x)
     assert logits.shape == (1, 3, 64, 128)
@@ -318,7 +320,7 @@ def test_pamr_runs_at_model_input_resolution():
     ("lseg", "lseg_tiny", {"arch_option": 1, "block_depth": 2}),
 ])
 def test_bf16_precision_runs_every_backend_with_float32_outputs(backend, model, extra):
-    config = SegmenterConfig(backend=backend, model=model, pretrained="random", device="cpu", precision="bf16",
+    config = SegmenterConfig(backend=backend, model=model, pretrained="random", device=TEST_DEVICE, precision="bf16",
                              short_side=64, labels=["floor", "wall", "door"])
     for name, value in extra.items():
         setattr(config.lseg, name, value)
@@ -329,7 +331,7 @@ def test_bf16_precision_runs_every_backend_with_float32_outputs(backend, model, 
 
 
 def test_mask_only_path_with_many_labels_and_thresholds_equals_the_full_softmax_path():
-    segmenter = Segmenter(SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device="cpu",
+    segmenter = Segmenter(SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device=TEST_DEVICE,
                                           short_side=64, unknown_value=65535, labels=[]))
     labels = ["".join(chr(97 + (i * 7 + k * 3) % 26) for k in range(1 + i % 6)) + str(i) for i in range(40)]
     segmenter.set_labels(labels)  # several chunks of labels
@@ -488,7 +490,7 @@ def test_synonyms_given_as_lists_become_the_text_form_and_share_the_cache():
 def test_embeddings_times_text_embeddings_give_the_label_logits(window):
     """A map built from result.embeddings and queried with encode_texts gets the logits the
     segmenter classified with (before upsampling): logit_scale * cosine."""
-    config = SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device="cpu", short_side=64,
+    config = SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device=TEST_DEVICE, short_side=64,
                              max_long_side=128, labels=["door", "chair", "floor"])
     config.dense_clip.window, config.dense_clip.stride = window, 32
     segmenter = Segmenter(config)
@@ -515,7 +517,7 @@ def test_embeddings_times_text_embeddings_give_the_label_logits(window):
 
 
 def test_encode_texts_is_the_label_cache_and_refuses_bad_texts():
-    segmenter = Segmenter(SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device="cpu",
+    segmenter = Segmenter(SegmenterConfig(model="lseg-test-tiny-ViT", pretrained="random", device=TEST_DEVICE,
                                           short_side=64, labels=["door", "chair"]))
     forwards = segmenter.label_encoder.forward_count
     door = segmenter.encode_texts(["door"])

@@ -14,6 +14,8 @@ from lseg_ros.data.scenes import SCENE_CLASSES, write_generic_dataset
 from lseg_ros.segmenter import Segmenter
 from lseg_ros.train import TrainConfig, Trainer, config_from_args, main
 
+from conftest import TEST_DEVICE
+
 
 @pytest.fixture(scope="module")
 def scenes(tmp_path_factory):
@@ -23,7 +25,7 @@ def scenes(tmp_path_factory):
 
 def tiny_config(root, out, **overrides) -> TrainConfig:
     config = TrainConfig(out=str(out), data_root=str(root), crop_size=32, scale_range=[0.75, 1.25],
-                         batch_size=4, epochs=2, device="cpu", progress=False, backbone_lr=2e-3,
+                         batch_size=4, epochs=2, device=TEST_DEVICE, progress=False, backbone_lr=2e-3,
                          decoder_lr=5e-3)
     config.model.short_side, config.model.max_long_side = 48, 64
     for name, value in overrides.items():
@@ -75,7 +77,7 @@ def test_resume_from_the_command_line_reuses_the_run_config_and_metrics(scenes, 
     out = tmp_path / "run"
     config = tiny_config(scenes, out, epochs=3)
     args = ["--data_root", str(scenes), "--out", str(out), "--crop_size", "32", "--scale_range", "0.75,1.25",
-            "--batch_size", "4", "--epochs", "3", "--device", "cpu", "--progress", "false",
+            "--batch_size", "4", "--epochs", "3", "--device", TEST_DEVICE, "--progress", "false",
             "--model.short_side", "48", "--model.max_long_side", "64",
             "--backbone_lr", str(config.backbone_lr), "--decoder_lr", str(config.decoder_lr)]
     assert main(args) == 0
@@ -108,7 +110,7 @@ def test_each_epoch_writes_weights_state_config_and_metrics(scenes, tmp_path):
 def test_epoch_checkpoint_gives_the_engine_the_trainers_logits(scenes, tmp_path):
     trainer = Trainer(tiny_config(scenes, tmp_path, epochs=1, val_split=""))
     trainer.fit()
-    engine = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", device="cpu", short_side=48,
+    engine = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", device=TEST_DEVICE, short_side=48,
                                        max_long_side=64, labels=SCENE_CLASSES,
                                        pretrained=str(tmp_path / "epoch_001.safetensors")))
     image, _ = trainer.train_set.load(0)  # 48x64: the model input size, no resizing
