@@ -106,7 +106,7 @@ _PEAK_RSS = textwrap.dedent("""
     from lseg_ros.segmenter import Segmenter
 
     side, labels, budget = (int(value) for value in sys.argv[1:4])
-    segmenter = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device=TEST_DEVICE,
+    segmenter = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", pretrained="random", device="cpu",
                                           short_side=64, max_long_side=64, unknown_value=65535,
                                           memory_budget_mb=budget, labels=[]))
     segmenter.set_labels([f"label {i}" for i in range(labels)])
