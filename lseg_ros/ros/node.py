@@ -158,6 +158,11 @@ class LsegCore:
             segmenter_config.labels = []  # applied below through the same path as run-time changes
             segmenter = Segmenter(segmenter_config)
         self.segmenter = segmenter
+        settings = getattr(segmenter, "settings", {})  # what the speed settings' "auto" became here
+        self.get_logger().info(f"engine: {segmenter.description}; " +
+                               ", ".join(f"{key} {value}" for key, value in settings.items()))
+        for warning in getattr(segmenter, "warnings", []):
+            self.get_logger().warning(warning)
         self.segmenter.max_labels = self.node_config.max_labels
         self.segmenter.max_label_chars = self.node_config.max_label_chars
         self.segmenter.max_descriptions = self.node_config.max_prompts_per_label
