@@ -33,12 +33,13 @@ setup(
         "tqdm>=4.60",
         "scipy>=1.7",
     ],
-    extras_require={"eval": ["matplotlib>=3.5"]},
+    extras_require={"eval": ["matplotlib>=3.5"], "onnx": ["onnx>=1.16", "onnxruntime>=1.18"]},
     entry_points={
         "console_scripts": [
             "lseg-segment = lseg_ros.cli:main",
             "lseg-train = lseg_ros.train:main",
             "lseg-eval = lseg_ros.evaluate:main",
+            "lseg-export = lseg_ros.export:main",
         ],
     },
 )

@@ -130,8 +130,9 @@ class Segmenter:
                              f"{self.device} with precision {self.precision}: use quantize none there")
         if config.compile == "cuda_graphs" and self.device.type != "cuda":
             raise ValueError(f"compile 'cuda_graphs' needs CUDA, device is {self.device}; use compile none or torch")
-        if config.runtime != "torch":
-            raise ValueError(f"runtime {config.runtime!r} is not available in this build; use runtime torch")
+        if config.runtime == "onnxruntime" and (config.compile != "none" or config.quantize != "none"):
+            raise ValueError(f"runtime onnxruntime runs the exported graph as it is: compile {config.compile!r} and "
+                             f"quantize {config.quantize!r} apply to the torch runtime only; set them to none")
         threads = apply_threads(config.num_threads)
         fastpath = resolve_mha_fastpath(config.mha_fastpath, self.device)
         apply_mha_fastpath(fastpath)
@@ -159,13 +160,23 @@ class Segmenter:
         elif config.compile == "cuda_graphs":
             self.image_forward = CudaGraphForward(self.image_forward)
             self.window_forward = CudaGraphForward(self.window_forward)
+        if config.runtime == "onnxruntime":
+            from .runtime import OnnxImageSide  # optional dependency: pip install lseg_ros[onnx]
+
+            # the graph is one forward at one input size: the whole input or one sliding window
+            # (the same computation at that size), checked against this backend's weights
+            self.image_forward = self.window_forward = OnnxImageSide(
+                config.onnx_model, self.device, backend=self.backend, tensorrt_cache_dir=config.tensorrt_cache_dir,
+                num_threads=config.num_threads, fp16=self.precision == "fp16")
         self._staging = PinnedStaging() if self.device.type == "cuda" else None
         #: what each speed setting became on this device ("auto" resolved)
         self.settings = {"device": str(self.device), "precision": self.precision, "num_threads": threads,
                          "mha_fastpath": "on" if fastpath else "off",
                          "memory_format": "channels_last" if self.memory_format == torch.channels_last else
                          "contiguous", "quantize": f"int8 ({quantized} linear layers)" if quantized else "none",
-                         "compile": config.compile, "runtime": config.runtime}
+                         "compile": config.compile,
+                         "runtime": f"onnxruntime ({self.image_forward.providers[0]})"
+                         if config.runtime == "onnxruntime" else config.runtime}
         templates = self.config.prompt_templates
         if templates == "default":
             templates = self.backend.default_prompt_templates

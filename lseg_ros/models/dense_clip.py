@@ -184,9 +184,9 @@ class DenseClipBackend(SegmentationBackend):
     def positional_embedding(self, grid: Grid) -> torch.Tensor:
         """Positional embedding [1 + h*w, C] for a patch grid (h, w); cached per grid."""
         table = self.visual.positional_embedding  # [1 + g0*g1, C]
-        if tuple(grid) == tuple(self.visual.grid_size):
+        key = _grid_key(grid)
+        if key == tuple(self.visual.grid_size):
             return table
-        key = tuple(grid)
         cached = _lru_get(self._positional_cache, key)
         if cached is None or cached.device != table.device or cached.dtype != table.dtype:
             with torch.no_grad():
@@ -197,7 +197,7 @@ class DenseClipBackend(SegmentationBackend):
 
     def neighbourhood_prior(self, grid: Grid) -> torch.Tensor:
         """NACLIP's additive Gaussian attention prior [1 + h*w, 1 + h*w]; cached per grid."""
-        key = tuple(grid)
+        key = _grid_key(grid)
         cached = _lru_get(self._prior_cache, key)
         if cached is None or cached.device != self.device or cached.dtype != self.dtype:
             cached = gaussian_neighbourhood_prior(key, self.gaussian_std, self.device).to(self.dtype)
@@ -264,6 +264,12 @@ def gaussian_neighbourhood_prior(grid: Grid, std: float, device=None) -> torch.T
 
 
 GRID_CACHE_SIZE = 8
+
+
+def _grid_key(grid) -> Grid:
+    """The grid as Python ints: under ONNX export the sizes are traced values, and the tables
+    computed for them (positional embedding, NACLIP prior) become constants of the graph."""
+    return int(grid[0]), int(grid[1])
 
 
 def _lru_get(cache: "OrderedDict", key):
