@@ -4,6 +4,7 @@ mask pixels agree with the baseline (a faster setting must say what it costs).
     python benchmarks/bench_speed.py                                     # ViT-B-16 448x592, the CPU wins
     python benchmarks/bench_speed.py --backend lseg --model lseg_vitb32_384 --short-side 384
     python benchmarks/bench_speed.py --variant fp16:precision=fp16 --variant graphs:compile=cuda_graphs,precision=fp16
+    python benchmarks/bench_speed.py --variant onnx:runtime=onnxruntime      # the baseline exported (lseg-export)
 
 Each variant is a name and config fields (``name:field=value,field=value``) over the
 baseline (``--set``/``--precision``/...); every variant gets its own Segmenter with the same
@@ -16,7 +17,9 @@ import argparse
 import json
 import platform
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -25,6 +28,7 @@ import torch.nn.functional as F
 from bench_args import add_model_arguments, add_setting_arguments, setting_overrides
 from lseg_ros.acceleration import cpu_has_native_bf16
 from lseg_ros.config import SegmenterConfig, with_overrides
+from lseg_ros.export import export_image_side
 from lseg_ros.segmenter import Segmenter
 
 LABELS = ["floor", "wall", "door", "chair", "table", "person", "window", "ceiling", "plant", "cabinet"]
@@ -69,7 +73,12 @@ def main() -> None:
     variants = [parse_variant(text) for text in (args.variant or CPU_VARIANTS)]
     threads = torch.get_num_threads()
     segmenters = {}
+    exported = tempfile.TemporaryDirectory(prefix="bench_speed_onnx_")
     for name, overrides in [("baseline", {})] + variants:
+        if overrides.get("runtime") == "onnxruntime" and not overrides.get("onnx_model"):
+            # the baseline's image side, exported for this frame size (same seeded weights)
+            overrides["onnx_model"] = str(Path(exported.name) / f"{name}.onnx")
+            export_image_side(segmenters["baseline"][0], args.height, args.width, Path(overrides["onnx_model"]))
         torch.manual_seed(0)
         segmenters[name] = (Segmenter(with_overrides(base, overrides).validate()), overrides)
     frames = smooth_frames(args.frames + args.warmup, args.height, args.width)

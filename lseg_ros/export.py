@@ -12,8 +12,9 @@ positional embedding, NACLIP's Gaussian prior) are stored in the graph as consta
 Then it runs the graph with ONNX Runtime on the CPU against the torch forward on the same
 inputs, prints the largest embedding difference and the share of equal mask pixels on
 generated scenes, and writes ``<out>.yaml`` beside the graph: the config with
-``runtime: onnxruntime`` and ``onnx_model`` set, which the node and lseg-segment load as any
-config. The exit code is 1 when the masks agree on fewer than ``--min-agreement`` pixels.
+``runtime: onnxruntime`` and ``onnx_model`` set (lseg-segment --config, Python), and
+``<out minus .onnx>.params.yaml``, the node's parameters file (``params_file:=``). The exit
+code is 1 when the masks agree on fewer than ``--min-agreement`` pixels.
 
 The text side is not exported: labels change at run time and are encoded by torch (cached).
 """
@@ -183,6 +184,28 @@ def write_config(config: SegmenterConfig, onnx_path: Path) -> Path:
     return path
 
 
+def write_params_file(config: SegmenterConfig, onnx_path: Path, node_name: str = "lseg_node") -> Path:
+    """``<onnx_path minus .onnx>.params.yaml``: the node's parameters file (``params_file:=``) for
+    ``config`` with runtime onnxruntime; files as absolute paths (the node's working directory
+    is the launch's)."""
+    import yaml
+
+    from .config import flatten
+
+    values = flatten(config)
+    values.update(runtime="onnxruntime", onnx_model=str(onnx_path.resolve()), compile="none", quantize="none")
+    for name in ("pretrained", "tensorrt_cache_dir"):
+        if values.get(name) and Path(values[name]).exists():
+            values[name] = str(Path(values[name]).resolve())
+    values = {name: value for name, value in values.items() if value != []}  # rclpy cannot type an empty list
+    path = onnx_path.with_suffix(".params.yaml")
+    header = (f"# written by lseg-export: lseg_node parameters running {onnx_path.name} with ONNX Runtime\n"
+              f"#   ros2 launch lseg_ros lseg.launch.py params_file:={path.name}\n")
+    path.write_text(header + yaml.safe_dump({f"/**/{node_name}": {"ros__parameters": values}}, sort_keys=False),
+                    encoding="utf-8")
+    return path
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lseg-export", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -229,8 +252,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     size = plan["input_size"]
     print(f"lseg-export: wrote {args.out} ({args.out.stat().st_size / 1e6:.1f} MB): {segmenter.description}, "
           f"{plan['kind']} input {size[0]}x{size[1]} for {args.height}x{args.width} frames, opset {args.opset}")
-    yaml_path = write_config(config, args.out)
-    print(f"lseg-export: wrote {yaml_path} (runtime onnxruntime)")
+    yaml_path, params_path = write_config(config, args.out), write_params_file(config, args.out)
+    print(f"lseg-export: wrote {yaml_path} (config, runtime onnxruntime) and {params_path} (lseg_node params_file)")
     if args.verify_frames <= 0:
         return 0
     onnx_segmenter = with_onnx_image_side(segmenter, args.out)

@@ -36,7 +36,9 @@ def clip_weights(tmp_path_factory):
     import open_clip
     from safetensors.torch import save_file
 
-    import lseg_ros.models.dense_clip  # noqa: F401  (registers the tiny model config)
+    from lseg_ros.models.dense_clip import MODEL_CONFIG_DIR  # registers the tiny model config
+
+    assert (MODEL_CONFIG_DIR / f"{TINY_CLIP}.json").is_file()
 
     torch.manual_seed(0)
     model = open_clip.create_model(TINY_CLIP, pretrained=None)
@@ -84,6 +86,21 @@ def test_dense_clip_export_gives_the_torch_masks(tmp_path, clip_weights, mode, c
                                    short_side=96, max_long_side=160)
     torch_config.dense_clip.mode = mode
     _assert_same_masks(torch_config, out.with_suffix(".yaml"), 72, 120)
+
+
+def test_node_params_file_gives_the_onnxruntime_config(exported_clip):
+    import yaml
+
+    from lseg_ros.ros.params import configs_from_values
+
+    data = yaml.safe_load(exported_clip.with_suffix(".params.yaml").read_text())
+    values = data["/**/lseg_node"]["ros__parameters"]
+    assert values["onnx_model"] == str(exported_clip.resolve()) and values["runtime"] == "onnxruntime"
+    config, _ = configs_from_values(values)
+    expected = SegmenterConfig.from_yaml(exported_clip.with_suffix(".yaml"))
+    assert config.to_dict() == expected.to_dict()
+    config.device = "cpu"
+    assert Segmenter(config).settings["runtime"] == "onnxruntime (CPUExecutionProvider)"
 
 
 def test_dense_clip_sliding_window_exports_one_window_and_merges_as_torch(tmp_path, clip_weights, capsys):
