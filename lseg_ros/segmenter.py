@@ -160,6 +160,8 @@ class Segmenter:
         elif config.compile == "cuda_graphs":
             self.image_forward = CudaGraphForward(self.image_forward)
             self.window_forward = CudaGraphForward(self.window_forward)
+        #: torch parameters dropped because another runtime runs the image side
+        self.released_parameters = 0
         if config.runtime == "onnxruntime":
             from .runtime import OnnxImageSide  # optional dependency: pip install lseg_ros[onnx]
 
@@ -168,6 +170,10 @@ class Segmenter:
             self.image_forward = self.window_forward = OnnxImageSide(
                 config.onnx_model, self.device, backend=self.backend, tensorrt_cache_dir=config.tensorrt_cache_dir,
                 num_threads=config.num_threads, fp16=self.precision == "fp16")
+            # the torch weights only the image side uses are not needed any more (device memory)
+            self.released_parameters = self.backend.release_image_side()
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
         self._staging = PinnedStaging() if self.device.type == "cuda" else None
         #: what each speed setting became on this device ("auto" resolved)
         self.settings = {"device": str(self.device), "precision": self.precision, "num_threads": threads,

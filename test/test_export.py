@@ -85,7 +85,8 @@ def test_dense_clip_export_gives_the_torch_masks(tmp_path, clip_weights, mode, c
     torch_config = SegmenterConfig(backend="dense_clip", model=TINY_CLIP, pretrained=clip_weights, device=TEST_DEVICE,
                                    short_side=96, max_long_side=160)
     torch_config.dense_clip.mode = mode
-    _assert_same_masks(torch_config, out.with_suffix(".yaml"), 72, 120)
+    exported = _assert_same_masks(torch_config, out.with_suffix(".yaml"), 72, 120)
+    assert exported.backend.clip.visual is None and exported.released_parameters > 0  # the text tower stays
 
 
 def test_node_params_file_gives_the_onnxruntime_config(exported_clip):
@@ -128,9 +129,14 @@ def test_shipped_lseg_demo_model_export_gives_the_torch_masks(tmp_path):
     metadata = read_metadata(str(out))
     assert metadata["backend_description"].startswith("lseg lseg_tiny")
     exported = _assert_same_masks(config, out.with_suffix(".yaml"), 120, 160)
+    reference = Segmenter(config)
     with torch.no_grad():
-        embeddings = exported.backend(exported.model_input(_frames(120, 160, count=1)))  # the torch forward
+        embeddings = reference.backend(reference.model_input(_frames(120, 160, count=1)))  # the torch forward
     assert json.loads(metadata["output_shape"]) == list(embeddings.shape[1:])  # [D, h/2, w/2]
+    # the ViT's weights are dropped (the decoder stays: its blocks refine the logits)
+    assert exported.backend.net.pretrained is None and exported.released_parameters > 0
+    remaining = sum(p.numel() for p in exported.backend.parameters())
+    assert remaining + exported.released_parameters == sum(p.numel() for p in reference.backend.parameters())
 
 
 # ------------------------------------------------------------------ refusals

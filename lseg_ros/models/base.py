@@ -97,6 +97,12 @@ class SegmentationBackend(nn.Module):
         image side (``quantize: int8``) converts."""
         raise NotImplementedError(f"backend {self.backend_name!r} does not name its image-side modules")
 
+    def release_image_side(self) -> int:
+        """Drop the weights only ``forward`` uses (the image side runs elsewhere: runtime
+        onnxruntime); returns the number of parameters dropped. After it only the text side,
+        ``refine_logits`` and the preprocessing attributes remain usable."""
+        return 0
+
     def refine_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Backend-specific refinement of label logits [B, N, h, w] (identity by default;
         LSeg's spatial-regularization blocks act here)."""

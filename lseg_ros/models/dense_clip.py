@@ -106,6 +106,13 @@ class DenseClipBackend(SegmentationBackend):
     def image_side_modules(self) -> List[nn.Module]:
         return [self.clip.visual]
 
+    def release_image_side(self) -> int:
+        count = sum(parameter.numel() for parameter in self.clip.visual.parameters())
+        self.clip.visual = None  # the text tower does not use it
+        self._positional_cache.clear()
+        self._prior_cache.clear()
+        return count
+
     @property
     def embedding_dim(self) -> int:
         proj = self.visual.proj

@@ -313,6 +313,13 @@ class LSegBackend(SegmentationBackend):
     def image_side_modules(self) -> List[nn.Module]:
         return [self.net.pretrained, self.net.scratch]
 
+    def release_image_side(self) -> int:
+        # the ViT and its reassemble layers (most of the weights); the decoder stays: its
+        # spatial-regularization blocks refine the logits (refine_logits)
+        count = sum(parameter.numel() for parameter in self.net.pretrained.parameters())
+        self.net.pretrained = None
+        return count
+
     # -------------------------------------------------------------- training
     def image_parameters(self) -> Iterator[nn.Parameter]:
         """The ViT backbone (``pretrained.model``)."""
