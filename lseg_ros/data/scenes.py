@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Sequence
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image
@@ -47,12 +47,12 @@ def generate_scene(rng: np.random.Generator, size: Sequence[int] = (128, 160),
     return image, mask
 
 
-def _compose(rng, size, max_objects):
+def _compose(rng, size, max_objects, foot: Optional[float] = None):
     """(image, mask, boundary (v at the image centre, slope) of the wall's foot, drawn objects
     [(class index, region)] in drawing order)."""
     height, width = _check_size(size)
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)  # [H, W] pixel coordinates
-    image, mask, boundary = _background(rng, ys, xs)
+    image, mask, boundary = _background(rng, ys, xs, foot)
     drawn = []
     for _ in range(int(rng.integers(2, max_objects + 1))):
         class_index = int(rng.choice(OBJECT_CLASSES))
@@ -63,6 +63,81 @@ def _compose(rng, size, max_objects):
     image *= rng.uniform(0.85, 1.15)  # global lighting
     image += rng.normal(0.0, 4.0, image.shape)  # sensor noise
     return np.clip(np.rint(image), 0, 255).astype(np.uint8), mask, boundary, drawn
+
+
+# ------------------------------------------------------------------------- captions
+#: share of the pixels a class must cover to be named in a caption
+CAPTION_MIN_AREA = 0.01
+#: views of captioned scenes: (probability, wall's foot as a fraction of the height or None
+#: for the usual 0.35-0.65); the floor-only and wall-only views make "floor" and "wall"
+#: learnable from captions (a word in every caption says nothing about the image)
+CAPTION_VIEWS = ((0.5, None), (0.25, -0.4), (0.25, 1.4))
+_ARTICLES = {"checkerboard": "a checkerboard", "yellow stripes": "yellow stripes"}
+_BOTH = ("{objects} on the floor in front of a wall", "a room with {objects}, a wall and a floor",
+         "there is {objects} near the wall, on the floor", "{objects} between a wall and a floor",
+         "a wall above a floor with {objects}", "a photo of {objects}, a floor and a wall")
+_FLOOR = ("{objects} lying on the floor", "looking down at the floor: {objects}", "a floor with {objects}",
+          "a photo of {objects} on the floor")
+_WALL = ("{objects} on a wall", "a wall with {objects}", "{objects} hanging on the wall",
+         "a photo of {objects} against a wall")
+_EMPTY = {(True, True): ("a wall and a floor", "an empty room: a floor and a wall"),
+          (True, False): ("an empty floor", "a photo of the floor"),
+          (False, True): ("a bare wall", "a photo of a wall")}
+
+
+def visible_classes(mask: np.ndarray, min_area: float = CAPTION_MIN_AREA) -> List[int]:
+    """Scene class indices covering at least ``min_area`` of ``mask``'s pixels."""
+    counts = np.bincount(mask.ravel(), minlength=len(SCENE_CLASSES))[:len(SCENE_CLASSES)]
+    return [int(i) for i in np.flatnonzero(counts >= min_area * mask.size)]
+
+
+def scene_caption(rng: np.random.Generator, classes: Sequence[int]) -> str:
+    """A caption naming exactly the scene classes ``classes`` (indices), in varied phrasing
+    and order: "a red disk and a blue square on the floor in front of a wall"."""
+    floor, wall = FLOOR in classes, WALL in classes
+    objects = [SCENE_CLASSES[i] for i in classes if i not in (FLOOR, WALL)]
+    if not objects:
+        if not (floor or wall):
+            raise ValueError("a caption needs at least one visible class")
+        options = _EMPTY[(floor, wall)]
+        return options[int(rng.integers(len(options)))]
+    objects = [objects[i] for i in rng.permutation(len(objects))]
+    named = [_ARTICLES.get(name, f"a {name}") for name in objects]
+    phrase = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    templates = _BOTH if floor and wall else _FLOOR if floor else _WALL if wall else ("{objects}",)
+    return templates[int(rng.integers(len(templates)))].format(objects=phrase)
+
+
+def generate_captioned_scene(rng: np.random.Generator, size: Sequence[int] = (128, 160), max_objects: int = 5,
+                             captions: int = 3) -> Tuple[np.ndarray, List[str], np.ndarray]:
+    """(image, ``captions`` differently phrased captions of what it shows, mask): scenes seen
+    from the usual, a floor-only or a wall-only view (CAPTION_VIEWS). The mask is returned
+    for checks; caption datasets never store it."""
+    weights = np.array([p for p, _ in CAPTION_VIEWS])
+    foot = CAPTION_VIEWS[int(rng.choice(len(CAPTION_VIEWS), p=weights / weights.sum()))][1]
+    image, mask, _, _ = _compose(rng, size, max_objects, foot)
+    classes = visible_classes(mask)
+    return image, [scene_caption(rng, classes) for _ in range(captions)], mask
+
+
+def write_caption_dataset(root, n_images: int, seed: int = 0, size: Sequence[int] = (128, 160),
+                          captions: int = 3) -> Path:
+    """``n_images`` captioned scenes: images/scene_NNNNN.png and captions.jsonl (no masks),
+    read by :func:`lseg_ros.data.captions.read_caption_dataset`."""
+    import json
+
+    if n_images < 1:
+        raise ValueError(f"n_images must be >= 1, got {n_images}")
+    root = Path(root)
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for index in range(n_images):
+        image, texts, _ = generate_captioned_scene(scene_rng(seed, index), size, captions=captions)
+        name = f"images/scene_{index:05d}.png"
+        Image.fromarray(image).save(root / name)
+        lines.append(json.dumps({"image": name, "captions": texts}))
+    (root / "captions.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
 
 
 # ------------------------------------------------------------------------- 3D: depth, camera
@@ -155,9 +230,11 @@ def _check_size(size: Sequence[int]) -> tuple[int, int]:
     return int(size[0]), int(size[1])
 
 
-def _background(rng, ys, xs):
+def _background(rng, ys, xs, foot: Optional[float] = None):
     height, width = ys.shape
     v0 = height * rng.uniform(0.35, 0.65)  # the wall's foot: row at the image centre, and slope
+    if foot is not None:  # a given view (captioned scenes): the foot at this fraction of the height
+        v0 = height * foot
     slope = rng.uniform(-0.15, 0.15)
     horizon = v0 + (xs - width / 2) * slope
     is_floor = ys >= horizon  # [H, W]
@@ -297,11 +374,18 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--size", type=parse_size, default=(128, 160), help="HxW")
     parser.add_argument("--val-fraction", type=float, default=0.2)
+    parser.add_argument("--captions", type=int, default=0, metavar="N",
+                        help="write N captions per image (captions.jsonl) and no masks: training data "
+                             "for ViL-Seg (lseg-train --objective vilseg)")
     args = parser.parse_args(argv)
     try:
         _check_size(args.size)
     except ValueError as err:
         parser.error(str(err))
+    if args.captions:
+        root = write_caption_dataset(args.out, args.count, args.seed, args.size, args.captions)
+        print(f"wrote {args.count} captioned scenes ({args.captions} captions each, no masks) to {root}")
+        return
     root = write_generic_dataset(args.out, args.count, args.seed, args.size, args.val_fraction)
     print(f"wrote {args.count} scenes ({len(SCENE_CLASSES)} classes) to {root}")
 
