@@ -302,3 +302,37 @@ def test_compressed_transport_and_remaps_apply_to_each_camera(cameras):
                                        "/compressed_cameras/rear/image/compressed"]
     finally:
         node.destroy_node()
+
+
+# ------------------------------------------------------------------ launch
+def test_cameras_launch_argument_takes_a_list_or_comma_separated_names():
+    from lseg_ros.ros import launch_args
+
+    for text in ("[front, rear]", "front, rear", "['front', 'rear']"):
+        assert launch_args.node_parameters({"cameras": text}) == {"cameras": ["front", "rear"]}, text
+
+
+def test_remaps_launch_argument_remaps_each_cameras_inputs():
+    from lseg_ros.ros import launch_args
+
+    rules = launch_args.remappings("/cam/image", "/cam/info", "labels", "/cam/depth",
+                                   "front/image:=/front/color/image_raw, rear/depth:=/rear/depth/image_rect_raw")
+    assert rules[-2:] == [("front/image", "/front/color/image_raw"), ("rear/depth", "/rear/depth/image_rect_raw")]
+    assert launch_args.remappings("/a", "/b", "c", "/d", "") == launch_args.remappings("/a", "/b", "c", "/d")
+    with pytest.raises(ValueError, match="'front/image=/x'"):
+        launch_args.remappings("/a", "/b", "c", "/d", "front/image=/x")
+
+
+def test_rviz_shows_the_first_cameras_outputs_with_several_cameras():
+    from pathlib import Path
+
+    import yaml
+
+    from lseg_ros.ros import launch_args
+
+    template = (Path(__file__).resolve().parent.parent / "config" / "lseg.rviz").read_text()
+    rendered = yaml.safe_load(launch_args.render_rviz_config(template, "/front/color/image_raw", "robot",
+                                                             camera="front"))
+    assert [display["Topic"]["Value"] for display in rendered["Visualization Manager"]["Displays"]] == [
+        "/front/color/image_raw", "/robot/lseg_node/front/overlay", "/robot/lseg_node/front/mask",
+        "/robot/lseg_node/front/confidence_image", "/robot/lseg_node/front/points", "/robot/lseg_node/front/markers"]
