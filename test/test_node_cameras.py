@@ -108,12 +108,13 @@ class HeldForward:
     the worker inside a call until released, so that frames of several cameras wait together."""
 
     def __init__(self, node, monkeypatch):
-        self.calls, self.forward_batches = [], []
+        self.calls, self.forward_batches, self.options = [], [], []
         self.entered, self.gate = threading.Event(), threading.Event()
         segment, image_forward = node.segmenter.segment, node.segmenter.image_forward
 
         def held_segment(images, *args, **kwargs):
             self.calls.append(len(images) if isinstance(images, list) else 1)
+            self.options.append(kwargs)
             self.entered.set()
             self.gate.wait(timeout=20.0)
             return segment(images, *args, **kwargs)
@@ -134,7 +135,16 @@ class HeldForward:
             assert time.monotonic() < deadline, "the worker never started a forward"
             probe.image_pubs[camera].publish(probe.frame(camera, scene(90)))
         self.calls.clear()  # calls and forwards from now on; the held call's forward is still to come
+        self.options.clear()
         self.forward_batches.clear()
+
+
+def eventually(condition, what, timeout=10.0):
+    """Wait until ``condition()`` holds (the ROS graph, for one, is updated asynchronously)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
 
 
 def _publish_until_waiting(node, probe, frames):
@@ -155,7 +165,12 @@ def _publish_until_waiting(node, probe, frames):
 def test_each_camera_has_its_own_inputs_and_outputs_under_its_name(cameras):
     node, probe = cameras
     assert node.input_topics() == [f"/{NAMESPACE}/{camera}/image" for camera in CAMERAS]
-    published = {topic for topic, _ in node.get_publisher_names_and_types_by_node("lseg_node", f"/{NAMESPACE}")}
+
+    def published_topics():
+        return {topic for topic, _ in node.get_publisher_names_and_types_by_node("lseg_node", f"/{NAMESPACE}")}
+
+    eventually(lambda: f"{NODE}/{CAMERAS[-1]}/embeddings" in published_topics(), "the node's publishers")
+    published = published_topics()
     for camera in CAMERAS:
         assert {f"{NODE}/{camera}/{output}" for output in CAMERA_OUTPUTS} <= published
     assert {f"{NODE}/label_info", "/diagnostics"} <= published  # shared
@@ -200,6 +215,35 @@ def test_frames_of_two_cameras_waiting_together_are_segmented_in_one_forward(cam
     assert held.calls == [2]  # one segment call with both frames
     # the held frame's forward (batch 1), then one forward of batch 2 for both cameras
     assert held.forward_batches == [1, 2]
+
+
+def test_what_one_camera_subscribes_to_is_computed_in_the_shared_forward(cameras, monkeypatch):
+    from lseg_ros.msg import ConfidenceMaps
+
+    node, probe = cameras
+    maps = []
+    subscription = probe.node.create_subscription(ConfidenceMaps, f"{NODE}/right/confidence",
+                                                  lambda msg: maps.append(msg), 10)
+    try:
+        deadline = time.monotonic() + 10
+        while not node._streams[1].subscribed("confidence"):
+            assert time.monotonic() < deadline, "the node never saw the confidence subscriber"
+            time.sleep(0.05)
+        held = HeldForward(node, monkeypatch)
+        held.hold_worker(probe)
+        frames = {"left": probe.frame("left", scene(11)), "right": probe.frame("right", scene(12))}
+        _publish_until_waiting(node, probe, frames)
+        held.gate.set()
+        probe.wait_for(maps, lambda m: m.header.stamp == frames["right"].header.stamp, what="right confidence")
+        probe.mask_of("left", frames["left"].header)
+        assert held.calls == [2] and held.options[0]["return_confidences"] is True
+        monkeypatch.undo()
+        result = node.segmenter.segment([scene(11), scene(12)])[1]
+        confidence = next(m for m in maps if m.header.stamp == frames["right"].header.stamp)
+        np.testing.assert_allclose(np.stack([image_msg_to_array(m) for m in confidence.maps]), result.confidences,
+                                   atol=1e-6)
+    finally:
+        probe.node.destroy_subscription(subscription)
 
 
 def test_a_newer_frame_of_a_camera_replaces_the_waiting_one_and_counts_as_dropped(cameras, monkeypatch):
@@ -276,6 +320,28 @@ def test_each_camera_has_its_own_diagnostics_status(cameras):
     assert idle["frames_in"] == "0" and idle["processed"] == "0"
     assert "no frame for" in status.message and f"/{NAMESPACE}/idle/image" in status.message
     assert "input frequency: No events recorded." in status.message and status.level == b"\x02"
+
+
+def test_deactivating_unsubscribes_every_camera_and_activating_subscribes_them_again(cameras):
+    node, probe = cameras
+
+    def image_subscriptions():
+        return {topic for topic, _ in node.get_subscriber_names_and_types_by_node("lseg_node", f"/{NAMESPACE}")
+                if topic.endswith(("/image", "/camera_info", "/depth"))}
+
+    node._deactivate()
+    try:
+        assert node.input_topics() == [] and all(stream.slot is None for stream in node._streams)
+        eventually(lambda: image_subscriptions() == set(), f"still subscribed: {image_subscriptions()}")
+    finally:
+        node._activate()
+    eventually(lambda: len(image_subscriptions()) == 3 * len(CAMERAS), f"subscribed: {image_subscriptions()}")
+    msg = probe.frame("left", scene(13))
+    deadline = time.monotonic() + 20
+    while not any(m.header.stamp == msg.header.stamp for m in probe.masks["left"]):
+        assert time.monotonic() < deadline, "no mask after activating again"
+        probe.image_pubs["left"].publish(msg)
+        time.sleep(0.3)
 
 
 @pytest.mark.parametrize("names, bad", [([""], "''"), (["front camera"], "'front camera'"), (["2nd"], "'2nd'"),

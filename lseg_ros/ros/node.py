@@ -919,7 +919,7 @@ class LsegCore:
         its input rate and its stamps (diagnostic_updater's frequency and time-stamp checks)."""
         counters = stream.counters
         health, silent_s = self._input_health(stream, counters.input_problems())
-        level, message = health or (OK, "running")
+        level, message = health or (OK, "running" if counters.frames_in else "waiting for the first frame")
         frequency = stream.frequency.update(time.monotonic())
         stamps = stream.stamps.update()
         for task, (task_level, task_message, _) in ((DIAGNOSTIC_TASKS[1], frequency),
