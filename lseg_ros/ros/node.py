@@ -649,8 +649,8 @@ class LsegCore:
             try:
                 self._publish_outputs(frame, outputs, result)
             except Exception as error:  # one camera's failure does not keep the others' outputs back
-                if self._stopping():
-                    return
+                if not self._active or self._stopping():
+                    raise  # deactivated, cleaned up or shutting down: the worker decides
                 counters.failed += 1
                 self._log("error", f"{frame.stream.log_prefix}publishing failed: {type(error).__name__}: {error}",
                           throttle=1.0, key=frame.stream.name)
