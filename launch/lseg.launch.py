@@ -4,6 +4,8 @@
         camera_info:=/camera/color/camera_info labels:="door, chair, floor" rviz:=true
     ros2 launch lseg_ros lseg.launch.py profile:=naclip short_side:=336 image_transport:=compressed
     ros2 launch lseg_ros lseg.launch.py lifecycle:=true   # managed node: configure, then activate
+    ros2 launch lseg_ros lseg.launch.py cameras:="[front, rear]" \
+        remaps:="front/image:=/front/color/image_raw, rear/image:=/rear/color/image_raw"
 
 Every lseg_node parameter is a launch argument of the same name (lseg_ros.ros.launch_args
 derives them from the parameter dataclasses); left empty, a value comes from the params
@@ -21,7 +23,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
 from lseg_ros.ros.launch_args import (EXECUTABLES, NODE_NAME, launch_arguments, node_parameters, parameter_arguments,
-                                      parse_launch_bool, parse_log_level, remappings, render_rviz_config)
+                                      parse_launch_bool, parse_log_level, parse_remaps, remappings,
+                                      render_rviz_config)
 
 
 def _any_namespace_params_file(path):
@@ -67,16 +70,20 @@ def _nodes(context, *args, **kwargs):
         output="screen",
         parameters=[_any_namespace_params_file(_value(context, "params_file")), parameters],
         remappings=remappings(_value(context, "image"), _value(context, "camera_info"),
-                              _value(context, "labels_topic"), _value(context, "depth")),
+                              _value(context, "labels_topic"), _value(context, "depth"), _value(context, "remaps")),
         ros_arguments=["--log-level", parse_log_level(_value(context, "log_level"))],
     )]
     if parse_launch_bool("rviz", _value(context, "rviz")):
         if not _installed("rviz2"):  # a missing executable would take the launch down and orphan the node
             actions.append(LogInfo(msg="rviz:=true but rviz2 is not installed: lseg_node runs without it"))
         else:
+            # several cameras: rviz shows the first one (its image as remapped by the remaps argument)
+            camera = (parameters.get("cameras") or [""])[0]
+            image = dict(parse_remaps(_value(context, "remaps"))).get(f"{camera}/image", f"{camera}/image") \
+                if camera else _value(context, "image")
             with open(os.path.join(share, "config", "lseg.rviz"), encoding="utf-8") as stream:
-                rendered = render_rviz_config(stream.read(), _value(context, "image"), _value(context, "namespace"),
-                                              _value(context, "rviz_fixed_frame"))
+                rendered = render_rviz_config(stream.read(), image, _value(context, "namespace"),
+                                              _value(context, "rviz_fixed_frame"), camera)
             with tempfile.NamedTemporaryFile("w", prefix="lseg_", suffix=".rviz", delete=False) as stream:
                 stream.write(rendered)  # the displays follow this launch's image remap and namespace
             actions.append(Node(package="rviz2", executable="rviz2", name="lseg_rviz", output="screen",

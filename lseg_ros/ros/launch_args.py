@@ -28,6 +28,8 @@ TOPIC_ARGUMENTS: Dict[str, Tuple[str, str]] = {
               "depth image registered to the color image (optional; 16UC1 mm or 32FC1 m): ~/points, "
               "~/obstacle_points, 3D ~/objects"),
     "labels_topic": ("labels", "std_msgs/String topic with labels ('door, chair'; ';' between synonyms)"),
+    "remaps": ("", "more topic remaps 'from:=to', separated by commas; with the cameras parameter each camera's "
+                   "inputs, e.g. 'front/image:=/front/color/image_raw, front/camera_info:=/front/color/camera_info'"),
 }
 
 #: launch argument -> (default, description): how the node is run
@@ -96,7 +98,7 @@ def node_parameters(values: Mapping[str, str]) -> Dict[str, Any]:
         if tp is bool:
             parameters[name] = parse_launch_bool(name, text)
         elif typing.get_origin(tp) in (list, List):
-            items = parse_label_text(text) if name == "labels" else text
+            items = parse_label_text(text) if name == "labels" else _list_text(text)
             parameters[name] = _coerce(items, tp, name)
         else:
             try:
@@ -106,10 +108,33 @@ def node_parameters(values: Mapping[str, str]) -> Dict[str, Any]:
     return parameters
 
 
-def remappings(image: str, camera_info: str, labels_topic: str, depth: str = "depth") -> List[Tuple[str, str]]:
-    """The node's relative input topics remapped to the launch arguments' topics; the
-    compressed transport follows ``image`` by itself (<image>/compressed)."""
-    return [("image", image), ("camera_info", camera_info), ("labels", labels_topic), ("depth", depth)]
+def _list_text(text: str) -> List[str]:
+    """A list argument's items: 'front, rear' or '[front, rear]' (quotes around items allowed)."""
+    text = text.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    return [item.strip().strip("'\"").strip() for item in text.split(",") if item.strip().strip("'\"").strip()]
+
+
+def parse_remaps(text: str) -> List[Tuple[str, str]]:
+    """(from, to) pairs of the remaps argument: 'front/image:=/front/color/image_raw, ...'."""
+    pairs = []
+    for item in _list_text(text):
+        source, separator, target = (part.strip() for part in item.partition(":="))
+        if not separator or not source or not target:
+            raise ValueError(f"launch argument remaps: {item!r} is not a remap; accepted: 'from:=to' items "
+                             "separated by commas, e.g. 'front/image:=/front/color/image_raw'")
+        pairs.append((source, target))
+    return pairs
+
+
+def remappings(image: str, camera_info: str, labels_topic: str, depth: str = "depth",
+               remaps: str = "") -> List[Tuple[str, str]]:
+    """The node's relative input topics remapped to the launch arguments' topics, then the
+    ``remaps`` argument's (each camera's inputs with the cameras parameter); the compressed
+    transport follows ``image`` (or ``<camera>/image``) by itself (<image>/compressed)."""
+    return [("image", image), ("camera_info", camera_info), ("labels", labels_topic), ("depth", depth)] + \
+        parse_remaps(remaps)
 
 
 #: rviz display name -> what it shows: the camera input, or one of lseg_node's outputs
@@ -123,11 +148,13 @@ def node_topic(namespace: str, output: str) -> str:
     return f"/{prefix}/{NODE_NAME}/{output}" if prefix else f"/{NODE_NAME}/{output}"
 
 
-def render_rviz_config(template_text: str, image: str, namespace: str, fixed_frame: str = "") -> str:
+def render_rviz_config(template_text: str, image: str, namespace: str, fixed_frame: str = "",
+                       camera: str = "") -> str:
     """config/lseg.rviz with its displays pointed at this launch's topics: the camera at the
     (remapped) ``image`` topic, the overlay, mask and confidence at lseg_node's outputs in
     ``namespace`` (a relative ``image`` is resolved in the namespace, as the node resolves
-    it), and ``fixed_frame`` (if given) as rviz's fixed frame."""
+    it), and ``fixed_frame`` (if given) as rviz's fixed frame. With several cameras,
+    ``camera`` names the one shown (its outputs are ``~/<camera>/overlay``, ...)."""
     import yaml
 
     config = yaml.safe_load(template_text)
@@ -139,5 +166,6 @@ def render_rviz_config(template_text: str, image: str, namespace: str, fixed_fra
         output = RVIZ_DISPLAYS.get(display["Name"], "")
         if output == "":
             continue
-        display["Topic"]["Value"] = image if output is None else node_topic(namespace, output)
+        display["Topic"]["Value"] = image if output is None else \
+            node_topic(namespace, f"{camera}/{output}" if camera else output)
     return yaml.safe_dump(config, sort_keys=False)

@@ -8,7 +8,8 @@ manager such as nav2_lifecycle_manager):
   publishers, the label inputs (``labels``, ``~/label_query``, ``~/set_labels``) and
   /diagnostics. A failure (missing weights, a bad parameter) is a failed transition with
   the reason logged; the node stays unconfigured and keeps answering.
-- activate: subscribe to ``image`` and ``camera_info``; frames are segmented.
+- activate: subscribe to ``image``, ``camera_info`` and ``depth`` (each camera's, with the
+  ``cameras`` parameter); frames are segmented.
 - deactivate: unsubscribe; nothing more is published for frames. Labels may still change.
 - cleanup: drop the model and free its memory (CUDA cache included), back to unconfigured.
 - shutdown: as cleanup, from any state.
@@ -47,7 +48,7 @@ class LsegLifecycleNode(LsegCore, LifecycleNode):
 
     def on_activate(self, state) -> TransitionCallbackReturn:
         self._activate()
-        self._log("info", f"active: segmenting frames from {self._image_sub.topic_name}")
+        self._log("info", f"active: segmenting frames from {', '.join(self.input_topics())}")
         return super().on_activate(state)
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:

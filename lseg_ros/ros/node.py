@@ -19,8 +19,15 @@ Publishes, every message stamped with the source image's header:
   ~/embeddings (FeatureMap, every embeddings_every_n-th frame).
   Each of the mapping outputs is computed only while it has a subscriber.
 
-The executor never waits for the model: the newest frame waits in a one-slot buffer
-(a newer frame replaces it and counts as dropped) and a worker thread runs the model.
+Several cameras (parameter ``cameras: [front, rear]``): each camera ``<name>`` has the
+inputs ``<name>/image`` (or ``<name>/image/compressed``), ``<name>/camera_info`` and
+``<name>/depth`` and the outputs above under ``~/<name>/`` (``~/front/mask``, ...); the
+label inputs, ``~/label_info``, the services, /diagnostics (one status per camera) and the
+model are shared. The newest frames of all cameras are segmented in one batched forward.
+
+The executor never waits for the model: each camera's newest frame waits in a one-slot
+buffer (a newer frame replaces it and counts as dropped) and a worker thread runs the model
+on the frames of every camera that has one (cameras.py holds a camera's state).
 New label sets are encoded by a second thread, off the frame path: frames keep being
 segmented with the current set until the new one is ready, then it is swapped in whole
 under a new generation number. A newer request supersedes one still waiting; one being
@@ -34,11 +41,12 @@ them at construction, :mod:`lseg_ros.ros.lifecycle` as managed-node transitions.
 from __future__ import annotations
 
 import array
+import functools
 import math
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import List, Optional
 
 import numpy as np
@@ -70,7 +78,8 @@ from .runner import run_node
 from .conversions import (ImageConversionError, compressed_to_rgb, depth_image_to_metres, feature_map_msg,
                           float_map_to_image_msg, image_to_rgb, mask_to_image_msg, object_array_msg,
                           object_markers, rgb_to_image_msg, scale_camera_info, semantic_cloud_msg, xyz_cloud_msg)
-from .diagnostics import FrequencyCheck, StampCheck
+from .cameras import CameraFrame, CameraStream, Counters, WantedOutputs
+from .diagnostics import ERROR, OK, WARN, FrequencyCheck, StampCheck
 from .params import declare_parameters, read_configs
 from .twins import TwinFilter
 
@@ -102,25 +111,6 @@ class LabelRequest:
                 self.done.set()
 
 
-@dataclass
-class Counters:
-    frames_in: int = 0
-    processed: int = 0
-    dropped: int = 0
-    rejected_frames: int = 0
-    rejected_queries: int = 0
-    failed: int = 0
-    rejected_camera_info: int = 0
-    superseded_label_sets: int = 0
-    depth_in: int = 0
-    depth_matched: int = 0
-    depth_unmatched: int = 0  # frames that wanted depth, with depth arriving, but none within depth_slop
-    rejected_depth: int = 0
-    embeddings_due: int = 0  # processed frames counted towards embeddings_every_n
-    inference_s: List[float] = field(default_factory=list)
-    end_to_end_s: List[float] = field(default_factory=list)
-
-
 class LsegCore:
     """Everything lseg_node does, in the steps of a managed node: ``_configure`` (read the
     parameters, load the model, encode the labels, create the outputs and the label inputs),
@@ -134,15 +124,14 @@ class LsegCore:
         self.segmenter: Optional[Segmenter] = None
         self.counters = Counters()
         self._stop = threading.Event()  # the worker and label threads' (a new one per configure)
-        self._lock = threading.Condition()  # frame slot
-        self._slot = None  # (msg, receive_time) of the newest unprocessed frame
+        self._lock = threading.Condition()  # the cameras' frame slots
+        self._streams: List[CameraStream] = []  # one per camera (made by _configure)
         self._label_lock = threading.Condition()  # label requests
         self._pending_labels: Optional[LabelRequest] = None  # waiting for the label thread
         self._destroyed = False
         self._last_logged = {}  # call site -> time of its last throttled log line
         self._active = False
-        self._image_sub = None
-        self._image_subs = []  # image and camera_info subscriptions (activate / deactivate)
+        self._image_sub = None  # the first camera's image subscription
         self._configured_entities = []  # (destroy function, entity) made by _configure
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
@@ -176,14 +165,18 @@ class LsegCore:
         self._encoding: Optional[tuple] = None  # (request, start time) being encoded now
         self._latest_request: Optional[LabelRequest] = None  # last accepted request (threshold changes)
         self._published_generation = 0  # label set of the last ~/label_info
-        self._camera_info: Optional[CameraInfo] = None
-        self._diagnostics_seen = (0, 0, 0, 0)  # (problems, processed, depth unmatched, matched) at the last one
+        self._diagnostics_seen = (0, 0)  # (problems, processed) at the last diagnostics (several cameras)
         self._stop = threading.Event()  # this configure's threads' (see _init_core)
         self._twins = TwinFilter()
-        self._depth = StampBuffer(DEPTH_BUFFER)  # (stamp, depth Image) of the newest depth messages
+        # the single camera shares the node's counters (its diagnostics are the node's)
+        cameras = self.node_config.cameras
+        self._streams = [CameraStream(name, Counters() if cameras else self.counters, StampBuffer(DEPTH_BUFFER))
+                         for name in cameras or [""]]
         made = self._configured_entities
 
-        def publisher(msg_type, topic, qos):
+        def publisher(msg_type, topic, qos, stream: Optional[CameraStream] = None):
+            if stream is not None:
+                topic = stream.output_topic(topic)  # ~/<name>/mask with several cameras
             made.append((self.destroy_publisher, self.create_publisher(msg_type, topic, qos)))
             return made[-1][1]
 
@@ -192,31 +185,34 @@ class LsegCore:
                                                                              **kwargs)))
 
         try:
-            self.mask_pub = publisher(Image, "~/mask", 10)
-            self.overlay_pub = publisher(Image, "~/overlay", 10)
             from ..msg import ConfidenceMaps, LabelQuery, SegmentationInfo
             from ..srv import SetLabels
-
-            self._confidence_type, self._info_type = ConfidenceMaps, SegmentationInfo
-            self.confidence_pub = publisher(ConfidenceMaps, "~/confidence", 2)  # large: few queued
-            # rviz cannot show ConfidenceMaps: the best label's probability per pixel, as an image
-            self.confidence_image_pub = publisher(Image, "~/confidence_image", 2)
-            self.camera_info_pub = publisher(CameraInfo, "~/camera_info", 10)
-            # latched, with history: a late subscriber still gets the label sets of recent masks
-            latched = QoSProfile(depth=LABEL_INFO_HISTORY, durability=DurabilityPolicy.TRANSIENT_LOCAL,
-                                 reliability=ReliabilityPolicy.RELIABLE)
-            self.info_pub = publisher(SegmentationInfo, "~/label_info", latched)
-            # mapping and navigation outputs (each computed only while subscribed)
             from visualization_msgs.msg import MarkerArray
             from ..msg import FeatureMap, Object, ObjectArray
             from ..srv import EncodeText
 
+            self._confidence_type, self._info_type = ConfidenceMaps, SegmentationInfo
             self._object_types, self._feature_map_type = (ObjectArray, Object), FeatureMap
-            self.points_pub = publisher(PointCloud2, "~/points", 2)
-            self.obstacle_pub = publisher(PointCloud2, "~/obstacle_points", 2)
-            self.objects_pub = publisher(ObjectArray, "~/objects", 10)
-            self.markers_pub = publisher(MarkerArray, "~/markers", 10)
-            self.embeddings_pub = publisher(FeatureMap, "~/embeddings", 2)
+            # each camera's outputs: ~/mask for the single camera, ~/<name>/mask for several
+            for stream in self._streams:
+                stream.publishers = {
+                    "mask": publisher(Image, "~/mask", 10, stream),
+                    "overlay": publisher(Image, "~/overlay", 10, stream),
+                    "confidence": publisher(ConfidenceMaps, "~/confidence", 2, stream),  # large: few queued
+                    # rviz cannot show ConfidenceMaps: the best label's probability per pixel, as an image
+                    "confidence_image": publisher(Image, "~/confidence_image", 2, stream),
+                    "camera_info": publisher(CameraInfo, "~/camera_info", 10, stream),
+                    # mapping and navigation outputs (each computed only while subscribed)
+                    "points": publisher(PointCloud2, "~/points", 2, stream),
+                    "obstacle_points": publisher(PointCloud2, "~/obstacle_points", 2, stream),
+                    "objects": publisher(ObjectArray, "~/objects", 10, stream),
+                    "markers": publisher(MarkerArray, "~/markers", 10, stream),
+                    "embeddings": publisher(FeatureMap, "~/embeddings", 2, stream),
+                }
+            # latched, with history: a late subscriber still gets the label sets of recent masks
+            latched = QoSProfile(depth=LABEL_INFO_HISTORY, durability=DurabilityPolicy.TRANSIENT_LOCAL,
+                                 reliability=ReliabilityPolicy.RELIABLE)
+            self.info_pub = publisher(SegmentationInfo, "~/label_info", latched)
             self.diagnostics_pub = publisher(DiagnosticArray, "/diagnostics", 10)
             # Label inputs: each topic twice, so that latched publishers started before this node
             # are heard (transient local) as well as plain ones (volatile); see twins.py.
@@ -261,7 +257,7 @@ class LsegCore:
         self._worker.start()
 
     def _activate(self) -> None:
-        """Subscribe to images (and camera_info): frames are segmented from now on."""
+        """Subscribe to every camera's images, camera_info and depth: frames are segmented from now on."""
         nc = self.node_config
         image_qos = qos_profile_sensor_data if nc.image_qos == "sensor_data" else \
             QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
@@ -270,32 +266,47 @@ class LsegCore:
             self.get_logger().warning("use_compressed is deprecated and goes away in the next release: use "
                                       "image_transport:=compressed (with the base topic remapped: -r image:=/cam/image)")
             transport = "compressed"
-        if transport == "compressed":
-            # image_transport's convention: the transport's topic hangs off the resolved (remapped) base topic
-            compressed_topic = self.resolve_topic_name("image").rstrip("/") + "/compressed"
-            self._image_sub = self.create_subscription(CompressedImage, compressed_topic, self._on_image, image_qos)
-        else:
-            self._image_sub = self.create_subscription(Image, "image", self._on_image, image_qos)
-        self._image_subs = [self._image_sub, self.create_subscription(
-            CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data),
-            self.create_subscription(Image, "depth", self._on_depth, qos_profile_sensor_data)]
-        self._frequency = FrequencyCheck(nc.min_rate, nc.max_rate or math.inf, nc.rate_tolerance, nc.rate_window,
-                                         now=time.monotonic())
-        self._stamps = StampCheck(nc.min_stamp_delay, nc.max_stamp_delay)
-        self._last_frame_at = time.monotonic()  # activation counts as the last frame for the timeout
+
+        def subscription(msg_type, topic, callback, qos, stream: CameraStream):
+            """``stream``'s input ``topic`` (<name>/image with several cameras), calling back
+            ``callback(stream, msg)``."""
+            topic = stream.input_topic(topic)
+            return self.create_subscription(msg_type, topic, functools.partial(callback, stream), qos)
+
+        for stream in self._streams:
+            if transport == "compressed":
+                # image_transport's convention: the transport's topic hangs off the resolved (remapped) base topic
+                compressed_topic = self.resolve_topic_name(stream.input_topic("image")).rstrip("/") + "/compressed"
+                stream.image_sub = self.create_subscription(CompressedImage, compressed_topic,
+                                                            functools.partial(self._on_image, stream), image_qos)
+            else:
+                stream.image_sub = subscription(Image, "image", self._on_image, image_qos, stream)
+            stream.subscriptions = [
+                stream.image_sub,
+                subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data, stream),
+                subscription(Image, "depth", self._on_depth, qos_profile_sensor_data, stream)]
+            stream.frequency = FrequencyCheck(nc.min_rate, nc.max_rate or math.inf, nc.rate_tolerance,
+                                              nc.rate_window, now=time.monotonic())
+            stream.stamps = StampCheck(nc.min_stamp_delay, nc.max_stamp_delay)
+            stream.last_frame_at = time.monotonic()  # activation counts as the last frame for the timeout
+        self._image_sub = self._streams[0].image_sub
         self._active = True
+
+    def input_topics(self) -> List[str]:
+        """The image topics subscribed to (one per camera), while active."""
+        return [stream.image_sub.topic_name for stream in self._streams if stream.image_sub is not None]
 
     def _deactivate(self) -> None:
         """Unsubscribe from images; a frame waiting in the slot is dropped, one being
         segmented is not published. Labels can still be changed (they are configuration)."""
         self._active = False
-        for sub in self._image_subs:
-            self.destroy_subscription(sub)
-        self._image_subs = []
-        with self._lock:
-            self._slot = None
-        if hasattr(self, "_depth"):
-            self._depth.clear()
+        for stream in self._streams:
+            for sub in stream.subscriptions:
+                self.destroy_subscription(sub)
+            stream.subscriptions, stream.image_sub = [], None
+            with self._lock:
+                stream.slot = None
+            stream.depth.clear()
 
     def _cleanup(self) -> None:
         """Stop the threads, unsubscribe (_deactivate), destroy what _configure made and drop the
@@ -323,22 +334,22 @@ class LsegCore:
             free_memory()
 
     # ------------------------------------------------------------- callbacks
-    def _on_image(self, msg) -> None:
-        self._last_frame_at = time.monotonic()
-        self._frequency.tick()
+    def _on_image(self, stream: CameraStream, msg) -> None:
+        """A camera's frame: into its one-slot buffer (a frame still waiting there is dropped)."""
+        stream.last_frame_at = time.monotonic()
+        stream.frequency.tick()
         stamp = msg.header.stamp
-        self._stamps.record(stamp.sec + stamp.nanosec * 1e-9, self.get_clock().now().nanoseconds * 1e-9)
+        stream.stamps.record(stamp.sec + stamp.nanosec * 1e-9, self.get_clock().now().nanoseconds * 1e-9)
         with self._lock:
-            self.counters.frames_in += 1
-            if self._slot is not None:
-                self.counters.dropped += 1
-            self._slot = (msg, time.perf_counter())
+            stream.counters.frames_in += 1
+            if stream.put((msg, time.perf_counter())):
+                stream.counters.dropped += 1
             self._lock.notify()
 
-    def _on_depth(self, msg: Image) -> None:
-        """Keep the newest depth images (converted only when a frame is paired with one)."""
-        self.counters.depth_in += 1
-        self._depth.push(stamp_ns(msg.header.stamp), msg)
+    def _on_depth(self, stream: CameraStream, msg: Image) -> None:
+        """Keep a camera's newest depth images (converted only when a frame is paired with one)."""
+        stream.counters.depth_in += 1
+        stream.depth.push(stamp_ns(msg.header.stamp), msg)
 
     def _on_encode_text(self, request, response):
         """~/encode_text: embeddings of texts in the space of ~/embeddings (same label cache)."""
@@ -365,13 +376,13 @@ class LsegCore:
         response.success = True
         return response
 
-    def _on_camera_info(self, msg: CameraInfo) -> None:
+    def _on_camera_info(self, stream: CameraStream, msg: CameraInfo) -> None:
         if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] == 0:
-            self.counters.rejected_camera_info += 1
-            self._log("error", f"camera_info rejected: size {msg.width}x{msg.height}, K {list(msg.k)}; "
-                      "need a non-zero size and focal length", throttle=5.0)
+            stream.counters.rejected_camera_info += 1
+            self._log("error", f"{stream.log_prefix}camera_info rejected: size {msg.width}x{msg.height}, "
+                      f"K {list(msg.k)}; need a non-zero size and focal length", throttle=5.0, key=stream.name)
             return
-        self._camera_info = msg
+        stream.camera_info = msg
 
     def _label_input(self, source: str, channel: str, to_labels):
         """The callback of one of a label topic's two subscriptions: a message that is not the
@@ -564,15 +575,17 @@ class LsegCore:
 
     # ---------------------------------------------------------------- worker
     def _run_worker(self, stop: threading.Event) -> None:
+        """Wait for a frame from any camera, take the newest frame of every camera that has one
+        and segment them together (one batched forward)."""
         while not stop.is_set():
             with self._lock:
-                while self._slot is None and not stop.is_set():
+                while not any(stream.slot is not None for stream in self._streams) and not stop.is_set():
                     self._lock.wait(timeout=0.1)
-                frame, self._slot = self._slot, None
-            if frame is None or stop.is_set():
+                frames = [(stream, *stream.take()) for stream in self._streams if stream.slot is not None]
+            if not frames or stop.is_set():
                 continue
             try:
-                self._process(*frame)
+                self._process(frames)
             except Exception as error:  # the node never dies on a frame
                 if stop.is_set() or not self.context.ok():
                     return  # shutting down or cleaned up: publishers may already be invalid
@@ -584,16 +597,16 @@ class LsegCore:
         or logged then: the rosout publisher is gone)."""
         return self._destroyed or not self.context.ok()
 
-    def _log(self, level: str, text: str, throttle: float = 0.0) -> None:
+    def _log(self, level: str, text: str, throttle: float = 0.0, key: str = "") -> None:
         """Log from any thread: at most LOG_LIMIT characters, at most once per ``throttle``
-        seconds from the same calling line, and not once shutting down (the rosout
-        publisher is gone then). rclpy ties a call site to one severity, so each level has
-        its own call below."""
+        seconds from the same calling line (and ``key``: a camera's name, so that one camera's
+        errors do not hide another's), and not once shutting down (the rosout publisher is
+        gone then). rclpy ties a call site to one severity, so each level has its own call below."""
         if self._stopping():
             return
         if throttle:
             caller = sys._getframe(1)
-            site, now = (caller.f_code, caller.f_lineno), time.monotonic()
+            site, now = (caller.f_code, caller.f_lineno, key), time.monotonic()
             if now - self._last_logged.get(site, -math.inf) < throttle:
                 return
             self._last_logged[site] = now
@@ -607,112 +620,145 @@ class LsegCore:
         else:
             logger.info(text)
 
-    def _process(self, msg, receive_time: float) -> None:
-        try:
-            if isinstance(msg, CompressedImage):
-                rgb = compressed_to_rgb(msg, max_pixels=self.node_config.max_image_pixels)
-            else:
-                rgb = image_to_rgb(msg, max_pixels=self.node_config.max_image_pixels)
-        except ImageConversionError as error:
-            self.counters.rejected_frames += 1
-            self._log("error", f"frame rejected: {error}", throttle=1.0)
+    def _process(self, frames: List[tuple]) -> None:
+        """Segment ``frames`` ((stream, msg, receive time), at most one per camera) in one
+        forward and publish each result on its own camera's outputs. A frame that cannot be
+        converted is rejected alone; the others are segmented."""
+        converted = [frame for frame in (self._converted(*frame) for frame in frames) if frame is not None]
+        if not converted:
             return
         segmenter = self.segmenter
         if segmenter.label_set is None:
             self._log("warning", "no labels set: frame not segmented; publish labels on 'labels' or "
                       "'~/label_query' or set the labels parameter", throttle=5.0)
             return
-        want_maps = self.confidence_pub.get_subscription_count() > 0
-        want_best = self.confidence_image_pub.get_subscription_count() > 0
-        spatial = self._wanted_spatial_outputs()
-        want_confidences = want_maps or want_best or bool(spatial & {"points", "objects"})
-        want_embeddings = False
-        if self.embeddings_pub.get_subscription_count() > 0:
-            want_embeddings = self.counters.embeddings_due % self.node_config.embeddings_every_n == 0
-            self.counters.embeddings_due += 1
+        wanted = [self._wanted_outputs(frame.stream) for frame in converted]
         start = time.perf_counter()
-        result = segmenter.segment(rgb, return_confidences=want_confidences, return_embeddings=want_embeddings)
+        # one forward for all cameras (same-size frames batch; the segmenter runs other sizes one by one);
+        # what one camera's subscribers want is computed for all of them
+        results = segmenter.segment([frame.rgb for frame in converted],
+                                    return_confidences=any(outputs.confidences for outputs in wanted),
+                                    return_embeddings=any(outputs.embeddings for outputs in wanted))
         inference_s = time.perf_counter() - start
         if not self._active:  # deactivated meanwhile: inactive nodes publish nothing
             return
-        header = msg.header
-        if result.generation != self._published_generation:  # first frame of a new label set
-            self._publish_label_info(header, result.labels, result.generation)
+        if results[0].generation != self._published_generation:  # first frame(s) of a new label set
+            self._publish_label_info(converted[0].header, results[0].labels, results[0].generation)
+        for frame, outputs, result in zip(converted, wanted, results):
+            counters = frame.stream.counters
+            try:
+                self._publish_outputs(frame, outputs, result)
+            except Exception as error:  # one camera's failure does not keep the others' outputs back
+                if not self._active or self._stopping():
+                    raise  # deactivated, cleaned up or shutting down: the worker decides
+                counters.failed += 1
+                self._log("error", f"{frame.stream.log_prefix}publishing failed: {type(error).__name__}: {error}",
+                          throttle=1.0, key=frame.stream.name)
+                continue
+            counters.processed += 1
+            _push(counters.inference_s, inference_s)
+            _push(counters.end_to_end_s, time.perf_counter() - frame.receive_time)
+
+    def _converted(self, stream: CameraStream, msg, receive_time: float) -> Optional[CameraFrame]:
+        """The frame as RGB, or None after counting and logging why it is rejected."""
+        try:
+            if isinstance(msg, CompressedImage):
+                rgb = compressed_to_rgb(msg, max_pixels=self.node_config.max_image_pixels)
+            else:
+                rgb = image_to_rgb(msg, max_pixels=self.node_config.max_image_pixels)
+        except ImageConversionError as error:
+            stream.counters.rejected_frames += 1
+            self._log("error", f"{stream.log_prefix}frame rejected: {error}", throttle=1.0, key=stream.name)
+            return None
+        return CameraFrame(stream, msg.header, rgb, receive_time)
+
+    def _wanted_outputs(self, stream: CameraStream) -> WantedOutputs:
+        """The outputs of ``stream`` that have subscribers (counts the frame towards embeddings_every_n)."""
+        wanted = WantedOutputs(confidence_maps=stream.subscribed("confidence"),
+                               confidence_image=stream.subscribed("confidence_image"),
+                               spatial=self._wanted_spatial_outputs(stream))
+        if stream.subscribed("embeddings"):
+            wanted.embeddings = stream.counters.embeddings_due % self.node_config.embeddings_every_n == 0
+            stream.counters.embeddings_due += 1
+        return wanted
+
+    def _publish_outputs(self, frame: CameraFrame, wanted: WantedOutputs, result) -> None:
+        """One camera's outputs of ``result``, each stamped with the frame's header."""
+        stream, header, rgb, publishers = frame.stream, frame.header, frame.rgb, frame.stream.publishers
         encoding = "mono8" if result.mask.dtype == np.uint8 else "mono16"
-        self.mask_pub.publish(mask_to_image_msg(result.mask, header, encoding))
-        if self.overlay_pub.get_subscription_count() > 0:
+        publishers["mask"].publish(mask_to_image_msg(result.mask, header, encoding))
+        if stream.subscribed("overlay"):
             colors = label_colors(len(result.labels))
             blended = overlay(rgb, result.mask, colors, self.node_config.overlay_alpha) \
                 if result.mask.shape == rgb.shape[:2] else _resized_overlay(rgb, result.mask, colors,
                                                                             self.node_config.overlay_alpha)
-            self.overlay_pub.publish(rgb_to_image_msg(blended, header))
-        if want_best:  # 32FC1, at the confidence maps' size (see ConfidenceMaps.scale)
-            self.confidence_image_pub.publish(float_map_to_image_msg(result.confidences.max(axis=0), header))
-        if want_maps:
+            publishers["overlay"].publish(rgb_to_image_msg(blended, header))
+        if wanted.confidence_image:  # 32FC1, at the confidence maps' size (see ConfidenceMaps.scale)
+            publishers["confidence_image"].publish(float_map_to_image_msg(result.confidences.max(axis=0), header))
+        if wanted.confidence_maps:
             maps = self._confidence_type()
             maps.header = header
             maps.labels = result.labels
             maps.generation = result.generation
             maps.scale = result.confidence_scale
             maps.maps = [float_map_to_image_msg(c, header) for c in result.confidences]
-            self.confidence_pub.publish(maps)
-        camera_info = self._camera_info
+            publishers["confidence"].publish(maps)
+        camera_info = stream.camera_info
         if camera_info is not None:
             height, width = result.mask.shape
             info = scale_camera_info(camera_info, width, height)
             info.header = header
-            self.camera_info_pub.publish(info)
-        if want_embeddings:
-            self.embeddings_pub.publish(feature_map_msg(
+            publishers["camera_info"].publish(info)
+        if wanted.embeddings:
+            segmenter = self.segmenter
+            publishers["embeddings"].publish(feature_map_msg(
                 self._feature_map_type, result.embeddings, header, segmenter.description, result.embedding_scale,
                 segmenter.logit_scale))
-        if spatial:
-            self._publish_spatial(spatial, result, rgb, header, camera_info)
-        self.counters.processed += 1
-        _push(self.counters.inference_s, inference_s)
-        _push(self.counters.end_to_end_s, time.perf_counter() - receive_time)
+        if wanted.spatial:
+            self._publish_spatial(stream, wanted.spatial, result, rgb, header, camera_info)
 
     # ------------------------------------------------------- mapping outputs
-    def _wanted_spatial_outputs(self) -> set:
+    def _wanted_spatial_outputs(self, stream: CameraStream) -> set:
         """The depth-based outputs that have subscribers: points, obstacles, objects (also for markers)."""
         wanted = set()
-        if self.points_pub.get_subscription_count() > 0:
+        if stream.subscribed("points"):
             wanted.add("points")
-        if self.obstacle_pub.get_subscription_count() > 0 and self.node_config.obstacle_labels:
+        if stream.subscribed("obstacle_points") and self.node_config.obstacle_labels:
             wanted.add("obstacles")
-        if self.objects_pub.get_subscription_count() > 0 or self.markers_pub.get_subscription_count() > 0:
+        if stream.subscribed("objects") or stream.subscribed("markers"):
             wanted.add("objects")
         return wanted
 
-    def _paired_depth(self, header, camera_info) -> tuple:
+    def _paired_depth(self, stream: CameraStream, header, camera_info) -> tuple:
         """(depth in metres, color intrinsics) for this frame, or (None, None): no depth within
         depth_slop (counted when depth is arriving), no camera_info, or a bad depth image."""
-        if self.counters.depth_in == 0:
+        counters, prefix = stream.counters, stream.log_prefix
+        if counters.depth_in == 0:
             return None, None  # no depth published: the node runs without 3D outputs
-        depth_msg = self._depth.nearest(stamp_ns(header.stamp), self.node_config.depth_slop)
+        depth_msg = stream.depth.nearest(stamp_ns(header.stamp), self.node_config.depth_slop)
         if depth_msg is None:
-            self.counters.depth_unmatched += 1
-            self._log("warning", f"no depth image within depth_slop={self.node_config.depth_slop:g} s of frame "
-                      f"{header.stamp.sec}.{header.stamp.nanosec:09d}: no 3D outputs for it (depth and color "
-                      "stamps too far apart, or depth slower than color)", throttle=10.0)
+            counters.depth_unmatched += 1
+            self._log("warning", f"{prefix}no depth image within depth_slop={self.node_config.depth_slop:g} s of "
+                      f"frame {header.stamp.sec}.{header.stamp.nanosec:09d}: no 3D outputs for it (depth and "
+                      "color stamps too far apart, or depth slower than color)", throttle=10.0, key=stream.name)
             return None, None
-        self.counters.depth_matched += 1
+        counters.depth_matched += 1
         if camera_info is None:
-            self._log("warning", "depth received but no camera_info yet: 3D outputs need the color camera's "
-                      "intrinsics (remap camera_info)", throttle=10.0)
+            self._log("warning", f"{prefix}depth received but no camera_info yet: 3D outputs need the color "
+                      "camera's intrinsics (remap camera_info)", throttle=10.0, key=stream.name)
             return None, None
         try:
             depth_m = depth_image_to_metres(depth_msg, max_pixels=self.node_config.max_image_pixels)
             intrinsics = Intrinsics.from_k(camera_info.k, camera_info.width, camera_info.height)
         except ValueError as error:  # ImageConversionError too
-            self.counters.rejected_depth += 1
-            self._log("error", f"depth rejected: {error}", throttle=1.0)
+            counters.rejected_depth += 1
+            self._log("error", f"{prefix}depth rejected: {error}", throttle=1.0, key=stream.name)
             return None, None
         return depth_m, intrinsics
 
-    def _publish_spatial(self, wanted: set, result, rgb, header, camera_info) -> None:
-        nc = self.node_config
-        depth_m, intrinsics = self._paired_depth(header, camera_info)
+    def _publish_spatial(self, stream: CameraStream, wanted: set, result, rgb, header, camera_info) -> None:
+        nc, publishers = self.node_config, stream.publishers
+        depth_m, intrinsics = self._paired_depth(stream, header, camera_info)
         best = result.confidences.max(axis=0) if result.confidences is not None else None
         if depth_m is not None and wanted & {"points", "obstacles"}:
             include_unknown = "points" in wanted and nc.points_include_unknown
@@ -720,14 +766,14 @@ class LsegCore:
                                      stride=nc.points_stride, min_depth=nc.min_depth, max_depth=nc.max_depth,
                                      unknown_value=None if include_unknown else result.unknown_value)
             if "points" in wanted:
-                self.points_pub.publish(semantic_cloud_msg(points, header))
+                publishers["points"].publish(semantic_cloud_msg(points, header))
             if "obstacles" in wanted:
                 indices, missing = obstacle_indices(result.labels, nc.obstacle_labels)
                 if missing:
                     self._log("warning", f"obstacle_labels {shorten(missing, 200)} are not in the label set "
                               f"{shorten(result.labels, 200)}: add them to the labels to see them", throttle=30.0)
                 keep = np.isin(points.label, np.asarray(indices, dtype=np.uint16))
-                self.obstacle_pub.publish(xyz_cloud_msg(points.xyz[keep], header))
+                publishers["obstacle_points"].publish(xyz_cloud_msg(points.xyz[keep], header))
         if "objects" in wanted:
             objects = find_objects(result.mask, len(result.labels), confidence=best, depth_m=depth_m,
                                    intrinsics=intrinsics, min_pixels=nc.min_object_pixels,
@@ -735,10 +781,10 @@ class LsegCore:
             array_type, object_type = self._object_types
             msg = object_array_msg(array_type, object_type, objects, result.labels, header, result.generation,
                                    depth_m is not None)
-            if self.objects_pub.get_subscription_count() > 0:
-                self.objects_pub.publish(msg)
-            if self.markers_pub.get_subscription_count() > 0:
-                self.markers_pub.publish(object_markers(msg, label_colors(len(result.labels))))
+            if stream.subscribed("objects"):
+                publishers["objects"].publish(msg)
+            if stream.subscribed("markers"):
+                publishers["markers"].publish(object_markers(msg, label_colors(len(result.labels))))
 
     # ----------------------------------------------------------- diagnostics
     def _publish_diagnostics(self) -> None:
@@ -757,72 +803,150 @@ class LsegCore:
             array.header.stamp = self.get_clock().now().to_msg()
             self.diagnostics_pub.publish(array)
             return
-        counters = self.counters
-        problems = counters.rejected_frames + counters.failed + counters.rejected_queries + \
-            counters.rejected_camera_info + counters.rejected_depth
-        new_problems = problems - self._diagnostics_seen[0]
-        new_processed = counters.processed - self._diagnostics_seen[1]
-        new_unpaired = counters.depth_unmatched - self._diagnostics_seen[2]
-        new_paired = counters.depth_matched - self._diagnostics_seen[3]
-        self._diagnostics_seen = (problems, counters.processed, counters.depth_unmatched, counters.depth_matched)
-        # diagnostic_updater's naming: "<node name>: <task>" (the fully qualified name is a value)
-        status = DiagnosticStatus(name=f"{self.get_name()}: {DIAGNOSTIC_TASKS[0]}", hardware_id=str(self.segmenter.device))
-        encoding, pending = self._encoding, self._pending_labels
-        silent_s = time.monotonic() - self._last_frame_at
+        statuses = self._camera_statuses() if self.node_config.cameras else \
+            self._single_camera_statuses(self._streams[0])
+        array = DiagnosticArray(status=statuses)
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diagnostics_pub.publish(array)
+
+    def _input_health(self, stream: CameraStream, problems: int) -> tuple:
+        """((level, message) of a camera's input since the last diagnostics, or None when
+        healthy; seconds since its last frame). Rejected or failing input, a silent image
+        topic (also logged), depth arriving but never paired."""
+        counters, seen = stream.counters, stream.diagnostics_seen
+        new_problems, new_processed = problems - seen[0], counters.processed - seen[1]
+        new_unpaired, new_paired = counters.depth_unmatched - seen[2], counters.depth_matched - seen[3]
+        stream.diagnostics_seen = (problems, counters.processed, counters.depth_unmatched, counters.depth_matched)
+        silent_s = time.monotonic() - stream.last_frame_at
         timeout = self.node_config.input_timeout
         stale = timeout > 0 and silent_s > timeout
+        topic = stream.image_sub.topic_name
         if stale:
-            self._log("warning", f"no frame for {silent_s:.0f} s on {self._image_sub.topic_name}; check the camera "
-                      "and the topic remapping", throttle=max(10.0, timeout))
-        if self.segmenter.label_set is None:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                "waiting for labels" + ("" if encoding is None else " (encoding a label set)")
-        elif new_problems and not new_processed:
-            status.level, status.message = DiagnosticStatus.ERROR, "input rejected or failing, nothing processed"
-        elif new_problems:
-            status.level, status.message = DiagnosticStatus.WARN, "some input rejected or failing"
-        elif stale:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                f"no frame for {silent_s:.1f} s on {self._image_sub.topic_name}"
-        elif new_unpaired and not new_paired:
-            status.level, status.message = DiagnosticStatus.WARN, \
-                f"depth arriving but not paired with frames (stamps more than depth_slop=" \
-                f"{self.node_config.depth_slop:g} s apart?)"
-        elif encoding is not None:
-            status.level, status.message = DiagnosticStatus.OK, "running; encoding a new label set"
-        else:
-            status.level, status.message = DiagnosticStatus.OK, "running"
+            self._log("warning", f"no frame for {silent_s:.0f} s on {topic}; check the camera and the topic "
+                      "remapping", throttle=max(10.0, timeout), key=stream.name)
+        if new_problems and not new_processed:
+            return (ERROR, "input rejected or failing, nothing processed"), silent_s
+        if new_problems:
+            return (WARN, "some input rejected or failing"), silent_s
+        if stale:
+            return (WARN, f"no frame for {silent_s:.1f} s on {topic}"), silent_s
+        if new_unpaired and not new_paired:
+            return (WARN, f"depth arriving but not paired with frames (stamps more than depth_slop="
+                          f"{self.node_config.depth_slop:g} s apart?)"), silent_s
+        return None, silent_s
+
+    def _label_status(self) -> tuple:
+        """((level, message) when there is no label set, or None; the values about labels)."""
+        encoding, pending = self._encoding, self._pending_labels
         label_set = self.segmenter.label_set
+        health = None
+        if label_set is None:
+            health = (WARN, "waiting for labels" + ("" if encoding is None else " (encoding a label set)"))
+        elif encoding is not None:
+            health = (OK, "running; encoding a new label set")
         values = {
-            "node": self.get_fully_qualified_name(), "input_topic": self._image_sub.topic_name,
+            "labels": ", ".join(self.segmenter.labels), "label_generation": label_set.generation if label_set else 0,
+            "label_encoding": "idle" if encoding is None else
+            f"{len(encoding[0].names)} labels from {encoding[0].source}, {time.monotonic() - encoding[1]:.1f} s",
+            "label_pending": "none" if pending is None else f"{len(pending.names)} labels from {pending.source}",
+            "superseded_label_sets": self.counters.superseded_label_sets,
+        }
+        return health, values
+
+    def _single_camera_statuses(self, stream: CameraStream) -> List[DiagnosticStatus]:
+        """The single camera's node: 'segmentation' (the node and its input), 'input frequency',
+        'input timestamps'."""
+        counters = self.counters  # the stream's
+        input_health, silent_s = self._input_health(stream, counters.input_problems() + counters.rejected_queries)
+        label_health, label_values = self._label_status()
+        if label_health is not None and label_health[0] != OK:
+            level, message = label_health
+        elif input_health is not None:
+            level, message = input_health
+        else:
+            level, message = label_health or (OK, "running")
+        values = {
+            "node": self.get_fully_qualified_name(), "input_topic": stream.image_sub.topic_name,
             "seconds_since_last_frame": f"{silent_s:.1f}",
             "frames_in": counters.frames_in, "processed": counters.processed, "dropped": counters.dropped,
             "rejected_frames": counters.rejected_frames, "rejected_queries": counters.rejected_queries,
             "rejected_camera_info": counters.rejected_camera_info, "failed": counters.failed,
             "inference_ms_mean": _mean_ms(counters.inference_s), "end_to_end_ms_mean": _mean_ms(counters.end_to_end_s),
-            "labels": ", ".join(self.segmenter.labels), "label_generation": label_set.generation if label_set else 0,
-            "label_encoding": "idle" if encoding is None else
-            f"{len(encoding[0].names)} labels from {encoding[0].source}, {time.monotonic() - encoding[1]:.1f} s",
-            "label_pending": "none" if pending is None else f"{len(pending.names)} labels from {pending.source}",
-            "superseded_label_sets": counters.superseded_label_sets,
+            **label_values,
             "depth_in": counters.depth_in, "depth_matched": counters.depth_matched,
             "depth_unmatched": counters.depth_unmatched, "rejected_depth": counters.rejected_depth,
             "device": str(self.segmenter.device),
             "model": self.segmenter.description,
         }
-        status.values = [KeyValue(key=key, value=str(value)) for key, value in values.items()]
-        statuses = [status]
-        for task, (level, message, task_values) in ((DIAGNOSTIC_TASKS[1], self._frequency.update(time.monotonic())),
-                                                    (DIAGNOSTIC_TASKS[2], self._stamps.update())):
-            task_values = {"node": self.get_fully_qualified_name(), "topic": self._image_sub.topic_name,
-                           **task_values}
-            statuses.append(DiagnosticStatus(
-                level=bytes([level]) if isinstance(DiagnosticStatus.OK, bytes) else level,
-                name=f"{self.get_name()}: {task}", message=message, hardware_id=str(self.segmenter.device),
-                values=[KeyValue(key=key, value=str(value)) for key, value in task_values.items()]))
-        array = DiagnosticArray(status=statuses)
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diagnostics_pub.publish(array)
+        # diagnostic_updater's naming: "<node name>: <task>" (the fully qualified name is a value)
+        statuses = [self._status(DIAGNOSTIC_TASKS[0], level, message, values)]
+        for task, (level, message, task_values) in ((DIAGNOSTIC_TASKS[1], stream.frequency.update(time.monotonic())),
+                                                    (DIAGNOSTIC_TASKS[2], stream.stamps.update())):
+            statuses.append(self._status(task, level, message, {"node": self.get_fully_qualified_name(),
+                                                                "topic": stream.image_sub.topic_name, **task_values}))
+        return statuses
+
+    def _camera_statuses(self) -> List[DiagnosticStatus]:
+        """Several cameras: 'segmentation' (the labels, the model, the worker), then one
+        'camera <name>' status per camera (its input: counters, rate, stamps, silence, depth)."""
+        counters, streams = self.counters, self._streams
+        problems = counters.rejected_queries + counters.failed
+        processed = sum(stream.counters.processed for stream in streams)
+        new_problems, new_processed = problems - self._diagnostics_seen[0], processed - self._diagnostics_seen[1]
+        self._diagnostics_seen = (problems, processed)
+        label_health, label_values = self._label_status()
+        if label_health is not None and label_health[0] != OK:
+            level, message = label_health
+        elif new_problems:
+            level, message = (ERROR, "label queries rejected or frames failing, nothing processed") \
+                if not new_processed else (WARN, "some label queries rejected or frames failing")
+        else:
+            level, message = label_health or (OK, "running")
+        values = {
+            "node": self.get_fully_qualified_name(), "cameras": ", ".join(self.node_config.cameras),
+            "input_topics": ", ".join(self.input_topics()),
+            **{key: sum(getattr(stream.counters, key) for stream in streams)
+               for key in ("frames_in", "processed", "dropped")},
+            "rejected_queries": counters.rejected_queries, "failed": counters.failed,
+            **label_values, "device": str(self.segmenter.device), "model": self.segmenter.description,
+        }
+        statuses = [self._status(DIAGNOSTIC_TASKS[0], level, message, values)]
+        statuses.extend(self._camera_status(stream) for stream in streams)
+        return statuses
+
+    def _camera_status(self, stream: CameraStream) -> DiagnosticStatus:
+        """One camera's status, named '<node>: camera <name>': the worst of its input health,
+        its input rate and its stamps (diagnostic_updater's frequency and time-stamp checks)."""
+        counters = stream.counters
+        health, silent_s = self._input_health(stream, counters.input_problems())
+        level, message = health or (OK, "running" if counters.frames_in else "waiting for the first frame")
+        frequency = stream.frequency.update(time.monotonic())
+        stamps = stream.stamps.update()
+        for task, (task_level, task_message, _) in ((DIAGNOSTIC_TASKS[1], frequency),
+                                                    (DIAGNOSTIC_TASKS[2], stamps)):
+            if task_level != OK:
+                message += f"; {task}: {task_message}"
+                level = max(level, task_level)
+        values = {
+            "node": self.get_fully_qualified_name(), "camera": stream.name, "input_topic": stream.image_sub.topic_name,
+            "seconds_since_last_frame": f"{silent_s:.1f}",
+            "frames_in": counters.frames_in, "processed": counters.processed, "dropped": counters.dropped,
+            "rejected_frames": counters.rejected_frames, "rejected_camera_info": counters.rejected_camera_info,
+            "failed": counters.failed,
+            "inference_ms_mean": _mean_ms(counters.inference_s), "end_to_end_ms_mean": _mean_ms(counters.end_to_end_s),
+            "depth_in": counters.depth_in, "depth_matched": counters.depth_matched,
+            "depth_unmatched": counters.depth_unmatched, "rejected_depth": counters.rejected_depth,
+            **frequency[2], **stamps[2],
+        }
+        return self._status(f"camera {stream.name}", level, message, values)
+
+    def _status(self, task: str, level: int, message: str, values: dict) -> DiagnosticStatus:
+        """A DiagnosticStatus named '<node name>: <task>' (diagnostic_updater's naming; the
+        fully qualified name is a value)."""
+        return DiagnosticStatus(level=bytes([level]) if isinstance(DiagnosticStatus.OK, bytes) else level,
+                                name=f"{self.get_name()}: {task}", message=message,
+                                hardware_id=str(self.segmenter.device),
+                                values=[KeyValue(key=key, value=str(value)) for key, value in values.items()])
 
     def check_unique_name(self) -> int:
         """Warn when other nodes on the graph have this node's fully qualified name (both would

@@ -7,6 +7,7 @@ time; ``labels``, ``threshold`` and ``overlay_alpha`` can change while running.
 """
 from __future__ import annotations
 
+import re
 import typing
 from dataclasses import dataclass
 from typing import Any, Dict, List
@@ -36,6 +37,10 @@ class NodeConfig:
     image_qos: str = _doc("Image subscription QoS: sensor_data (best effort; matches any camera) | reliable "
                           "(matches only reliable publishers; use it for large frames between processes, "
                           "which best-effort DDS may drop).", "sensor_data")
+    cameras: List[str] = _doc("Names of several cameras served by this one node, e.g. 'front, rear': each "
+                              "subscribes `<name>/image` (`<name>/camera_info`, `<name>/depth`) and publishes "
+                              "under `~/<name>/`; the newest frames of all cameras are segmented in one "
+                              "batched forward. Empty: one camera on `image`, outputs under `~/`.", factory=list)
     overlay_alpha: float = _doc("Opacity of label colors in ~/overlay.", 0.5)
     diagnostics_period: float = _doc("Seconds between /diagnostics messages.", 1.0)
     input_timeout: float = _doc("Seconds without a frame after which diagnostics WARN (naming the subscribed "
@@ -95,7 +100,26 @@ class NodeConfig:
             (self.embeddings_every_n >= 1, "embeddings_every_n", ">= 1"),
         ]
         check_values(self, checks, "parameter")
+        check_camera_names(self.cameras)
         return self
+
+
+#: a camera name is one ROS name token: it becomes `<name>/image` and `~/<name>/mask`
+CAMERA_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def check_camera_names(names: List[str]) -> None:
+    """ValueError naming the first camera name that is not a ROS name token or repeats one."""
+    seen = set()
+    for name in names:
+        if not isinstance(name, str) or not CAMERA_NAME.fullmatch(name) or "__" in name:
+            raise ValueError(f"invalid parameter cameras: camera name {name!r} in {names!r}; accepted: "
+                             "unique ROS name tokens (letters, digits and single underscores, not starting "
+                             "with a digit), e.g. 'front, rear'")
+        if name in seen:
+            raise ValueError(f"invalid parameter cameras: camera name {name!r} given twice in {names!r}; "
+                             "each camera needs its own name")
+        seen.add(name)
 
 
 def declared_fields() -> Dict[str, tuple]:
