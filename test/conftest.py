@@ -11,6 +11,9 @@ itself; ``needs_cuda`` marks the CUDA-only ones (skipped on the CPU, saying how 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -33,3 +36,28 @@ def pytest_report_header(config):
     if ON_CUDA:
         return f"lseg_ros test device: {TEST_DEVICE} ({torch.cuda.get_device_name(torch.device(TEST_DEVICE))})"
     return "lseg_ros test device: cpu (LSEG_TEST_DEVICE=cuda for a GPU)"
+
+
+@contextmanager
+def spinning(domain_id: int, make_nodes, threads: int = 3):
+    """rclpy on ``domain_id`` (this host only), the (node, probe) that ``make_nodes()`` builds
+    spun by a multi-threaded executor, half a second to discover each other; yields (node,
+    probe) and tears everything down after."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    rclpy.init(domain_id=domain_id)
+    executor = MultiThreadedExecutor(num_threads=threads)
+    node, probe = make_nodes()
+    executor.add_node(node)
+    executor.add_node(probe.node)
+    threading.Thread(target=executor.spin, daemon=True).start()
+    time.sleep(0.5)
+    try:
+        yield node, probe
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        probe.node.destroy_node()
+        rclpy.try_shutdown()

@@ -17,7 +17,6 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
@@ -28,6 +27,8 @@ from lseg_ros.ros.node import LsegNode  # noqa: E402
 from lseg_ros.ros.params import NodeConfig, parameter_overrides  # noqa: E402
 
 from test_node import NODE_PARAMETERS, scene  # noqa: E402
+
+from conftest import spinning  # noqa: E402
 
 CAMERAS = ["left", "right", "idle"]  # idle never sends a frame (its diagnostics say so)
 NAMESPACE = "multi"
@@ -78,6 +79,15 @@ class CamerasProbe:
             time.sleep(0.02)
         raise AssertionError(f"no matching {what} within {timeout} s")
 
+    def publish_until_masked(self, camera, msg, what, timeout=20.0):
+        """Publish ``msg`` on ``camera``'s image topic every 0.3 s until its mask arrives (a
+        best-effort subscription may miss one publication)."""
+        deadline = time.monotonic() + timeout
+        while not any(m.header.stamp == msg.header.stamp for m in self.masks[camera]):
+            assert time.monotonic() < deadline, what
+            self.image_pubs[camera].publish(msg)
+            time.sleep(0.3)
+
     def mask_of(self, camera, header, timeout=20.0):
         return self.wait_for(self.masks[camera], lambda m: m.header.stamp == header.stamp, timeout,
                              f"{camera} mask for stamp {header.stamp.sec}")
@@ -85,22 +95,13 @@ class CamerasProbe:
 
 @pytest.fixture(scope="module")
 def cameras():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    rclpy.init(domain_id=201 + os.getpid() % 30)
-    executor = MultiThreadedExecutor(num_threads=3)
-    node = LsegNode("lseg_node", namespace=NAMESPACE, parameter_overrides=parameter_overrides(
-        dict(NODE_PARAMETERS, cameras=CAMERAS, input_timeout=1.0)))
-    probe = CamerasProbe(CAMERAS)
-    executor.add_node(node)
-    executor.add_node(probe.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    time.sleep(0.5)
-    yield node, probe
-    executor.shutdown()
-    node.destroy_node()
-    probe.node.destroy_node()
-    rclpy.try_shutdown()
+    def make_nodes():
+        node = LsegNode("lseg_node", namespace=NAMESPACE, parameter_overrides=parameter_overrides(
+            dict(NODE_PARAMETERS, cameras=CAMERAS, input_timeout=1.0)))
+        return node, CamerasProbe(CAMERAS)
+
+    with spinning(201 + os.getpid() % 30, make_nodes) as pair:
+        yield pair
 
 
 class HeldForward:
@@ -281,21 +282,13 @@ def test_a_malformed_frame_of_one_camera_does_not_stop_the_other_cameras_frame(c
     assert streams["right"].counters.rejected_frames == 0
     # the node keeps running: the next good frame of the camera that sent the bad one is segmented
     later = probe.frame("left", scene(9))
-    deadline = time.monotonic() + 20
-    while not any(m.header.stamp == later.header.stamp for m in probe.masks["left"]):
-        assert time.monotonic() < deadline, "no mask for the left camera's next good frame"
-        probe.image_pubs["left"].publish(later)
-        time.sleep(0.3)
+    probe.publish_until_masked("left", later, "no mask for the left camera's next good frame")
 
 
 def test_each_camera_has_its_own_diagnostics_status(cameras):
     node, probe = cameras
     msg = probe.frame("right", scene(10))
-    deadline = time.monotonic() + 20
-    while not any(m.header.stamp == msg.header.stamp for m in probe.masks["right"]):
-        assert time.monotonic() < deadline, "no mask for the right camera's frame"
-        probe.image_pubs["right"].publish(msg)
-        time.sleep(0.3)
+    probe.publish_until_masked("right", msg, "no mask for the right camera's frame")
 
     def ours(array):
         return array.status and array.status[0].name == "lseg_node: segmentation" and any(
@@ -337,11 +330,7 @@ def test_deactivating_unsubscribes_every_camera_and_activating_subscribes_them_a
         node._activate()
     eventually(lambda: len(image_subscriptions()) == 3 * len(CAMERAS), f"subscribed: {image_subscriptions()}")
     msg = probe.frame("left", scene(13))
-    deadline = time.monotonic() + 20
-    while not any(m.header.stamp == msg.header.stamp for m in probe.masks["left"]):
-        assert time.monotonic() < deadline, "no mask after activating again"
-        probe.image_pubs["left"].publish(msg)
-        time.sleep(0.3)
+    probe.publish_until_masked("left", msg, "no mask after activating again")
 
 
 @pytest.mark.parametrize("names, bad", [([""], "''"), (["front camera"], "'front camera'"), (["2nd"], "'2nd'"),

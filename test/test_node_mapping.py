@@ -14,7 +14,6 @@ import torch
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
@@ -32,7 +31,7 @@ from lseg_ros.viz import label_colors  # noqa: E402
 
 from test_node import ParameterClient, _wait, scene  # noqa: E402
 
-from conftest import TEST_DEVICE
+from conftest import TEST_DEVICE, spinning
 
 
 def _result(future, timeout=30.0):
@@ -124,21 +123,12 @@ class MappingProbe:
 
 @pytest.fixture(scope="module")
 def mapping():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    rclpy.init(domain_id=101 + os.getpid() % 100)
-    executor = MultiThreadedExecutor(num_threads=3)
-    node = LsegNode("lseg_node", namespace="mapcam", parameter_overrides=parameter_overrides(PARAMETERS))
-    probe = MappingProbe("mapcam")
-    executor.add_node(node)
-    executor.add_node(probe.node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    time.sleep(0.5)
-    yield node, probe
-    executor.shutdown()
-    node.destroy_node()
-    probe.node.destroy_node()
-    rclpy.try_shutdown()
+    def make_nodes():
+        node = LsegNode("lseg_node", namespace="mapcam", parameter_overrides=parameter_overrides(PARAMETERS))
+        return node, MappingProbe("mapcam")
+
+    with spinning(101 + os.getpid() % 100, make_nodes) as pair:
+        yield pair
 
 
 def ramp_depth(height=48, width=64, seed=0):
