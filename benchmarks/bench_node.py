@@ -239,9 +239,9 @@ class Bench:
     def set_outputs(self, all_outputs: bool) -> None:
         self.probe.subscribe_optional(all_outputs)
         want = 1 if all_outputs else 0
-        node = self.node
-        ok = _await(lambda: node.overlay_pub.get_subscription_count() == want
-                    and node.confidence_pub.get_subscription_count() == want, 20.0, poll=0.01)
+        publishers = self.node._streams[0].publishers  # the single camera's outputs
+        ok = _await(lambda: publishers["overlay"].get_subscription_count() == want
+                    and publishers["confidence"].get_subscription_count() == want, 20.0, poll=0.01)
         if not ok:
             raise RuntimeError("the node did not see the probe's overlay/confidence subscriptions change")
 
@@ -475,7 +475,7 @@ def main(argv=None) -> None:
         if node.segmenter.labels != base_labels:
             raise RuntimeError(f"the node started with labels {node.segmenter.labels}, not {base_labels}")
         if not _await(lambda: probe.image_pub.get_subscription_count() > 0
-                      and node.mask_pub.get_subscription_count() > 0, 20.0, poll=0.01):
+                      and node._streams[0].publishers["mask"].get_subscription_count() > 0, 20.0, poll=0.01):
             raise RuntimeError("probe and node did not discover each other")
 
         rng = np.random.default_rng(0)
