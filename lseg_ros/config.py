@@ -58,6 +58,14 @@ class LSegConfig:
 
 
 @dataclass
+class VilSegConfig:
+    clusters: int = _doc("ViL-Seg's online clustering head: number of clusters K (must match the "
+                         "checkpoint).", 16)
+    cluster_inference: bool = _doc("Classify each cluster's mean embedding (ViL-Seg); false classifies "
+                                   "every patch on its own.", True)
+
+
+@dataclass
 class PostprocessConfig:
     cluster_k: int = _doc("ViL-Seg-style clustering: group pixel embeddings into K clusters "
                           "and classify each cluster as a whole; 0 disables.", 0)
@@ -75,9 +83,10 @@ class SegmenterConfig:
     profile: str = _doc("Named settings to start from: robot (the node's real-time default) | naclip | "
                         "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
                         "README's profile table). Fields set explicitly override the profile.", "robot")
-    backend: str = _doc("Registered backend: dense_clip | lseg.", "dense_clip")
-    model: str = _doc("Architecture: an open_clip model name (dense_clip) or an LSeg preset "
-                      "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny).", "ViT-B-16")
+    backend: str = _doc("Registered backend: dense_clip | lseg | vilseg.", "dense_clip")
+    model: str = _doc("Architecture: an open_clip model name (dense_clip), an LSeg preset "
+                      "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny) or a ViL-Seg preset "
+                      "(vilseg_vitb16, vilseg_vits16, vilseg_tiny).", "ViT-B-16")
     pretrained: str = _doc("Weights: an open_clip pretrained tag (e.g. openai), a local file "
                            "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only).", "openai")
     device: str = _doc("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
@@ -149,6 +158,7 @@ class SegmenterConfig:
                              factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
     dense_clip: DenseClipConfig = _doc("dense_clip backend options.", factory=DenseClipConfig)
     lseg: LSegConfig = _doc("lseg backend options.", factory=LSegConfig)
+    vilseg: VilSegConfig = _doc("vilseg backend options.", factory=VilSegConfig)
     postprocess: PostprocessConfig = _doc("Optional post-processing.", factory=PostprocessConfig)
 
     # ------------------------------------------------------------------ loading
@@ -237,6 +247,7 @@ class SegmenterConfig:
              "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
              "what block_depth > 0 alone selected before) or 2 (depthwise)"),
             (self.lseg.activation in ("lrelu", "tanh", "relu"), "lseg.activation", "lrelu, tanh, relu"),
+            (self.vilseg.clusters >= 2, "vilseg.clusters", "an integer >= 2"),
             (self.postprocess.cluster_k >= 0, "postprocess.cluster_k", ">= 0"),
             (self.postprocess.cluster_iters >= 1, "postprocess.cluster_iters", ">= 1"),
             (self.postprocess.pamr_iters >= 0, "postprocess.pamr_iters", ">= 0"),

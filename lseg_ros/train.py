@@ -51,7 +51,9 @@ import yaml
 from . import atomic
 from .config import SegmenterConfig, _doc, add_config_arguments, check_values, from_dict, with_overrides
 from .data import TrainTransform, build_dataset
+from .data.captions import CaptionImageTransform, collate_captions, read_caption_dataset
 from .evaluate import class_indices, evaluate_segmenter
+from .models.vilseg import VilSegObjective
 from .segmenter import Segmenter, resolve_device
 from .weights import WeightsError
 
@@ -69,11 +71,40 @@ class TrainModelConfig(SegmenterConfig):
 
 
 @dataclass
+class VilSegTrainConfig:
+    """ViL-Seg's objective (``objective: vilseg``): loss weights and views."""
+
+    cross_modal_weight: float = _doc("Weight of the cross-modal contrast (pooled image embedding vs its "
+                                     "caption's, InfoNCE over the batch).", 1.0)
+    vision_weight: float = _doc("Weight of the vision-based contrast (global view vs local crops, "
+                                "InfoNCE over the batch).", 0.5)
+    cluster_weight: float = _doc("Weight of the clustering head's loss (negative mutual information of "
+                                 "the cluster assignments of two views, IIC).", 1.0)
+    cluster_entropy: float = _doc("IIC's lambda: weight of the cluster marginals' entropy in the clustering "
+                                  "loss (1 = plain mutual information; more keeps small classes apart).", 2.0)
+    local_crops: int = _doc("Local crops per image for the vision-based contrast.", 2)
+    local_scale: List[float] = _doc("Side of a local crop as a fraction of the image's (low, high).",
+                                    factory=lambda: [0.35, 0.65])
+    vision_temperature: float = _doc("Temperature of the vision-based contrast.", 0.1)
+    image_size: List[int] = _doc("Training image size (height, width): captioned images are resized to "
+                                 "it whole (a crop could cut away what the caption names); multiples of "
+                                 "the patch size.", factory=lambda: [128, 160])
+
+
+@dataclass
 class TrainConfig:
     out: str = _doc("Output folder for checkpoints, config.yaml, model.yaml and metrics.csv.", "runs/lseg")
-    dataset: str = _doc("Dataset kind: ade20k | voc | pascal_context59 | generic.", "generic")
-    data_root: str = _doc("Dataset root folder.", "")
-    train_split: str = _doc("Training split.", "train")
+    objective: str = _doc("lseg (masks: per-pixel cross-entropy against the frozen text tower's label "
+                          "embeddings) | vilseg (captions only, no masks: ViL-Seg's contrastive and "
+                          "clustering losses; trains the text tower too; needs model.backend vilseg).", "lseg")
+    dataset: str = _doc("Dataset kind: ade20k | voc | pascal_context59 | generic (objective vilseg: the "
+                        "kind of the validation dataset).", "generic")
+    data_root: str = _doc("Dataset root folder (objective vilseg: a caption dataset, see "
+                          "lseg_ros.data.captions).", "")
+    val_data_root: str = _doc("Labelled dataset root for validation; empty = data_root (objective vilseg: "
+                              "empty = no validation, captions have no masks).", "")
+    train_split: str = _doc("Training split (objective vilseg: used when the caption dataset has "
+                            "splits/<split>.txt, else all its images).", "train")
     val_split: str = _doc("Validation split, evaluated after each epoch; empty disables.", "val")
     val_max_images: int = _doc("Validate on the first N images only; 0 = all.", 0)
     unseen_classes: List[str] = _doc("Class names held out of training (ignored pixels, not in the "
@@ -90,6 +121,8 @@ class TrainConfig:
     optimizer: str = _doc("sgd | adamw.", "adamw")
     backbone_lr: float = _doc("Learning rate of the ViT backbone (image_parameters).", 1e-3)
     decoder_lr: float = _doc("Learning rate of the reassemble stages and decoder (decoder_parameters).", 3e-3)
+    text_lr: float = _doc("Learning rate of the text tower and contrast temperature (objective vilseg; "
+                          "objective lseg keeps the text tower frozen).", 1e-3)
     momentum: float = _doc("SGD momentum.", 0.9)
     weight_decay: float = _doc("Weight decay.", 1e-4)
     lr_power: float = _doc("Poly schedule: lr x (1 - step/total)^power.", 0.9)
@@ -102,6 +135,8 @@ class TrainConfig:
     precision: str = _doc("fp32 | bf16 | fp16: autocast (fp16 with GradScaler) on CUDA; "
                           "the CPU always trains in fp32.", "fp32")
     progress: bool = _doc("Show a tqdm progress bar.", True)
+    vilseg: VilSegTrainConfig = _doc("ViL-Seg objective settings (objective vilseg).",
+                                     factory=VilSegTrainConfig)
     model: TrainModelConfig = _doc("The model (an inference SegmenterConfig; see model.*).",
                                    factory=TrainModelConfig)
 
@@ -130,6 +165,19 @@ class TrainConfig:
             (self.workers >= 0, "workers", ">= 0"),
             (self.threads >= 0, "threads", ">= 0"),
             (self.precision in ("fp32", "bf16", "fp16"), "precision", "fp32, bf16, fp16"),
+            (self.objective in ("lseg", "vilseg"), "objective", "lseg, vilseg"),
+            (self.objective != "vilseg" or self.model.backend == "vilseg", "objective/model.backend",
+             "objective vilseg with model.backend vilseg"),
+            (self.text_lr >= 0, "text_lr", ">= 0"),
+            (min(self.vilseg.cross_modal_weight, self.vilseg.vision_weight, self.vilseg.cluster_weight) >= 0,
+             "vilseg.*_weight", ">= 0"),
+            (self.vilseg.cluster_entropy > 0, "vilseg.cluster_entropy", "> 0"),
+            (self.vilseg.local_crops >= 0, "vilseg.local_crops", ">= 0"),
+            (len(self.vilseg.local_scale) == 2 and 0 < self.vilseg.local_scale[0] <= self.vilseg.local_scale[1] <= 1,
+             "vilseg.local_scale", "two fractions 0 < low <= high <= 1"),
+            (self.vilseg.vision_temperature > 0, "vilseg.vision_temperature", "> 0"),
+            (len(self.vilseg.image_size) == 2 and min(self.vilseg.image_size) > 0, "vilseg.image_size",
+             "(height, width), both > 0"),
         ]
         check_values(self, checks, "training config value")
         self.model.validate()
@@ -210,13 +258,24 @@ class Trainer:
         random.seed(config.seed)
         np.random.seed(config.seed)
 
-        self.train_set = build_dataset(config.dataset, config.data_root, config.train_split)
-        self.ignore_index = self.train_set.ignore_index
-        self.train_set.transform = TrainTransform(config.crop_size, config.scale_range, config.flip,
-                                                  config.jitter, config.seed, self.ignore_index)
-        self.val_set = build_dataset(config.dataset, config.data_root, config.val_split) \
-            if config.val_split else None
-        self.class_names = list(self.train_set.class_names)
+        self.vilseg = config.objective == "vilseg"
+        val_root = config.val_data_root or ("" if self.vilseg else config.data_root)
+        self.val_set = build_dataset(config.dataset, val_root, config.val_split) \
+            if config.val_split and val_root else None
+        if self.vilseg:  # captions only: the label set is the validation dataset's class names
+            split = config.train_split if (Path(config.data_root) / "splits" / f"{config.train_split}.txt").is_file() \
+                else None
+            self.train_set = read_caption_dataset(config.data_root, split, CaptionImageTransform(
+                config.vilseg.image_size), seed=config.seed)
+            self.ignore_index = self.val_set.ignore_index if self.val_set is not None else 255
+            self.class_names = list(self.val_set.class_names) if self.val_set is not None \
+                else list(config.model.labels)
+        else:
+            self.train_set = build_dataset(config.dataset, config.data_root, config.train_split)
+            self.ignore_index = self.train_set.ignore_index
+            self.train_set.transform = TrainTransform(config.crop_size, config.scale_range, config.flip,
+                                                      config.jitter, config.seed, self.ignore_index)
+            self.class_names = list(self.train_set.class_names)
         unseen = set(class_indices(config.unseen_classes, self.class_names))
         seen = [i for i in range(len(self.class_names)) if i not in unseen]
         #: the training label set: the dataset's class names without the unseen ones
@@ -233,15 +292,27 @@ class Trainer:
         if not hasattr(self.backend, "decoder_parameters"):
             raise ValueError(f"backend {config.model.backend!r} has no trainable image/decoder parameters; "
                              "accepted for training: lseg")
-        if config.crop_size % self.backend.input_multiple:
-            raise ValueError(f"crop_size {config.crop_size} must be a multiple of the patch size "
-                             f"{self.backend.input_multiple}")
+        sizes = list(config.vilseg.image_size) if self.vilseg else [config.crop_size]
+        if any(size % self.backend.input_multiple for size in sizes):
+            name = "vilseg.image_size" if self.vilseg else "crop_size"
+            raise ValueError(f"{name} {sizes if self.vilseg else config.crop_size} must be a multiple of the "
+                             f"patch size {self.backend.input_multiple}")
         image_params, decoder_params = list(self.backend.image_parameters()), list(self.backend.decoder_parameters())
-        for parameter in image_params + decoder_params:
+        text_params = list(self.backend.text_parameters()) if self.vilseg else []
+        for parameter in image_params + decoder_params + text_params:
             parameter.requires_grad_(True)
-        self.backend.freeze_text()
-        # [N, D] normalized, computed once with the frozen text tower (cloned out of inference mode)
-        self.label_embeddings = self.segmenter.label_encoder.encode(self.train_label_names).clone()
+        if self.vilseg:
+            settings = config.vilseg
+            self.objective = VilSegObjective(
+                self.backend.net, self.backend.image_mean, self.backend.image_std,
+                cross_modal_weight=settings.cross_modal_weight, vision_weight=settings.vision_weight,
+                cluster_weight=settings.cluster_weight, cluster_entropy=settings.cluster_entropy,
+                local_crops=settings.local_crops, local_scale=settings.local_scale,
+                vision_temperature=settings.vision_temperature, jitter=config.jitter, flip=config.flip)
+        else:
+            self.backend.freeze_text()
+            # [N, D] normalized, computed once with the frozen text tower (cloned out of inference mode)
+            self.label_embeddings = self.segmenter.label_encoder.encode(self.train_label_names).clone()
 
         self.batches_per_epoch = len(self.train_set) // config.batch_size
         self.steps_per_epoch = self.batches_per_epoch // config.grad_accum
@@ -251,6 +322,8 @@ class Trainer:
         self.total_steps = config.max_steps or config.epochs * self.steps_per_epoch
         groups = [dict(params=image_params, lr=config.backbone_lr, name="backbone"),
                   dict(params=decoder_params, lr=config.decoder_lr, name="decoder")]
+        if text_params:
+            groups.append(dict(params=text_params, lr=config.text_lr, name="text"))
         if config.optimizer == "sgd":
             self.optimizer = torch.optim.SGD(groups, lr=config.decoder_lr, momentum=config.momentum,
                                              weight_decay=config.weight_decay)
@@ -286,12 +359,23 @@ class Trainer:
         return self.segmenter.resize_logits(logits, images.shape[-2:], model_input)
 
     def loss(self, batch: dict) -> torch.Tensor:
+        if self.vilseg:
+            return self.caption_loss(batch)
         images = batch["image"].to(self.device, non_blocking=True)  # [B, 3, H, W]
         targets = self.training_targets(batch["mask"].to(self.device, non_blocking=True))  # [B, H, W]
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             logits = self.logits(images)  # [B, N, H, W]
         return F.cross_entropy(logits.float(), targets, ignore_index=self.ignore_index)
+
+    def caption_loss(self, batch: dict) -> torch.Tensor:
+        """ViL-Seg's loss on images [B, 3, H, W] in [0, 1] and one caption per image."""
+        images = batch["image"].to(self.device, non_blocking=True)
+        token_ids = self.backend.tokenize(batch["caption"]).to(self.device)
+        with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            loss, self.loss_terms = self.objective(images, token_ids)
+        return loss.float()
 
     # ---------------------------------------------------------------- loop
     def epoch_order(self, epoch: int) -> List[int]:
@@ -321,13 +405,17 @@ class Trainer:
             order = self.epoch_order(epoch)[first_batch * config.batch_size:]
             loader = DataLoader(self.train_set, batch_size=config.batch_size, sampler=order,
                                 num_workers=config.workers, drop_last=True,
-                                pin_memory=self.device.type == "cuda")
+                                pin_memory=self.device.type == "cuda",
+                                collate_fn=collate_captions if self.vilseg else None)
             epoch_losses, accumulated = [], []
+            self._epoch_terms: List[Dict[str, float]] = []
             batch_index = first_batch
             for batch in loader:
                 loss = self.loss(batch)
                 self.scaler.scale(loss / config.grad_accum).backward()
                 accumulated.append(loss.item())
+                if self.vilseg:
+                    self._epoch_terms.append(self.loss_terms)
                 batch_index += 1
                 if len(accumulated) < config.grad_accum:
                     continue
@@ -353,9 +441,14 @@ class Trainer:
     def _end_of_epoch(self, epoch: int, losses: List[float], bar) -> dict:
         validation = self.validate()
         self.backend.train()
-        row = {"epoch": epoch, "step": self.step, "train_loss": float(np.mean(losses)) if losses else math.nan,
+        row = {"epoch": epoch, "step": self.step, "train_loss": float(np.mean(losses)) if losses else math.nan}
+        if self.vilseg:  # each term of ViL-Seg's loss, unweighted
+            terms = getattr(self, "_epoch_terms", [])
+            row.update({f"loss_{name}": float(np.mean([t.get(name, math.nan) for t in terms])) if terms else math.nan
+                        for name in ("cross_modal", "vision", "cluster")})
+        row.update({
                "val_miou": validation.get("miou", math.nan),
-               "val_pixel_accuracy": validation.get("pixel_accuracy", math.nan)}
+               "val_pixel_accuracy": validation.get("pixel_accuracy", math.nan)})
         if self.config.unseen_classes:
             row.update(val_miou_seen=validation.get("miou_seen", math.nan),
                        val_miou_unseen=validation.get("miou_unseen", math.nan))
@@ -373,6 +466,8 @@ class Trainer:
         if self.val_set is None:
             return {}
         self.backend.eval()
+        if self.vilseg:  # the text tower trains: label embeddings of earlier epochs are stale
+            self.segmenter.label_encoder.clear()
         return evaluate_segmenter(self.segmenter, self.val_set, max_images=self.config.val_max_images,
                                   unseen=self.config.unseen_classes or None)
 

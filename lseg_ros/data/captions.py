@@ -68,6 +68,39 @@ class CaptionDataset:
         return f"CaptionDataset({self.name!r}, {len(self)} images, {count} captions)"
 
 
+class CaptionImageTransform:
+    """A captioned image, whole, resized to ``size`` (height, width) -> float tensor [3, H, W]
+    in [0, 1]. (Random views are made on the batch by the training objective; a crop here
+    could cut away what the caption names.)"""
+
+    def __init__(self, size: Sequence[int]) -> None:
+        if len(size) != 2 or min(int(v) for v in size) < 1:
+            raise ValueError(f"image size must be (height, width) with both >= 1, got {size!r}")
+        self.size = (int(size[0]), int(size[1]))
+
+    def __call__(self, image: np.ndarray, rng: Optional[np.random.Generator] = None):
+        import torch
+        from PIL import Image
+
+        height, width = self.size
+        if image.shape[:2] != (height, width):
+            image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
+        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+
+    def __repr__(self) -> str:
+        return f"CaptionImageTransform(size={self.size})"
+
+
+def collate_captions(items: Sequence[dict]) -> dict:
+    """DataLoader collate: images stacked [B, 3, H, W], captions and paths as lists."""
+    import torch
+
+    return dict(image=torch.stack([item["image"] for item in items]),
+                caption=[item["caption"] for item in items],
+                captions=[item["captions"] for item in items],
+                path=[item["path"] for item in items])
+
+
 def read_caption_dataset(root, split: Optional[str] = None, transform: Optional[Callable] = None,
                          seed: int = 0) -> CaptionDataset:
     """The caption dataset in ``root`` (layouts in the module docstring)."""
