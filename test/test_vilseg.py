@@ -176,7 +176,7 @@ def test_objective_terms_are_the_weighted_sum_and_each_trains_its_part(net):
 
 def test_local_crops_are_half_size_patch_multiples(net):
     objective = VilSegObjective(net, (0.5,) * 3, (0.5,) * 3, local_crops=3)
-    crops = objective.crops(torch.rand(2, 3, 48, 64))
+    crops = [crop for crop, _ in objective.crops(torch.rand(2, 3, 48, 64))]
     assert len(crops) == 3 and all(crop.shape == (2, 3, 24, 32) for crop in crops)
 
 
@@ -264,3 +264,12 @@ def test_vilseg_image_size_must_be_a_patch_multiple(caption_data, tmp_path):
     config.vilseg.image_size = [50, 64]
     with pytest.raises(ValueError, match="vilseg.image_size.*patch size 8"):
         Trainer(config)
+
+
+def test_region_pooling_averages_the_patches_whose_centres_lie_in_the_box():
+    embeddings = torch.randn(2, 5, 4, 6)
+    boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.25, 0.5, 1.0, 1.0]])
+    from lseg_ros.models.vilseg import region_pooled
+    normalized = F.normalize(embeddings, dim=1)
+    expected = torch.stack([normalized[0, :, 0:2, 0:3].mean((1, 2)), normalized[1, :, 1:4, 3:6].mean((1, 2))])
+    assert torch.allclose(region_pooled(embeddings, boxes), F.normalize(expected, dim=-1), atol=1e-6)
