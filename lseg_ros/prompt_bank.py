@@ -70,6 +70,19 @@ ATTRIBUTE_PROMPT_MODES = ("auto", "on", "off")
 #: backends for which attribute_prompts "auto" means on
 AUTO_ON_BACKENDS = ("lmseg",)
 
+#: common robot labels the shipped bank covers (besides every class of the shipped class
+#: lists and the synthetic scene classes; a test checks)
+ROBOT_LABELS = (
+    "door", "chair", "stairs", "person", "table", "shelf", "floor", "wall", "window", "sofa", "bed", "cabinet",
+    "box", "pallet", "forklift", "trash can", "elevator door", "handrail", "ramp", "glass door",
+    "fire extinguisher", "monitor", "keyboard", "cup", "bottle", "plant", "car", "bicycle", "traffic cone",
+    "curb", "sidewalk", "road", "grass", "tree", "ceiling", "desk", "laptop", "backpack", "suitcase",
+    "cardboard box", "shopping cart", "wheelchair", "ladder", "bucket", "doorway", "corridor", "crosswalk",
+    "bollard", "fence", "pole", "bench", "dog", "cat", "truck", "bus", "motorcycle", "whiteboard", "sink",
+    "toilet", "power outlet", "light switch", "cable", "pipe", "puddle", "robot", "charging station", "elevator",
+    "escalator", "phone", "umbrella", "gate", "speed bump", "manhole cover", "sign", "column",
+)
+
 PathLike = Union[str, Path]
 Entry = Dict[str, Tuple[str, ...]]
 
