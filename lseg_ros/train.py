@@ -240,8 +240,10 @@ class Trainer:
         for parameter in image_params + decoder_params:
             parameter.requires_grad_(True)
         self.backend.freeze_text()
-        # [N, D] normalized, computed once with the frozen text tower (cloned out of inference mode)
-        self.label_embeddings = self.segmenter.label_encoder.encode(self.train_label_names).clone()
+        # [N, D] normalized, computed once with the frozen text tower (cloned out of inference mode);
+        # with attribute_prompts on, the prompt bank's descriptions as the segmenter uses them
+        descriptions = self.segmenter.bank_descriptions(self.train_label_names, [[] for _ in self.train_label_names])
+        self.label_embeddings = self.segmenter.label_encoder.encode(self.train_label_names, descriptions).clone()
 
         self.batches_per_epoch = len(self.train_set) // config.batch_size
         self.steps_per_epoch = self.batches_per_epoch // config.grad_accum

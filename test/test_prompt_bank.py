@@ -292,3 +292,19 @@ def test_a_bad_user_bank_stops_the_segmenter_and_an_unused_one_is_warned_about(t
     with pytest.warns(RuntimeWarning, match="prompt_bank .* is not used"):
         segmenter = Segmenter(tiny_config(prompt_bank=str(bad)))  # auto: off for lseg, the file is not read
     assert any("attribute_prompts: on" in warning for warning in segmenter.warnings)
+
+
+def test_training_matches_labels_as_the_segmenter_encodes_them(tmp_path):
+    """lseg-train with attribute prompts on pulls pixels towards the bank-enriched embeddings
+    the segmenter matches with later (the scene classes are in the bank)."""
+    from lseg_ros.data.scenes import write_generic_dataset
+    from lseg_ros.train import TrainConfig, Trainer
+
+    root = write_generic_dataset(tmp_path / "scenes", 4, seed=0, size=(32, 32), val_fraction=0.0)
+    config = TrainConfig(out=str(tmp_path / "run"), data_root=str(root), crop_size=32, batch_size=2, epochs=1,
+                         device="cpu", progress=False, val_split="")
+    config.model = tiny_config(attribute_prompts="on")
+    trainer = Trainer(config)
+    label_set = trainer.segmenter.prepare_labels(trainer.train_label_names)
+    assert sorted(label_set.descriptions[2]) == sorted(shipped_bank().descriptions("red disk"))
+    torch.testing.assert_close(trainer.label_embeddings, label_set.label_embeddings)
