@@ -393,8 +393,10 @@ class Trainer:
                  "rng": rng_state(), "metrics_row": metrics_row or {}}
         with atomic.atomic_path(state_path) as temporary:
             torch.save(state, temporary)
+        bank = self.config.model.prompt_bank  # absolute: model.yaml's relative paths are relative to it
         inference = dataclasses.replace(self.config.model, pretrained=str(weights_path.resolve()),
-                                        labels=list(self.class_names))
+                                        labels=list(self.class_names),
+                                        prompt_bank=str(Path(bank).expanduser().resolve()) if bank else "")
         atomic.write_text(self.out / "model.yaml", yaml.safe_dump(dataclasses.asdict(inference), sort_keys=False))
         return weights_path
 

@@ -294,17 +294,25 @@ def test_a_bad_user_bank_stops_the_segmenter_and_an_unused_one_is_warned_about(t
     assert any("attribute_prompts: on" in warning for warning in segmenter.warnings)
 
 
-def test_training_matches_labels_as_the_segmenter_encodes_them(tmp_path):
+def test_training_matches_labels_as_the_segmenter_encodes_them(tmp_path, monkeypatch):
     """lseg-train with attribute prompts on pulls pixels towards the bank-enriched embeddings
-    the segmenter matches with later (the scene classes are in the bank)."""
+    the segmenter matches with later (the scene classes are in the bank), and its model.yaml
+    keeps the switch and the user bank (absolute: model.yaml's relative paths are its own)."""
     from lseg_ros.data.scenes import write_generic_dataset
     from lseg_ros.train import TrainConfig, Trainer
 
+    monkeypatch.chdir(tmp_path)
+    write_bank(tmp_path / "user.json", {"checkerboard": {"color": ["a red and white checkerboard"]}})
     root = write_generic_dataset(tmp_path / "scenes", 4, seed=0, size=(32, 32), val_fraction=0.0)
     config = TrainConfig(out=str(tmp_path / "run"), data_root=str(root), crop_size=32, batch_size=2, epochs=1,
                          device="cpu", progress=False, val_split="")
-    config.model = tiny_config(attribute_prompts="on")
+    config.model = tiny_config(attribute_prompts="on", prompt_bank="user.json")
     trainer = Trainer(config)
     label_set = trainer.segmenter.prepare_labels(trainer.train_label_names)
     assert sorted(label_set.descriptions[2]) == sorted(shipped_bank().descriptions("red disk"))
+    assert label_set.descriptions[6] == ["a red and white checkerboard"]
     torch.testing.assert_close(trainer.label_embeddings, label_set.label_embeddings)
+    trainer.out.mkdir(parents=True, exist_ok=True)
+    trainer.save_checkpoint(1)  # what fit() does at the end of each epoch
+    model = SegmenterConfig.from_yaml(tmp_path / "run" / "model.yaml")
+    assert model.attribute_prompts == "on" and model.prompt_bank == str(tmp_path / "user.json")
