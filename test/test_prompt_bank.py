@@ -316,3 +316,18 @@ def test_training_matches_labels_as_the_segmenter_encodes_them(tmp_path, monkeyp
     trainer.save_checkpoint(1)  # what fit() does at the end of each epoch
     model = SegmenterConfig.from_yaml(tmp_path / "run" / "model.yaml")
     assert model.attribute_prompts == "on" and model.prompt_bank == str(tmp_path / "user.json")
+
+
+def test_the_node_declares_both_fields_as_restart_parameters():
+    """lseg_node declares every SegmenterConfig field; these two are read at configure, like
+    the other engine settings (read-only while running), and its YAML and table list them."""
+    from lseg_ros.ros.params import DYNAMIC_PARAMETERS, configs_from_values, declared_fields, render_params_yaml
+
+    fields = declared_fields()
+    assert fields["attribute_prompts"][1] == "auto" and fields["prompt_bank"][1] == ""
+    assert "attribute_prompts" not in DYNAMIC_PARAMETERS and "prompt_bank" not in DYNAMIC_PARAMETERS
+    assert '    attribute_prompts: "auto"' in render_params_yaml()
+    config, _ = configs_from_values({"attribute_prompts": "on", "prompt_bank": "/robot/bank.json"})
+    assert config.attribute_prompts_enabled() and config.prompt_bank == "/robot/bank.json"
+    with pytest.raises(ValueError, match="attribute_prompts='maybe'"):
+        configs_from_values({"attribute_prompts": "maybe"})
