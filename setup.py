@@ -14,6 +14,7 @@ setup(
     package_data={
         "lseg_ros": [
             "model_configs/*.json",
+            "prompt_banks/*.json",
             "data/class_names/*.txt",
             "data/class_names/*/*.txt",
             "data/class_names/*/*.md",

@@ -154,6 +154,13 @@ class SegmenterConfig:
                                  "the scene.') | default (the backend's own: imagenet for dense_clip, "
                                  "none for lseg).", "default")
     description_pooling: str = _doc("How a label's prompts and descriptions combine: mean | max.", "mean")
+    attribute_prompts: str = _doc("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
+                                  "the prompt bank's descriptions of its color, shape and material (the shipped "
+                                  "bank, with prompt_bank over it): auto (on for backend lmseg, off for the "
+                                  "others) | on | off.", "auto")
+    prompt_bank: str = _doc("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
+                            "file it is written in) whose classes replace or add to the shipped bank's; "
+                            "empty = the shipped bank only.", "")
     labels: List[str] = _doc("Labels used until a query sets others.",
                              factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
     dense_clip: DenseClipConfig = _doc("dense_clip backend options.", factory=DenseClipConfig)
@@ -189,7 +196,7 @@ class SegmenterConfig:
         pretrained = Path(config.pretrained).expanduser()
         if _looks_like_file(config.pretrained) and not pretrained.is_absolute():
             config.pretrained = str(Path(path).resolve().parent / pretrained)
-        for name in ("onnx_model", "tensorrt_cache_dir"):  # the same for the runtime's files
+        for name in ("onnx_model", "tensorrt_cache_dir", "prompt_bank"):  # the same for other files
             value = getattr(config, name)
             if value and not Path(value).expanduser().is_absolute():
                 setattr(config, name, str(Path(path).resolve().parent / Path(value).expanduser()))
@@ -197,6 +204,12 @@ class SegmenterConfig:
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
+
+    def attribute_prompts_enabled(self) -> bool:
+        """Whether ``attribute_prompts`` resolves on: "auto" is on for backend lmseg only."""
+        from .prompt_bank import resolve_attribute_prompts
+
+        return resolve_attribute_prompts(self.attribute_prompts, self.backend)
 
     def validate(self) -> "SegmenterConfig":
         checks = [
@@ -232,6 +245,9 @@ class SegmenterConfig:
             (self.postprocess.pamr_on in ("input_probabilities", "output_logits"), "postprocess.pamr_on",
              "input_probabilities, output_logits"),
             (self.description_pooling in ("mean", "max"), "description_pooling", "mean, max"),
+            (self.attribute_prompts in ("auto", "on", "off"), "attribute_prompts", "auto, on, off"),
+            (not self.prompt_bank or self.prompt_bank.lower().endswith(".json"), "prompt_bank",
+             "empty or a .json prompt bank file (format lseg_ros.prompt_bank/1)"),
             (self.dense_clip.mode in ("maskclip", "sclip", "clearclip", "naclip"), "dense_clip.mode",
              "maskclip, sclip, clearclip, naclip"),
             (self.dense_clip.positional_resize in POSITIONAL_RESIZES, "dense_clip.positional_resize",

@@ -27,6 +27,7 @@ from .config import SegmenterConfig
 from .label_maps import LabelRules, classify_bands, plan_outputs, resize_logits
 from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
+from .prompt_bank import PromptBank, load_prompt_bank
 from .preprocess import PinnedStaging, mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
 from .text import LabelEncoder
 from .validation import join_synonyms, label_text_problem, shorten, split_synonyms
@@ -75,6 +76,8 @@ class LabelSet:
     (:meth:`Segmenter.use_labels`)."""
 
     names: List[str]  # one per label; a label with synonyms reads "person; man; woman"
+    #: the descriptions each label was encoded with: the given ones, or the prompt bank's for
+    #: a label given none (config attribute_prompts)
     descriptions: List[List[str]]
     thresholds: torch.Tensor  # [N] float32
     label_embeddings: torch.Tensor  # [M, D] float32, L2-normalized: one per query name
@@ -187,6 +190,19 @@ class Segmenter:
         if templates == "default":
             templates = self.backend.default_prompt_templates
         self.label_encoder = LabelEncoder(self.backend, templates, self.config.description_pooling)
+        #: descriptions for labels given none (LMSeg attribute prompts), or None when off
+        self.prompt_bank: Optional[PromptBank] = None
+        if config.attribute_prompts_enabled():
+            self.prompt_bank = load_prompt_bank([config.prompt_bank] if config.prompt_bank else [])
+            self.settings["attribute_prompts"] = f"on ({len(self.prompt_bank)} classes in the prompt bank)"
+        else:
+            self.settings["attribute_prompts"] = "off"
+            if config.prompt_bank:
+                warning = (f"prompt_bank {config.prompt_bank!r} is not used: attribute_prompts "
+                           f"{config.attribute_prompts!r} is off for backend {config.backend!r}; set "
+                           "attribute_prompts: on to use it")
+                self.warnings.append(warning)
+                warnings.warn(warning, RuntimeWarning, stacklevel=2)
         self.logit_scale = self.config.logit_scale or self.backend.default_logit_scale
         self.label_set: Optional[LabelSet] = None
         self._generations = itertools.count(1)
@@ -343,6 +359,7 @@ class Segmenter:
         another keeps segmenting; only one thread at a time may prepare (the cache is not
         locked)."""
         labels, descriptions, thresholds = self.validate_labels(labels, descriptions, thresholds)
+        descriptions = self.bank_descriptions(labels, descriptions)
         names = [split_synonyms(label) for label in labels]
         flat = [name for group in names for name in group]
         flat_descriptions = [descriptions[index] for index, group in enumerate(names) for _ in group]
@@ -353,6 +370,15 @@ class Segmenter:
                                   device=self.device)
         return LabelSet(labels, descriptions, torch.tensor(thresholds, dtype=torch.float32, device=self.device),
                         label_embeddings, name_groups=groups, has_thresholds=any(value > 0 for value in thresholds))
+
+    def bank_descriptions(self, labels: Sequence[str], descriptions: Sequence[Sequence[str]]) -> List[List[str]]:
+        """``descriptions`` (checked, one list per label) with the prompt bank's descriptions
+        (at most ``max_descriptions``) for each label given none, when attribute prompts are on;
+        given descriptions always win."""
+        if self.prompt_bank is None:
+            return [list(given) for given in descriptions]
+        return [list(given) if given else self.prompt_bank.descriptions(label, self.max_descriptions)
+                for label, given in zip(labels, descriptions)]
 
     def use_labels(self, label_set: Optional[LabelSet]) -> int:
         """Swap in a prepared label set (None: no labels, segmentation pauses) under the next

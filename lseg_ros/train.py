@@ -311,8 +311,11 @@ class Trainer:
                 vision_temperature=settings.vision_temperature, jitter=config.jitter, flip=config.flip)
         else:
             self.backend.freeze_text()
-            # [N, D] normalized, computed once with the frozen text tower (cloned out of inference mode)
-            self.label_embeddings = self.segmenter.label_encoder.encode(self.train_label_names).clone()
+            # [N, D] normalized, computed once with the frozen text tower (cloned out of inference mode);
+            # with attribute_prompts on, the prompt bank's descriptions as the segmenter uses them
+            descriptions = self.segmenter.bank_descriptions(self.train_label_names,
+                                                            [[] for _ in self.train_label_names])
+            self.label_embeddings = self.segmenter.label_encoder.encode(self.train_label_names, descriptions).clone()
 
         self.batches_per_epoch = len(self.train_set) // config.batch_size
         self.steps_per_epoch = self.batches_per_epoch // config.grad_accum
@@ -486,8 +489,10 @@ class Trainer:
                  "rng": rng_state(), "metrics_row": metrics_row or {}}
         with atomic.atomic_path(state_path) as temporary:
             torch.save(state, temporary)
+        bank = self.config.model.prompt_bank  # absolute: model.yaml's relative paths are relative to it
         inference = dataclasses.replace(self.config.model, pretrained=str(weights_path.resolve()),
-                                        labels=list(self.class_names))
+                                        labels=list(self.class_names),
+                                        prompt_bank=str(Path(bank).expanduser().resolve()) if bank else "")
         atomic.write_text(self.out / "model.yaml", yaml.safe_dump(dataclasses.asdict(inference), sort_keys=False))
         return weights_path
 
