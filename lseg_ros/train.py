@@ -86,6 +86,9 @@ class VilSegTrainConfig:
     local_scale: List[float] = _doc("Side of a local crop as a fraction of the image's (low, high).",
                                     factory=lambda: [0.35, 0.65])
     vision_temperature: float = _doc("Temperature of the vision-based contrast.", 0.1)
+    pooling: str = _doc("Image embedding of the cross-modal contrast: mean (of all patch embeddings: "
+                        "large regions dominate) | clusters (of the clustering head's soft cluster means, "
+                        "each cluster alike, as a caption names each thing once).", "mean")
     image_size: List[int] = _doc("Training image size (height, width): captioned images are resized to "
                                  "it whole (a crop could cut away what the caption names); multiples of "
                                  "the patch size.", factory=lambda: [128, 160])
@@ -176,6 +179,7 @@ class TrainConfig:
             (len(self.vilseg.local_scale) == 2 and 0 < self.vilseg.local_scale[0] <= self.vilseg.local_scale[1] <= 1,
              "vilseg.local_scale", "two fractions 0 < low <= high <= 1"),
             (self.vilseg.vision_temperature > 0, "vilseg.vision_temperature", "> 0"),
+            (self.vilseg.pooling in ("mean", "clusters"), "vilseg.pooling", "mean, clusters"),
             (len(self.vilseg.image_size) == 2 and min(self.vilseg.image_size) > 0, "vilseg.image_size",
              "(height, width), both > 0"),
         ]
@@ -308,7 +312,8 @@ class Trainer:
                 cross_modal_weight=settings.cross_modal_weight, vision_weight=settings.vision_weight,
                 cluster_weight=settings.cluster_weight, cluster_entropy=settings.cluster_entropy,
                 local_crops=settings.local_crops, local_scale=settings.local_scale,
-                vision_temperature=settings.vision_temperature, jitter=config.jitter, flip=config.flip)
+                vision_temperature=settings.vision_temperature, jitter=config.jitter, flip=config.flip,
+                pooling=settings.pooling)
         else:
             self.backend.freeze_text()
             # [N, D] normalized, computed once with the frozen text tower (cloned out of inference mode);

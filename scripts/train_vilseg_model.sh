@@ -5,14 +5,14 @@
 # most 20 minutes), copy the last checkpoint into lseg_ros/weights/ and score it on freshly
 # generated held-out scenes' masks with lseg-eval.
 #
-#   bash scripts/train_vilseg_model.sh          # WORK=/tmp/lseg_vilseg_model STEPS=1100
+#   bash scripts/train_vilseg_model.sh          # WORK=/tmp/lseg_vilseg_model STEPS=800
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${LSEG_VENV:-$(pwd)/.venv}
 PYTHON=${PYTHON:-$VENV/bin/python}
 WORK=${WORK:-/tmp/lseg_vilseg_model}
 COUNT=${COUNT:-2000}
-STEPS=${STEPS:-1100}
+STEPS=${STEPS:-800}
 THREADS=${THREADS:-1}
 WEIGHTS=lseg_ros/weights
 
@@ -28,7 +28,7 @@ start=$(date +%s)
   --optimizer adamw --backbone_lr 1e-3 --decoder_lr 1e-3 --text_lr 1e-3 --weight_decay 1e-4 --lr_power 0.9 \
   --threads "$THREADS" --workers 0 --progress false \
   --vilseg.cross_modal_weight 1 --vilseg.vision_weight 1 --vilseg.cluster_weight 1 --vilseg.cluster_entropy 1 \
-  --vilseg.image_size 128,160 \
+  --vilseg.image_size 128,160 --vilseg.pooling clusters \
   --model.backend vilseg --model.model vilseg_tiny --model.pretrained random --model.vilseg.clusters 16 \
   --model.prompt_templates single --model.short_side 128 --model.max_long_side 160
 echo "[vilseg model] training took $(( $(date +%s) - start )) s"

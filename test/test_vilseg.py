@@ -273,3 +273,19 @@ def test_region_pooling_averages_the_patches_whose_centres_lie_in_the_box():
     normalized = F.normalize(embeddings, dim=1)
     expected = torch.stack([normalized[0, :, 0:2, 0:3].mean((1, 2)), normalized[1, :, 1:4, 3:6].mean((1, 2))])
     assert torch.allclose(region_pooled(embeddings, boxes), F.normalize(expected, dim=-1), atol=1e-6)
+
+
+def test_cluster_pooling_weighs_clusters_not_patches():
+    from lseg_ros.models.vilseg import cluster_pooled
+    # 1 image, 10 patches: 9 of direction a (cluster 0), 1 of direction b (cluster 1), hard assignments
+    a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    embeddings = torch.stack([a] * 9 + [b], dim=1).view(1, 2, 1, 10)
+    logits = torch.full((1, 3, 1, 10), -1e4)
+    logits[0, 0, 0, :9] = 0
+    logits[0, 1, 0, 9] = 0
+    shares = torch.tensor([0.9, 0.1])
+    weights = shares / (shares + 0.02)  # the empty third cluster weighs nothing
+    expected = F.normalize(weights[0] * a + weights[1] * b, dim=0)
+    assert torch.allclose(cluster_pooled(embeddings, logits)[0], expected, atol=1e-5)
+    # the plain mean is dominated by the large cluster
+    assert pooled(embeddings)[0, 1] < 0.2 < cluster_pooled(embeddings, logits)[0, 1]

@@ -210,6 +210,22 @@ def region_pooled(embeddings: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor
     return F.normalize(sums / weights.sum(dim=(1, 2)).clamp_min(1)[:, None], dim=-1)
 
 
+def cluster_pooled(embeddings: torch.Tensor, cluster_logits: torch.Tensor, saturation: float = 0.02) -> torch.Tensor:
+    """Normalized image embedding [B, D] that weighs each cluster alike, not each patch: the
+    mean of the clusters' (soft) mean embeddings, cluster k weighted by m_k / (m_k + s) of
+    its share m_k of the patches (a cluster covering a few percent counts about as much as
+    the floor; an empty one not at all). A caption names each thing once, however large.
+    embeddings [B, D, h, w], cluster_logits [B, K, h, w]."""
+    normalized = F.normalize(embeddings, dim=1).flatten(2)  # [B, D, P]
+    assignment = cluster_logits.float().softmax(dim=1).flatten(2).to(normalized.dtype)  # [B, K, P]
+    mass = assignment.sum(dim=2)  # [B, K]
+    means = F.normalize(torch.bmm(normalized, assignment.transpose(1, 2)) / mass.clamp_min(1e-6)[:, None],
+                        dim=1)  # [B, D, K]
+    share = mass / normalized.shape[-1]
+    weights = share / (share + saturation)  # [B, K]
+    return F.normalize((means * weights[:, None]).sum(dim=2), dim=-1)
+
+
 # --------------------------------------------------------------------- backend
 class VilSegBackend(SegmentationBackend):
     """ViL-Seg as a :class:`SegmentationBackend`; the network is ``self.net``."""
@@ -322,7 +338,11 @@ class VilSegObjective:
     def __init__(self, net: VilSegNet, image_mean: Sequence[float], image_std: Sequence[float],
                  cross_modal_weight: float = 1.0, vision_weight: float = 0.5, cluster_weight: float = 1.0,
                  cluster_entropy: float = 2.0, local_crops: int = 2, local_scale: Sequence[float] = (0.35, 0.65),
-                 vision_temperature: float = 0.1, jitter: float = 0.3, flip: bool = True) -> None:
+                 vision_temperature: float = 0.1, jitter: float = 0.3, flip: bool = True,
+                 pooling: str = "mean") -> None:
+        if pooling not in ("mean", "clusters"):
+            raise ValueError(f"invalid vilseg.pooling={pooling!r}; accepted: mean, clusters")
+        self.pooling = pooling
         self.net = net
         self.mean = torch.tensor(image_mean).view(1, 3, 1, 1)
         self.std = torch.tensor(image_std).view(1, 3, 1, 1)
@@ -387,9 +407,11 @@ class VilSegObjective:
         embeddings = net.patch_embeddings(self.normalize(global_view))  # [B, D, h, w]
         image_embedding = pooled(embeddings)  # [B, D]
         terms: Dict[str, torch.Tensor] = {}
+        logits = net.cluster_logits(embeddings) if self.weights["cluster"] or self.pooling == "clusters" else None
         if self.weights["cross_modal"]:
             text_embedding = F.normalize(net.encode_text(token_ids), dim=-1)  # [B, D]
-            terms["cross_modal"] = info_nce(image_embedding, text_embedding, net.logit_scale.exp().clamp(max=100))
+            caption_side = cluster_pooled(embeddings, logits) if self.pooling == "clusters" else image_embedding
+            terms["cross_modal"] = info_nce(caption_side, text_embedding, net.logit_scale.exp().clamp(max=100))
         if self.weights["vision"] and self.local_crops:
             losses = []
             for crop, boxes in self.crops(global_view):
@@ -399,7 +421,7 @@ class VilSegObjective:
             terms["vision"] = sum(losses) / len(losses)
         if self.weights["cluster"]:
             other = net.patch_embeddings(self.normalize(self.color_jitter(images)))
-            terms["cluster"] = iic_loss(net.cluster_logits(embeddings), net.cluster_logits(other),
+            terms["cluster"] = iic_loss(logits, net.cluster_logits(other),
                                         self.cluster_entropy)
         total = sum(self.weights[name] * value for name, value in terms.items())
         return total, {name: float(value.detach()) for name, value in terms.items()}
