@@ -16,12 +16,26 @@ DEMO_CONFIG = WEIGHTS_DIR / "scenes_lseg_tiny.yaml"
 DEMO_WEIGHTS = WEIGHTS_DIR / "scenes_lseg_tiny.safetensors"
 
 
+#: the ViL-Seg model trained here from captioned scenes alone (no masks)
+VILSEG_CONFIG = WEIGHTS_DIR / "scenes_vilseg_tiny.yaml"
+VILSEG_WEIGHTS = WEIGHTS_DIR / "scenes_vilseg_tiny.safetensors"
+
+
 def demo_model_config(**overrides) -> Optional[SegmenterConfig]:
     """The shipped model's inference config (weights path filled in), or None if not shipped."""
-    if not (DEMO_CONFIG.is_file() and DEMO_WEIGHTS.is_file()):
+    return _shipped(DEMO_CONFIG, DEMO_WEIGHTS, overrides)
+
+
+def vilseg_model_config(**overrides) -> Optional[SegmenterConfig]:
+    """The shipped ViL-Seg model's inference config (weights path filled in), or None."""
+    return _shipped(VILSEG_CONFIG, VILSEG_WEIGHTS, overrides)
+
+
+def _shipped(config_path: Path, weights_path: Path, overrides) -> Optional[SegmenterConfig]:
+    if not (config_path.is_file() and weights_path.is_file()):
         return None
-    config = SegmenterConfig.from_yaml(DEMO_CONFIG)
-    config.pretrained = str(DEMO_WEIGHTS)
+    config = SegmenterConfig.from_yaml(config_path)
+    config.pretrained = str(weights_path)
     for name, value in overrides.items():
         setattr(config, name, value)
     return config.validate()

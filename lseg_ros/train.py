@@ -1,4 +1,5 @@
-"""``lseg-train``: train LSeg's image encoder against a frozen text encoder.
+"""``lseg-train``: train LSeg's image encoder against a frozen text encoder, or (``--objective
+vilseg``) a ViL-Seg model from image captions alone.
 
     lseg-train --data_root scenes/ --out runs/scenes --epochs 20 --batch_size 8
     lseg-train --config train.yaml --model.model lseg_vitl16_384 --model.pretrained demo_e200.ckpt
@@ -17,6 +18,11 @@ with ``pretrained:=<that file>``), ``epoch_NNN.train_state.pt`` (optimizer, sche
 step, RNG; tensors and plain Python only), a row of ``metrics.csv`` and ``model.yaml``
 (an inference SegmenterConfig for the latest checkpoint); ``config.yaml`` holds the run's
 TrainConfig. Every TrainConfig field is an option (``--name value``) and a YAML key.
+
+ViL-Seg's objective (``--objective vilseg --model.backend vilseg``) reads a caption dataset
+(:mod:`lseg_ros.data.captions`; no masks) from ``data_root`` and trains image encoder,
+heads and text tower with the losses of :class:`lseg_ros.models.vilseg.VilSegObjective`;
+``val_data_root`` names a labelled dataset whose masks only score validation.
 
 A kill at any moment leaves the run resumable: every file is written to a temporary
 name, flushed and renamed (weights, then training state, then model.yaml), so an epoch
@@ -62,7 +68,7 @@ from .weights import WeightsError
 class TrainModelConfig(SegmenterConfig):
     """The model to train: a SegmenterConfig whose defaults are a trainable LSeg."""
 
-    backend: str = _doc("Registered backend to train (only lseg has trainable image/decoder parts).", "lseg")
+    backend: str = _doc("Registered backend to train: lseg, or vilseg (with objective vilseg).", "lseg")
     model: str = _doc("LSeg preset: lseg_tiny (CPU demos), lseg_vitb32_384, lseg_vitb16_384, "
                       "lseg_vitl16_384.", "lseg_tiny")
     pretrained: str = _doc("Initial weights: 'random' or a local checkpoint to fine-tune.", "random")
@@ -295,7 +301,7 @@ class Trainer:
         self.backend = self.segmenter.backend
         if not hasattr(self.backend, "decoder_parameters"):
             raise ValueError(f"backend {config.model.backend!r} has no trainable image/decoder parameters; "
-                             "accepted for training: lseg")
+                             "accepted for training: lseg, vilseg")
         sizes = list(config.vilseg.image_size) if self.vilseg else [config.crop_size]
         if any(size % self.backend.input_multiple for size in sizes):
             name = "vilseg.image_size" if self.vilseg else "crop_size"
