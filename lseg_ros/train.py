@@ -60,9 +60,11 @@ from .weights import WeightsError
 class TrainModelConfig(SegmenterConfig):
     """The model to train: a SegmenterConfig whose defaults are a trainable LSeg."""
 
-    backend: str = _doc("Registered backend to train (only lseg has trainable image/decoder parts).", "lseg")
+    backend: str = _doc("Registered backend to train: lseg or lmseg (the backends with trainable "
+                        "image/decoder parts).", "lseg")
     model: str = _doc("LSeg preset: lseg_tiny (CPU demos), lseg_vitb32_384, lseg_vitb16_384, "
-                      "lseg_vitl16_384.", "lseg_tiny")
+                      "lseg_vitl16_384; LMSeg preset (backend lmseg): lmseg_tiny, lmseg_vitb16_sam_b, "
+                      "lmseg_vitb16_sam_l.", "lseg_tiny")
     pretrained: str = _doc("Initial weights: 'random' or a local checkpoint to fine-tune.", "random")
     labels: List[str] = _doc("Ignored in training: the label set is the dataset's class names "
                              "(minus unseen_classes).", factory=list)
@@ -232,7 +234,7 @@ class Trainer:
         self.backend = self.segmenter.backend
         if not hasattr(self.backend, "decoder_parameters"):
             raise ValueError(f"backend {config.model.backend!r} has no trainable image/decoder parameters; "
-                             "accepted for training: lseg")
+                             "accepted for training: lseg, lmseg")
         if config.crop_size % self.backend.input_multiple:
             raise ValueError(f"crop_size {config.crop_size} must be a multiple of the patch size "
                              f"{self.backend.input_multiple}")
