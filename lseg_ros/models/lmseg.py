@@ -16,7 +16,8 @@ embeddings in the CLIP text space and the Segmenter does the cosine matching:
       -> each projected to decoder_width (1x1 convs ``clip_proj``, ``sam_proj``; SAM resized
          bilinearly to the CLIP grid when the patch sizes differ)
       -> F = w * clip + (1 - w) * sam, w = sigmoid(``fusion_logit``), one learned scalar
-      -> decoder: 3x3 conv, x2 up, 3x3 conv, x2 up, 3x3 conv (GroupNorm + GELU), 1x1 conv to D
+      -> decoder: 3x3 conv, x2 transposed conv, 3x3 conv, x2 transposed conv, 3x3 conv (each
+         with GroupNorm + GELU), 1x1 conv to D
       -> pixel embeddings [B, D, H/p * 4, W/p * 4]  (D = CLIP's joint embedding width)
 
 The text side is the CLIP text tower (frozen in training). Not reproduced from the paper:
@@ -143,9 +144,11 @@ def build_decoder(width: int, embedding_dim: int) -> nn.Sequential:
     def conv(channels: int) -> List[nn.Module]:
         return [nn.Conv2d(channels, channels, 3, padding=1), _group_norm(channels), nn.GELU()]
 
-    return nn.Sequential(*conv(width), nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                         *conv(width), nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
-                         *conv(width), nn.Conv2d(width, embedding_dim, 1))
+    def up(channels: int) -> List[nn.Module]:  # learned x2: a token's channels can carry sub-patch detail
+        return [nn.ConvTranspose2d(channels, channels, 2, stride=2), _group_norm(channels), nn.GELU()]
+
+    return nn.Sequential(*conv(width), *up(width), *conv(width), *up(width), *conv(width),
+                         nn.Conv2d(width, embedding_dim, 1))
 
 
 class LMSegBackend(SegmentationBackend):
