@@ -66,6 +66,31 @@ class VilSegConfig:
 
 
 @dataclass
+class LMSegConfig:
+    clip_model: str = _doc("open_clip ViT of the CLIP branch (image and text towers); empty = the preset's "
+                           "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l: ViT-B-16).", "")
+    clip_pretrained: str = _doc("CLIP weights when pretrained is 'random' (the network built from its parts): "
+                                "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
+                                "pretrained is an lmseg checkpoint (it holds the whole network).", "random")
+    clip_mode: str = _doc("How dense CLIP features are read from the last block (dense_clip machinery): "
+                          "maskclip (value path, residual and FFN kept) | sclip | clearclip | naclip.",
+                          "maskclip")
+    sam_model: str = _doc("timm SAM image encoder (samvit_base_patch16, samvit_large_patch16, "
+                          "samvit_huge_patch16); empty = the preset's (lmseg_tiny: a 2-block samvit).", "")
+    sam_checkpoint: str = _doc("SAM weights when pretrained is 'random': the official segment-anything file "
+                               "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
+                               "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
+                               "Ignored when pretrained is an lmseg checkpoint.", "")
+    decoder_width: int = _doc("Channels of the fused features and the decoder; 0 = the preset's.", 0)
+    fusion_init: float = _doc("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
+                              "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5)
+    freeze_clip: bool = _doc("Training: keep the CLIP image tower frozen (LMSeg does; the text tower is "
+                             "always frozen). Set false for a randomly initialized tower.", True)
+    freeze_sam: bool = _doc("Training: keep the SAM image encoder frozen (LMSeg does). Set false for a "
+                            "randomly initialized encoder.", True)
+
+
+@dataclass
 class PostprocessConfig:
     cluster_k: int = _doc("ViL-Seg-style clustering: group pixel embeddings into K clusters "
                           "and classify each cluster as a whole; 0 disables.", 0)
@@ -83,12 +108,15 @@ class SegmenterConfig:
     profile: str = _doc("Named settings to start from: robot (the node's real-time default) | naclip | "
                         "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
                         "README's profile table). Fields set explicitly override the profile.", "robot")
-    backend: str = _doc("Registered backend: dense_clip | lseg | vilseg.", "dense_clip")
+    backend: str = _doc("Registered backend: dense_clip | lseg | lmseg | vilseg.", "dense_clip")
     model: str = _doc("Architecture: an open_clip model name (dense_clip), an LSeg preset "
-                      "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny) or a ViL-Seg preset "
+                      "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny), an LMSeg preset "
+                      "(lmseg_vitb16_sam_b, lmseg_vitb16_sam_l, lmseg_tiny) or a ViL-Seg preset "
                       "(vilseg_vitb16, vilseg_vits16, vilseg_tiny).", "ViT-B-16")
     pretrained: str = _doc("Weights: an open_clip pretrained tag (e.g. openai), a local file "
-                           "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only).", "openai")
+                           "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only). lmseg: a "
+                           "checkpoint written by lseg-train (the whole network), or 'random': built from "
+                           "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai")
     device: str = _doc("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
     precision: str = _doc("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
                           "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
@@ -151,8 +179,8 @@ class SegmenterConfig:
                                  "make up less than this fraction of all pixels not given threshold_label "
                                  "is dropped, its pixels taking their next best label; 0 disables.", 0.0)
     prompt_templates: str = _doc("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
-                                 "the scene.') | default (the backend's own: imagenet for dense_clip, "
-                                 "none for lseg).", "default")
+                                 "the scene.') | default (the backend's own: imagenet for dense_clip "
+                                 "and lmseg, none for lseg).", "default")
     description_pooling: str = _doc("How a label's prompts and descriptions combine: mean | max.", "mean")
     attribute_prompts: str = _doc("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
                                   "the prompt bank's descriptions of its color, shape and material (the shipped "
@@ -165,6 +193,7 @@ class SegmenterConfig:
                              factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
     dense_clip: DenseClipConfig = _doc("dense_clip backend options.", factory=DenseClipConfig)
     lseg: LSegConfig = _doc("lseg backend options.", factory=LSegConfig)
+    lmseg: LMSegConfig = _doc("lmseg backend options.", factory=LMSegConfig)
     vilseg: VilSegConfig = _doc("vilseg backend options.", factory=VilSegConfig)
     postprocess: PostprocessConfig = _doc("Optional post-processing.", factory=PostprocessConfig)
 
@@ -196,6 +225,10 @@ class SegmenterConfig:
         pretrained = Path(config.pretrained).expanduser()
         if _looks_like_file(config.pretrained) and not pretrained.is_absolute():
             config.pretrained = str(Path(path).resolve().parent / pretrained)
+        for options, name in ((config.lmseg, "clip_pretrained"), (config.lmseg, "sam_checkpoint")):
+            value = getattr(options, name)  # lmseg's part weights, likewise
+            if value and _looks_like_file(value) and not Path(value).expanduser().is_absolute():
+                setattr(options, name, str(Path(path).resolve().parent / Path(value).expanduser()))
         for name in ("onnx_model", "tensorrt_cache_dir", "prompt_bank"):  # the same for other files
             value = getattr(config, name)
             if value and not Path(value).expanduser().is_absolute():
@@ -263,6 +296,10 @@ class SegmenterConfig:
              "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
              "what block_depth > 0 alone selected before) or 2 (depthwise)"),
             (self.lseg.activation in ("lrelu", "tanh", "relu"), "lseg.activation", "lrelu, tanh, relu"),
+            (self.lmseg.clip_mode in ("maskclip", "sclip", "clearclip", "naclip"), "lmseg.clip_mode",
+             "maskclip, sclip, clearclip, naclip"),
+            (self.lmseg.decoder_width >= 0, "lmseg.decoder_width", ">= 0 (0 = the preset's)"),
+            (0.0 < self.lmseg.fusion_init < 1.0, "lmseg.fusion_init", "a weight in (0, 1)"),
             (self.vilseg.clusters >= 2, "vilseg.clusters", "an integer >= 2"),
             (self.postprocess.cluster_k >= 0, "postprocess.cluster_k", ">= 0"),
             (self.postprocess.cluster_iters >= 1, "postprocess.cluster_iters", ">= 1"),

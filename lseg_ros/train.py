@@ -68,9 +68,11 @@ from .weights import WeightsError
 class TrainModelConfig(SegmenterConfig):
     """The model to train: a SegmenterConfig whose defaults are a trainable LSeg."""
 
-    backend: str = _doc("Registered backend to train: lseg, or vilseg (with objective vilseg).", "lseg")
+    backend: str = _doc("Registered backend to train: lseg or lmseg (objective lseg), vilseg (objective "
+                        "vilseg).", "lseg")
     model: str = _doc("LSeg preset: lseg_tiny (CPU demos), lseg_vitb32_384, lseg_vitb16_384, "
-                      "lseg_vitl16_384.", "lseg_tiny")
+                      "lseg_vitl16_384; LMSeg preset (backend lmseg): lmseg_tiny, lmseg_vitb16_sam_b, "
+                      "lmseg_vitb16_sam_l.", "lseg_tiny")
     pretrained: str = _doc("Initial weights: 'random' or a local checkpoint to fine-tune.", "random")
     labels: List[str] = _doc("Ignored in training: the label set is the dataset's class names "
                              "(minus unseen_classes).", factory=list)
@@ -301,7 +303,7 @@ class Trainer:
         self.backend = self.segmenter.backend
         if not hasattr(self.backend, "decoder_parameters"):
             raise ValueError(f"backend {config.model.backend!r} has no trainable image/decoder parameters; "
-                             "accepted for training: lseg, vilseg")
+                             "accepted for training: lseg, lmseg, vilseg")
         sizes = list(config.vilseg.image_size) if self.vilseg else [config.crop_size]
         if any(size % self.backend.input_multiple for size in sizes):
             name = "vilseg.image_size" if self.vilseg else "crop_size"

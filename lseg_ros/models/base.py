@@ -50,7 +50,7 @@ def build_backend(config: SegmenterConfig) -> "SegmentationBackend":
 
 def _import_builtin_backends() -> None:
     # Importing the modules runs their @register_backend decorators.
-    from . import dense_clip, lseg, vilseg  # noqa: F401
+    from . import dense_clip, lmseg, lseg, vilseg  # noqa: F401
 
 
 class SegmentationBackend(nn.Module):

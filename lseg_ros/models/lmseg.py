@@ -1,0 +1,361 @@
+"""The ``lmseg`` backend: SAM image-encoder features fused with dense CLIP features
+(after LMSeg, Tang et al. 2024, "Unleashing the Potential of Large-Scale Pre-Trained Models
+for Open-Vocabulary Semantic Segmentation" / arXiv 2412.00364).
+
+LMSeg's image side fuses two encoders' pixel features with a learnable weight,
+``F = w * F_clip + (1 - w) * F_sam``, matches them against (attribute-enriched) text
+embeddings in a cosine cost volume, refines that volume spatially and over classes, and
+is trained with a per-pixel loss. Here, as for every backend, the network ends at pixel
+embeddings in the CLIP text space and the Segmenter does the cosine matching:
+
+    images [B, 3, H, W] (CLIP-normalized)
+      -> dense CLIP patch features [B, D, H/p, W/p]       (dense_clip machinery: an open_clip
+                                                            ViT with a modified last block)
+      -> SAM image-encoder features [B, 256, H/16, W/16]   (timm samvit; input re-normalized
+                                                            to SAM's ImageNet mean/std)
+      -> each projected to decoder_width (1x1 convs ``clip_proj``, ``sam_proj``; SAM resized
+         bilinearly to the CLIP grid when the patch sizes differ)
+      -> F = w * clip + (1 - w) * sam, w = sigmoid(``fusion_logit``), one learned scalar
+      -> decoder: 3x3 conv, x2 transposed conv, 3x3 conv, x2 transposed conv, 3x3 conv (each
+         with GroupNorm + GELU), 1x1 conv to D
+      -> pixel embeddings [B, D, H/p * 4, W/p * 4]  (D = CLIP's joint embedding width)
+
+The text side is the CLIP text tower (frozen in training). Not reproduced from the paper:
+the spatial/class refinement of the cost volume (the Segmenter's cosine matching is the
+whole head here) and its upsampling decoder's encoder guidance.
+
+Weights. ``pretrained`` is either an lmseg checkpoint written by ``lseg-train`` (the whole
+network, loaded strictly; the parts are then built randomly and never fetched) or
+``random``: the network assembled from ``lmseg.clip_pretrained`` (an open_clip tag, a local
+file or random, through :func:`lseg_ros.models.dense_clip.load_open_clip`) and
+``lmseg.sam_checkpoint`` (the official segment-anything file or a timm samvit state dict,
+converted by timm's ``checkpoint_filter_fn`` and loaded strictly; empty = random), with
+random projections, fusion weight and decoder. Nothing falls back to random weights.
+
+Checkpoint keys (``net_state_dict``): ``dense_clip.clip.*`` (the open_clip CLIP, both
+towers), ``sam.*`` (timm samvit), ``clip_proj.*``, ``sam_proj.*``, ``fusion_logit``,
+``decoder.*``.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+
+import open_clip
+import timm
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import SegmenterConfig
+from ..weights import WeightsError, extract_state_dict, load_strict, looks_like_path, read_checkpoint
+from .base import SegmentationBackend, register_backend
+from .dense_clip import (DENSE_CLIP_MODES, DenseClipBackend, _grid_key, _quiet_open_clip, load_open_clip,
+                         resize_positional_embedding)
+
+#: the softmax temperature of training and inference (as LSeg's: 1 / 0.07)
+LMSEG_LOGIT_SCALE = 1.0 / 0.07
+#: segment-anything's input normalization (ImageNet mean and std of [0, 1] RGB)
+SAM_MEAN = (0.485, 0.456, 0.406)
+SAM_STD = (0.229, 0.224, 0.225)
+SAM_MODELS = ("samvit_base_patch16", "samvit_large_patch16", "samvit_huge_patch16")
+
+
+@dataclass(frozen=True)
+class LMSegPreset:
+    """Architecture of one LMSeg variant."""
+
+    name: str
+    clip_model: str  # open_clip model name (or a JSON in lseg_ros/model_configs)
+    sam_model: str  # timm samvit name, built with pretrained=False
+    decoder_width: int
+    sam_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+
+PRESETS: Dict[str, LMSegPreset] = {p.name: p for p in (
+    LMSegPreset("lmseg_vitb16_sam_b", "ViT-B-16", "samvit_base_patch16", 256,
+                note="CLIP ViT-B/16 + SAM ViT-B (sam_vit_b_01ec64.pth)"),
+    LMSegPreset("lmseg_vitb16_sam_l", "ViT-B-16", "samvit_large_patch16", 256,
+                note="CLIP ViT-B/16 + SAM ViT-L (sam_vit_l_0b3195.pth)"),
+    LMSegPreset("lmseg_tiny", "lmseg_tiny_clip", "samvit_base_patch16", 32,
+                sam_kwargs={"img_size": 128, "embed_dim": 64, "depth": 2, "num_heads": 2, "window_size": 4,
+                            "global_attn_indexes": (1,), "neck_chans": 32},
+                note="CPU tests and demos: a 3-block CLIP ViT of width 64, a 2-block samvit of width 64"),
+)}
+
+
+def available_presets() -> Sequence[str]:
+    return sorted(PRESETS)
+
+
+def get_preset(name: str) -> LMSegPreset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown LMSeg preset model={name!r}; accepted: {', '.join(available_presets())}") \
+            from None
+
+
+def build_sam(name: str, **kwargs) -> nn.Module:
+    """A randomly initialized timm SAM image encoder without classifier head."""
+    if not name.startswith("samvit_"):
+        raise ValueError(f"lmseg.sam_model={name!r} is not a timm SAM image encoder; use one of "
+                         f"{', '.join(SAM_MODELS)}")
+    try:
+        return timm.create_model(name, pretrained=False, num_classes=0, **kwargs)
+    except RuntimeError as error:  # timm: "Unknown model"
+        raise ValueError(f"unknown timm model lmseg.sam_model={name!r}: {error}") from None
+
+
+def sam_state_dict(checkpoint: Mapping[str, object], sam: nn.Module) -> Dict[str, torch.Tensor]:
+    """The image-encoder tensors of an official segment-anything checkpoint (``image_encoder.*``,
+    ``mlp.lin1/lin2``; ``prompt_encoder.*`` and ``mask_decoder.*`` dropped) in timm's names, via
+    timm's own ``checkpoint_filter_fn``; a timm samvit state dict passes unchanged."""
+    from timm.models.vision_transformer_sam import checkpoint_filter_fn
+
+    return checkpoint_filter_fn(extract_state_dict(checkpoint), sam)
+
+
+class _DenseClipFeatures(DenseClipBackend):
+    """The dense_clip backend as lmseg's CLIP branch. Only difference: while the image tower
+    trains, the positional embedding resized to another patch grid is computed with gradient
+    and never cached (the cache would hold a stale, gradient-free copy)."""
+
+    def positional_embedding(self, grid):
+        table = self.visual.positional_embedding
+        if torch.is_grad_enabled() and table.requires_grad:
+            key = _grid_key(grid)
+            if key == tuple(self.visual.grid_size):
+                return table
+            return resize_positional_embedding(table, tuple(self.visual.grid_size), key, self.positional_resize)
+        return super().positional_embedding(grid)
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
+
+
+def build_decoder(width: int, embedding_dim: int) -> nn.Sequential:
+    """Fused features [B, C, h, w] -> pixel embeddings [B, D, 4h, 4w]."""
+    def conv(channels: int) -> List[nn.Module]:
+        return [nn.Conv2d(channels, channels, 3, padding=1), _group_norm(channels), nn.GELU()]
+
+    def up(channels: int) -> List[nn.Module]:  # learned x2: a token's channels can carry sub-patch detail
+        return [nn.ConvTranspose2d(channels, channels, 2, stride=2), _group_norm(channels), nn.GELU()]
+
+    return nn.Sequential(*conv(width), *up(width), *conv(width), *up(width), *conv(width),
+                         nn.Conv2d(width, embedding_dim, 1))
+
+
+class LMSegBackend(SegmentationBackend):
+    """CLIP + SAM features, fused by a learned weight, decoded to CLIP-text-space pixel embeddings."""
+
+    backend_name = "lmseg"
+    default_logit_scale = LMSEG_LOGIT_SCALE
+    default_prompt_templates = "imagenet"
+
+    def __init__(self, clip: nn.Module, clip_model: str, sam: nn.Module, decoder_width: int,
+                 clip_mode: str = "maskclip", fusion_init: float = 0.5, freeze_clip: bool = True,
+                 freeze_sam: bool = True, name: str = "lmseg") -> None:
+        super().__init__()
+        if clip_mode not in DENSE_CLIP_MODES:
+            raise ValueError(f"unknown lmseg.clip_mode {clip_mode!r}; accepted: {', '.join(DENSE_CLIP_MODES)}")
+        if not 0.0 < fusion_init < 1.0:
+            raise ValueError(f"lmseg.fusion_init must lie in (0, 1), got {fusion_init!r}")
+        if decoder_width < 1:
+            raise ValueError(f"lmseg.decoder_width must be >= 1, got {decoder_width!r}")
+        self.preset_name = name
+        self.dense_clip = _DenseClipFeatures(clip, clip_model, mode=clip_mode)
+        self.sam = sam
+        self.image_mean, self.image_std = self.dense_clip.image_mean, self.dense_clip.image_std
+        clip_patch = self.dense_clip.input_multiple
+        sam_patch = int(sam.patch_embed.patch_size[0])
+        self.input_multiple = clip_patch * sam_patch // math.gcd(clip_patch, sam_patch)
+        self.embedding_dim = self.dense_clip.embedding_dim
+        self.clip_proj = nn.Conv2d(self.embedding_dim, decoder_width, 1)
+        self.sam_proj = nn.Conv2d(int(sam.num_features), decoder_width, 1)
+        #: the fusion weight w = sigmoid(fusion_logit)
+        self.fusion_logit = nn.Parameter(torch.tensor(math.log(fusion_init / (1.0 - fusion_init))))
+        self.decoder = build_decoder(decoder_width, self.embedding_dim)
+        self.freeze_clip, self.freeze_sam = bool(freeze_clip), bool(freeze_sam)
+        # SAM sees its own normalization: x_sam = x * scale + shift, per channel, from CLIP's
+        clip_mean, clip_std = torch.tensor(self.image_mean), torch.tensor(self.image_std)
+        sam_mean, sam_std = torch.tensor(SAM_MEAN), torch.tensor(SAM_STD)
+        self.register_buffer("sam_scale", (clip_std / sam_std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("sam_shift", ((clip_mean - sam_mean) / sam_std).view(1, 3, 1, 1), persistent=False)
+        self.description = name
+        self.text_model_id = f"lmseg/{name}/random#{id(self):x}"
+
+    # ------------------------------------------------------------------ text
+    @property
+    def clip(self) -> nn.Module:
+        return self.dense_clip.clip
+
+    @property
+    def clip_activation(self) -> str:
+        """GELU or QuickGELU: what the CLIP towers run."""
+        return type(self.clip.transformer.resblocks[0].mlp.gelu).__name__
+
+    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
+        return self.dense_clip.tokenize(texts)  # [N, T]
+
+    def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.dense_clip.encode_text(token_ids)  # [N, D]
+
+    # ----------------------------------------------------------------- image
+    @property
+    def fusion_weight(self) -> torch.Tensor:
+        """w in F = w * F_clip + (1 - w) * F_sam (a 0-d tensor)."""
+        return torch.sigmoid(self.fusion_logit)
+
+    def clip_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Dense CLIP patch embeddings [B, D, H/p, W/p] (the dense_clip backend's)."""
+        return self.dense_clip.dense_embeddings(images)
+
+    def sam_features(self, images: torch.Tensor) -> torch.Tensor:
+        """SAM image-encoder features [B, C_sam, H/16, W/16] of CLIP-normalized images."""
+        sam_input = images * self.sam_scale.to(images.dtype) + self.sam_shift.to(images.dtype)
+        return self.sam.forward_features(sam_input)
+
+    def fuse(self, clip_features: torch.Tensor, sam_features: torch.Tensor) -> torch.Tensor:
+        """Projected and fused features [B, C, h, w] on the CLIP grid."""
+        clip_projected = self.clip_proj(clip_features)
+        sam_projected = self.sam_proj(sam_features)
+        if sam_projected.shape[-2:] != clip_projected.shape[-2:]:
+            sam_projected = F.interpolate(sam_projected, size=clip_projected.shape[-2:], mode="bilinear",
+                                          align_corners=False)
+        weight = self.fusion_weight.to(clip_projected.dtype)
+        return weight * clip_projected + (1 - weight) * sam_projected
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixel embeddings [B, D, 4H/p, 4W/p] from normalized images [B, 3, H, W]."""
+        height, width = images.shape[-2:]
+        if height % self.input_multiple or width % self.input_multiple:
+            raise ValueError(f"lmseg input size {height}x{width} is not a multiple of {self.input_multiple}")
+        images = images.to(self.dtype)
+        return self.decoder(self.fuse(self.clip_features(images), self.sam_features(images)))
+
+    def train(self, mode: bool = True) -> "LMSegBackend":
+        # the CLIP branch's per-grid positional tables were resized from the weights of then
+        self.dense_clip._positional_cache.clear()
+        return super().train(mode)
+
+    def image_side_modules(self) -> List[nn.Module]:
+        return [self.clip.visual, self.sam, self.clip_proj, self.sam_proj, self.decoder]
+
+    def release_image_side(self) -> int:
+        count = self.dense_clip.release_image_side()
+        for name in ("sam", "clip_proj", "sam_proj", "decoder"):
+            count += sum(parameter.numel() for parameter in getattr(self, name).parameters())
+            setattr(self, name, None)
+        return count
+
+    # -------------------------------------------------------------- weights
+    def load_weights(self, path: str | os.PathLike,
+                     checkpoint: Optional[Mapping[str, object]] = None) -> "LMSegBackend":
+        """Load a whole-network lmseg checkpoint (as ``lseg-train`` writes it) strictly;
+        :class:`WeightsError` names any missing or unexpected key."""
+        path = Path(path).expanduser()
+        checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
+        state_dict = extract_state_dict(checkpoint)
+        if any(key.startswith("image_encoder.") for key in state_dict):
+            raise WeightsError(f"{str(path)!r} is a segment-anything checkpoint, not an lmseg one: pass it as "
+                               f"lmseg.sam_checkpoint with pretrained:=random (and lmseg.clip_pretrained)")
+        load_strict(self, state_dict, source=str(path))
+        stat = path.stat()
+        self.description = f"{self.preset_name} ({path.name}, CLIP {self.clip_activation})"
+        self.text_model_id = f"lmseg/{self.preset_name}/{path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
+        return self
+
+    def load_sam(self, path: str | os.PathLike) -> "LMSegBackend":
+        """Load SAM image-encoder weights (official segment-anything layout or timm's) strictly."""
+        path = Path(path).expanduser()
+        state_dict = sam_state_dict(read_checkpoint(path), self.sam)
+        load_strict(self.sam, state_dict, source=f"{path} (SAM image encoder, timm key names)")
+        return self
+
+    # -------------------------------------------------------------- training
+    def image_parameters(self) -> Iterator[nn.Parameter]:
+        """The encoders that are not frozen (lmseg.freeze_clip / lmseg.freeze_sam)."""
+        if not self.freeze_clip:
+            yield from self.clip.visual.parameters()
+        if not self.freeze_sam:
+            yield from self.sam.parameters()
+
+    def decoder_parameters(self) -> Iterator[nn.Parameter]:
+        """Projections, fusion weight and decoder."""
+        yield from self.clip_proj.parameters()
+        yield from self.sam_proj.parameters()
+        yield self.fusion_logit
+        yield from self.decoder.parameters()
+
+    def text_parameters(self) -> Iterator[nn.Parameter]:
+        """The CLIP text tower (every CLIP parameter outside ``visual``), frozen in training."""
+        visual = {id(parameter) for parameter in self.clip.visual.parameters()}
+        return (parameter for parameter in self.clip.parameters() if id(parameter) not in visual)
+
+    def freeze_text(self) -> "LMSegBackend":
+        for parameter in self.text_parameters():
+            parameter.requires_grad_(False)
+        return self
+
+    def net_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The whole network's weights, as :meth:`load_weights` accepts them."""
+        return self.state_dict()
+
+
+def random_clip(model_name: str, clip_pretrained: str) -> nn.Module:
+    """A randomly initialized open_clip model to load an lmseg checkpoint into, with the
+    activation the CLIP weights it was trained from ran: an open_clip tag trained with
+    QuickGELU (openai) forces QuickGELU, as :func:`load_open_clip` does when it loads the tag."""
+    if model_name not in open_clip.list_models():
+        raise ValueError(f"unknown open_clip model lmseg.clip_model={model_name!r}")
+    quick = False
+    if clip_pretrained and clip_pretrained != "random" and not looks_like_path(clip_pretrained):
+        quick = bool((open_clip.get_pretrained_cfg(model_name, clip_pretrained) or {}).get("quick_gelu", False))
+    with _quiet_open_clip():
+        return open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick)
+
+
+@register_backend("lmseg")
+def build_lmseg(config: SegmenterConfig) -> LMSegBackend:
+    """``config.model`` names a preset; ``config.pretrained`` is an lmseg checkpoint or 'random'
+    (then ``lmseg.clip_pretrained`` and ``lmseg.sam_checkpoint`` supply the encoders)."""
+    preset = get_preset(config.model)
+    options = config.lmseg
+    pretrained = config.pretrained
+    if pretrained != "random" and not looks_like_path(pretrained):
+        raise WeightsError(
+            f"lmseg cannot use pretrained={pretrained!r}: LMSeg has no downloadable pretrained tags. Pass an "
+            f"lmseg checkpoint written by lseg-train (pretrained:=/path/to/epoch_NNN.safetensors), or "
+            f"pretrained:=random to assemble the network from lmseg.clip_pretrained (e.g. openai) and "
+            f"lmseg.sam_checkpoint (e.g. /path/to/sam_vit_b_01ec64.pth) with a random decoder to train.")
+    whole = pretrained != "random"
+    checkpoint = read_checkpoint(pretrained) if whole else None  # a missing file fails before any build
+    clip_model = options.clip_model or preset.clip_model
+    sam_model = options.sam_model or preset.sam_model
+    sam_kwargs = dict(preset.sam_kwargs) if sam_model == preset.sam_model else {}
+    if whole:  # every CLIP weight comes from the checkpoint; a tag still decides the activation
+        clip, clip_weights, clip_id = random_clip(clip_model, options.clip_pretrained), "checkpoint", ""
+    else:
+        clip, clip_weights, clip_id = load_open_clip(clip_model, options.clip_pretrained)
+    sam = build_sam(sam_model, **sam_kwargs)
+    backend = LMSegBackend(clip, clip_model, sam, options.decoder_width or preset.decoder_width,
+                           clip_mode=options.clip_mode, fusion_init=options.fusion_init,
+                           freeze_clip=options.freeze_clip, freeze_sam=options.freeze_sam, name=preset.name)
+    if whole:
+        backend.load_weights(pretrained, checkpoint)
+    else:
+        sam_weights = "random"
+        if options.sam_checkpoint:
+            backend.load_sam(options.sam_checkpoint)
+            sam_weights = Path(options.sam_checkpoint).name
+        backend.description = (f"{preset.name} (CLIP {clip_model}/{options.clip_mode} ({clip_weights}), "
+                               f"SAM {sam_model} ({sam_weights}), random decoder)")
+        if options.clip_pretrained != "random":  # the text tower is CLIP's own: share its label cache
+            backend.text_model_id = f"open_clip/{clip_model}/{clip_id}"
+    return backend.eval()
