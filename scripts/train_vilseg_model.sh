@@ -5,14 +5,14 @@
 # most 20 minutes), copy the last checkpoint into lseg_ros/weights/ and score it on freshly
 # generated held-out scenes' masks with lseg-eval.
 #
-#   bash scripts/train_vilseg_model.sh          # WORK=/tmp/lseg_vilseg_model STEPS=900
+#   bash scripts/train_vilseg_model.sh          # WORK=/tmp/lseg_vilseg_model STEPS=400
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${LSEG_VENV:-$(pwd)/.venv}
 PYTHON=${PYTHON:-$VENV/bin/python}
 WORK=${WORK:-/tmp/lseg_vilseg_model}
 COUNT=${COUNT:-2000}
-STEPS=${STEPS:-900}
+STEPS=${STEPS:-400}
 THREADS=${THREADS:-1}
 WEIGHTS=lseg_ros/weights
 
