@@ -16,7 +16,8 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # the tests that touch ROS 2, run again on each further distro
 ROS_TESTS=(test/test_interfaces.py test/test_conversions.py test/test_camera_sim.py test/test_twins.py
            test/test_node.py test/test_node_mapping.py test/test_node_cameras.py test/test_lifecycle.py
-           test/test_node_process.py test/test_launch.py test/test_colcon.py)
+           test/test_node_process.py test/test_launch.py test/test_colcon.py test/test_vilseg_model.py
+           test/test_lmseg.py)
 failed=()
 for distro in ${LSEG_TEST_DISTROS:-kilted jazzy}; do
   case "$distro" in

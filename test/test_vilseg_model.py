@@ -32,3 +32,32 @@ def test_vilseg_model_segments_held_out_scenes_with_miou_of_at_least_0_5(segment
     summary = evaluate_predictions(((segmenter.segment(image, return_confidences=False).mask, mask)
                                     for image, mask in scenes), SCENE_CLASSES)
     assert summary["miou"] >= 0.5, summary["per_class_iou"]
+
+
+def test_node_publishes_the_shipped_vilseg_models_mask_for_a_scene(segmenter):
+    pytest.importorskip("rclpy")
+    pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
+    import os
+
+    import numpy as np
+    from conftest import spinning
+    from lseg_ros.ros.conversions import image_msg_to_array
+    from lseg_ros.ros.node import LsegNode
+    from lseg_ros.ros.params import parameter_overrides
+    from test_node import NODE_PARAMETERS, Probe
+
+    values = dict(NODE_PARAMETERS, backend="vilseg", model="vilseg_tiny", pretrained=str(VILSEG_WEIGHTS),
+                  labels=SCENE_CLASSES, prompt_templates="single", short_side=128, max_long_side=160)
+
+    def make_nodes():
+        node = LsegNode("lseg_node", namespace="vilseg_camera", parameter_overrides=parameter_overrides(values))
+        return node, Probe("vilseg_camera")
+
+    image, truth = generate_scene(scene_rng(HELD_OUT_SEED, 99), (128, 160))
+    with spinning(1 + (os.getpid() + 80) % 100, make_nodes) as (node, probe):
+        assert node.segmenter.backend.backend_name == "vilseg"
+        probe.wait_label_info()
+        _, mask_msg = probe.send_frame(image)
+        mask = image_msg_to_array(mask_msg)
+        np.testing.assert_array_equal(mask, segmenter.segment(image).mask)
+        assert (mask == truth).mean() > 0.6
