@@ -127,6 +127,8 @@ def test_weights_round_trip_strictly_and_mismatches_are_named(tmp_path):
     image = np.random.default_rng(1).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     assert np.array_equal(source.segment(image).mask, loaded.segment(image).mask)
     assert "vilseg.safetensors" in loaded.description
+    # confidences use the temperature the cross-modal contrast learned
+    assert loaded.logit_scale == pytest.approx(float(source.backend.net.logit_scale.exp()))
     with pytest.raises(WeightsError, match="8 clusters|vilseg.clusters 16"):
         Segmenter(SegmenterConfig(backend="vilseg", model="vilseg_tiny", pretrained=str(path), device="cpu",
                                   vilseg=VilSegConfig(clusters=8)))

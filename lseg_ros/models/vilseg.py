@@ -233,7 +233,6 @@ class VilSegBackend(SegmentationBackend):
     backend_name = "vilseg"
     image_mean = (0.5, 0.5, 0.5)
     image_std = (0.5, 0.5, 0.5)
-    default_logit_scale = 100.0
     default_prompt_templates = "single"
 
     def __init__(self, preset: VilSegPreset, clusters: int = 16, cluster_inference: bool = True) -> None:
@@ -242,8 +241,14 @@ class VilSegBackend(SegmentationBackend):
         self.net = VilSegNet(preset, clusters)
         self.cluster_inference = bool(cluster_inference)
         self.input_multiple = self.net.patch_size
+        #: softmax temperature of the confidences: the one the cross-modal contrast learned
+        self.default_logit_scale = self.learned_logit_scale()
         self._describe("random init")
         self.text_model_id = f"vilseg/{preset.name}/random#{id(self):x}"
+
+    def learned_logit_scale(self) -> float:
+        """exp(logit_scale), clamped at 100 as in training."""
+        return float(self.net.logit_scale.detach().exp().clamp(max=100))
 
     def _describe(self, weights: str) -> None:
         grouping = f"{self.net.clusters} clusters" if self.cluster_inference else "per patch"
@@ -261,6 +266,7 @@ class VilSegBackend(SegmentationBackend):
                                f"vilseg.clusters is {self.net.clusters}: set vilseg.clusters {head.shape[0]}")
         load_strict(self.net, state_dict, source=str(path))
         self._describe(path.name)
+        self.default_logit_scale = self.learned_logit_scale()
         stat = path.stat()
         self.text_model_id = f"vilseg/{self.preset.name}/{path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
         return self
