@@ -304,11 +304,10 @@ class Trainer:
         if not hasattr(self.backend, "decoder_parameters"):
             raise ValueError(f"backend {config.model.backend!r} has no trainable image/decoder parameters; "
                              "accepted for training: lseg, lmseg, vilseg")
-        sizes = list(config.vilseg.image_size) if self.vilseg else [config.crop_size]
-        if any(size % self.backend.input_multiple for size in sizes):
-            name = "vilseg.image_size" if self.vilseg else "crop_size"
-            raise ValueError(f"{name} {sizes if self.vilseg else config.crop_size} must be a multiple of the "
-                             f"patch size {self.backend.input_multiple}")
+        name, value = ("vilseg.image_size", list(config.vilseg.image_size)) if self.vilseg \
+            else ("crop_size", config.crop_size)
+        if any(size % self.backend.input_multiple for size in (value if self.vilseg else [value])):
+            raise ValueError(f"{name} {value} must be a multiple of the patch size {self.backend.input_multiple}")
         image_params, decoder_params = list(self.backend.image_parameters()), list(self.backend.decoder_parameters())
         text_params = list(self.backend.text_parameters()) if self.vilseg else []
         for parameter in image_params + decoder_params + text_params:
@@ -424,14 +423,14 @@ class Trainer:
                                 pin_memory=self.device.type == "cuda",
                                 collate_fn=collate_captions if self.vilseg else None)
             epoch_losses, accumulated = [], []
-            self._epoch_terms: List[Dict[str, float]] = []
+            epoch_terms: List[Dict[str, float]] = []  # objective vilseg: each loss term per batch
             batch_index = first_batch
             for batch in loader:
                 loss = self.loss(batch)
                 self.scaler.scale(loss / config.grad_accum).backward()
                 accumulated.append(loss.item())
                 if self.vilseg:
-                    self._epoch_terms.append(self.loss_terms)
+                    epoch_terms.append(self.loss_terms)
                 batch_index += 1
                 if len(accumulated) < config.grad_accum:
                     continue
@@ -450,18 +449,18 @@ class Trainer:
                     break
             finished_epoch = batch_index >= self.steps_per_epoch * config.grad_accum
             self.epoch, self.next_batch = (epoch + 1, 0) if finished_epoch else (epoch, batch_index)
-            rows.append(self._end_of_epoch(epoch, epoch_losses, bar))
+            rows.append(self._end_of_epoch(epoch, epoch_losses, bar, epoch_terms))
         bar.close()
         return rows
 
-    def _end_of_epoch(self, epoch: int, losses: List[float], bar) -> dict:
+    def _end_of_epoch(self, epoch: int, losses: List[float], bar,
+                      terms: Optional[List[Dict[str, float]]] = None) -> dict:
         validation = self.validate()
         self.backend.train()
         row = {"epoch": epoch, "step": self.step, "train_loss": float(np.mean(losses)) if losses else math.nan}
         if self.vilseg:  # each term of ViL-Seg's loss, unweighted
-            terms = getattr(self, "_epoch_terms", [])
             row.update({f"loss_{name}": float(np.mean([t.get(name, math.nan) for t in terms])) if terms else math.nan
-                        for name in ("cross_modal", "vision", "cluster")})
+                        for name in self.objective.weights})
         row.update({
                "val_miou": validation.get("miou", math.nan),
                "val_pixel_accuracy": validation.get("pixel_accuracy", math.nan)})

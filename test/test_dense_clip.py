@@ -409,3 +409,16 @@ def test_segmenter_sliding_window_averages_per_window_logits_as_the_references(s
     # averaging embeddings on the patch grid (window_merge "embeddings") gives other maps
     other = F.interpolate(embeddings_merged, size=size, mode="bilinear", align_corners=False)[0].softmax(0)
     assert float((other - expected).abs().max()) > 1e-3
+
+
+def test_positional_embedding_is_not_cached_while_the_table_trains():
+    backend = make_backend("maskclip").train()
+    backend.clip.visual.requires_grad_(True)  # as lmseg's trainer does with lmseg.freeze_clip false
+    table = backend.clip.visual.positional_embedding
+    resized = backend.positional_embedding((9, 21))
+    assert resized.requires_grad and len(backend._positional_cache) == 0
+    resized.sum().backward()
+    assert table.grad is not None and table.grad.abs().sum() > 0
+    with torch.no_grad():
+        frozen = backend.positional_embedding((9, 21))
+    assert torch.allclose(frozen, resized.detach()) and len(backend._positional_cache) == 1

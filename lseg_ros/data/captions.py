@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+import torch
+from PIL import Image
 
 from .datasets import DatasetError, _read_image
+from .transforms import image_to_tensor
 
 CAPTION_FILES = ("captions.jsonl", "captions.csv", "captions.txt")
 
@@ -78,14 +81,11 @@ class CaptionImageTransform:
             raise ValueError(f"image size must be (height, width) with both >= 1, got {size!r}")
         self.size = (int(size[0]), int(size[1]))
 
-    def __call__(self, image: np.ndarray, rng: Optional[np.random.Generator] = None):
-        import torch
-        from PIL import Image
-
+    def __call__(self, image: np.ndarray, rng: Optional[np.random.Generator] = None) -> torch.Tensor:
         height, width = self.size
         if image.shape[:2] != (height, width):
             image = np.asarray(Image.fromarray(image).resize((width, height), Image.BILINEAR))
-        return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255)
+        return image_to_tensor(image)
 
     def __repr__(self) -> str:
         return f"CaptionImageTransform(size={self.size})"
@@ -93,8 +93,6 @@ class CaptionImageTransform:
 
 def collate_captions(items: Sequence[dict]) -> dict:
     """DataLoader collate: images stacked [B, 3, H, W], captions and paths as lists."""
-    import torch
-
     return dict(image=torch.stack([item["image"] for item in items]),
                 caption=[item["caption"] for item in items],
                 captions=[item["captions"] for item in items],

@@ -20,6 +20,16 @@ from PIL import Image
 from ..images import resize_nearest
 
 
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 [H, W, 3] -> float [3, H, W] in [0, 1]."""
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"image must be [H, W, 3], got shape {tuple(image.shape)}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"image must be uint8 (0..255), got dtype {image.dtype}")
+    # np.array copies: inputs may be read-only views (PIL buffers, flips, crops)
+    return torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255.0).contiguous()
+
+
 def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [H, W, 3] -> float [3, H, W] in [0, 1]; mask -> int64 [H, W]."""
     if image.ndim != 3 or image.shape[2] != 3:
@@ -27,11 +37,7 @@ def to_tensors(image: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, torch
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {tuple(mask.shape)} must equal the image's "
                          f"{tuple(image.shape[:2])}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"image must be uint8 (0..255), got dtype {image.dtype}")
-    # np.array copies: inputs may be read-only views (PIL buffers, flips, crops)
-    image_tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1).float().div_(255.0)
-    return image_tensor.contiguous(), torch.from_numpy(np.array(mask, dtype=np.int64))
+    return image_to_tensor(image), torch.from_numpy(np.array(mask, dtype=np.int64))
 
 
 class EvalTransform:

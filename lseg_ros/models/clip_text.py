@@ -3,8 +3,9 @@
 CLIP's text transformer is causal and pools the end-of-text token (the largest token id).
 Tokens after the longest end-of-text position in a batch cannot influence the pooled
 features, so encoding only ``[:, :L]`` gives the same embeddings as the full 77-token
-forward at a fraction of the cost (prompts are ~10-20 tokens). Models that pool
-differently, or are not open_clip ``CLIP``, fall back to ``encode_text``.
+forward at a fraction of the cost (prompts are ~10-20 tokens). It takes an open_clip
+``CLIP`` or a bare ``TextTransformer`` (ViL-Seg's trainable tower); models that pool
+differently fall back to their full forward.
 """
 from __future__ import annotations
 
@@ -15,11 +16,12 @@ from torch import nn
 
 def encode_text_trimmed(clip: nn.Module, token_ids: torch.Tensor) -> torch.Tensor:
     """Text embeddings [N, D] (not normalized) from token ids [N, T], equal to
-    ``clip.encode_text(token_ids)``."""
-    trimmable = (getattr(clip, "text_pool_type", None) == "argmax" and getattr(clip, "attn_mask", None) is not None
+    ``clip.encode_text(token_ids)`` (a ``TextTransformer``: ``clip(token_ids)``)."""
+    pool_type = getattr(clip, "text_pool_type", None) or getattr(clip, "pool_type", None)
+    trimmable = (pool_type == "argmax" and getattr(clip, "attn_mask", None) is not None
                  and hasattr(clip, "token_embedding") and hasattr(clip, "ln_final"))
     if not trimmable:
-        return clip.encode_text(token_ids)
+        return clip.encode_text(token_ids) if hasattr(clip, "encode_text") else clip(token_ids)
     length = int(token_ids.argmax(dim=-1).max()) + 1
     token_ids = token_ids[:, :length]  # [N, L]
     cast_dtype = clip.transformer.get_cast_dtype()

@@ -189,11 +189,16 @@ class DenseClipBackend(SegmentationBackend):
         return attended  # clearclip, naclip: no residual, no FFN
 
     def positional_embedding(self, grid: Grid) -> torch.Tensor:
-        """Positional embedding [1 + h*w, C] for a patch grid (h, w); cached per grid."""
+        """Positional embedding [1 + h*w, C] for a patch grid (h, w); cached per grid, except
+        while the table trains (training mode, gradient on, table not frozen: lmseg with
+        lmseg.freeze_clip false): then it is resized with gradient on every call, as a cached
+        copy would be stale and gradient-free."""
         table = self.visual.positional_embedding  # [1 + g0*g1, C]
         key = _grid_key(grid)
         if key == tuple(self.visual.grid_size):
             return table
+        if self.training and torch.is_grad_enabled() and table.requires_grad:
+            return resize_positional_embedding(table, tuple(self.visual.grid_size), key, self.positional_resize)
         cached = _lru_get(self._positional_cache, key)
         if cached is None or cached.device != table.device or cached.dtype != table.dtype:
             with torch.no_grad():

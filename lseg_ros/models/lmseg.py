@@ -53,8 +53,7 @@ from torch import nn
 from ..config import SegmenterConfig
 from ..weights import WeightsError, extract_state_dict, load_strict, looks_like_path, read_checkpoint
 from .base import SegmentationBackend, register_backend
-from .dense_clip import (DENSE_CLIP_MODES, DenseClipBackend, _grid_key, _quiet_open_clip, load_open_clip,
-                         resize_positional_embedding)
+from .dense_clip import DENSE_CLIP_MODES, DenseClipBackend, _quiet_open_clip, load_open_clip
 
 #: the softmax temperature of training and inference (as LSeg's: 1 / 0.07)
 LMSEG_LOGIT_SCALE = 1.0 / 0.07
@@ -120,21 +119,6 @@ def sam_state_dict(checkpoint: Mapping[str, object], sam: nn.Module) -> Dict[str
     return checkpoint_filter_fn(extract_state_dict(checkpoint), sam)
 
 
-class _DenseClipFeatures(DenseClipBackend):
-    """The dense_clip backend as lmseg's CLIP branch. Only difference: while the image tower
-    trains, the positional embedding resized to another patch grid is computed with gradient
-    and never cached (the cache would hold a stale, gradient-free copy)."""
-
-    def positional_embedding(self, grid):
-        table = self.visual.positional_embedding
-        if torch.is_grad_enabled() and table.requires_grad:
-            key = _grid_key(grid)
-            if key == tuple(self.visual.grid_size):
-                return table
-            return resize_positional_embedding(table, tuple(self.visual.grid_size), key, self.positional_resize)
-        return super().positional_embedding(grid)
-
-
 def _group_norm(channels: int) -> nn.GroupNorm:
     return nn.GroupNorm(8 if channels % 8 == 0 else 1, channels)
 
@@ -169,7 +153,7 @@ class LMSegBackend(SegmentationBackend):
         if decoder_width < 1:
             raise ValueError(f"lmseg.decoder_width must be >= 1, got {decoder_width!r}")
         self.preset_name = name
-        self.dense_clip = _DenseClipFeatures(clip, clip_model, mode=clip_mode)
+        self.dense_clip = DenseClipBackend(clip, clip_model, mode=clip_mode)
         self.sam = sam
         self.image_mean, self.image_std = self.dense_clip.image_mean, self.dense_clip.image_std
         clip_patch = self.dense_clip.input_multiple

@@ -53,6 +53,7 @@ from torch import nn
 from ..config import SegmenterConfig
 from ..weights import WeightsError, extract_state_dict, load_strict, looks_like_path, read_checkpoint
 from .base import SegmentationBackend, register_backend
+from .clip_text import encode_text_trimmed
 from .lseg import _tokenizer
 
 
@@ -145,16 +146,8 @@ class VilSegNet(nn.Module):
         return cluster_means(embeddings, self.cluster_logits(embeddings).argmax(dim=1), self.clusters)
 
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
-        """Text embeddings [N, D] (not normalized) from token ids [N, T] (trimmed to the
-        longest end-of-text position: the tower is causal and pools that token)."""
-        length = int(token_ids.argmax(dim=-1).max()) + 1
-        text = self.text
-        x = text.token_embedding(token_ids[:, :length]) + text.positional_embedding[:length]
-        x = text.transformer(x, attn_mask=text.attn_mask[:length, :length])  # [N, L, C]
-        x = text.ln_final(x)
-        pooled = x[torch.arange(x.shape[0], device=x.device), token_ids[:, :length].argmax(dim=-1)]  # [N, C]
-        projection = text.text_projection
-        return projection(pooled) if isinstance(projection, nn.Module) else pooled @ projection  # [N, D]
+        """Text embeddings [N, D] (not normalized) from token ids [N, T]."""
+        return encode_text_trimmed(self.text, token_ids)
 
 
 def cluster_means(embeddings: torch.Tensor, assignment: torch.Tensor, clusters: int) -> torch.Tensor:
