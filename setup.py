@@ -25,6 +25,9 @@ setup(
     install_requires=[
         # Users bring their own torch build (Jetson, CUDA desktop); dev/CI pins it in requirements/dev.txt.
         "torch>=2.1",
+        # open_clip imports it and timm needs it; on a Jetson the build matching JetPack's torch
+        # (docs/install.md), since PyPI's pulls a PyPI torch over JetPack's.
+        "torchvision>=0.16",
         "open_clip_torch>=2.24",
         "timm>=0.9",
         "numpy>=1.22",

@@ -64,7 +64,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import ColorRGBA, Header, String
 
-from ..deps import require_engine_packages
+from ..deps import require_engine_packages, torch_build_summary
 from ..stamps import StampBuffer, stamp_ns
 
 require_engine_packages("lseg_node")  # one line instead of a ModuleNotFoundError traceback
@@ -150,6 +150,7 @@ class LsegCore:
         settings = getattr(segmenter, "settings", {})  # what the speed settings' "auto" became here
         self.get_logger().info(f"engine: {segmenter.description}; " +
                                ", ".join(f"{key} {value}" for key, value in settings.items()))
+        self.get_logger().info(torch_build_summary())  # which torch build, and whether CUDA is usable
         for warning in getattr(segmenter, "warnings", []):
             self.get_logger().warning(warning)
         self.segmenter.max_labels = self.node_config.max_labels
