@@ -4,13 +4,22 @@
 executables to files in the build tree, so those files themselves must be executable;
 `colcon test` must run the pytest suite (registered with ament_cmake_pytest, one ctest
 per file) and `colcon test-result` report it. Each build takes about 30 s on two cores.
+
+The robot install path (docs/install.md) is built too: a venv made with
+--system-site-packages, activated for `colcon build`; the installed executables must then
+run that venv's Python without it being activated. Here the development venv plays
+/opt/ros/<distro> (its site-packages on PYTHONPATH, its libraries on LD_LIBRARY_PATH, as
+`source /opt/ros/<distro>/setup.bash` sets them); not covered: apt's ROS, rosdep, Python
+3.10/3.12, pip inside the new venv (torch and the rest come from the "/opt/ros" path here).
 """
 import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -111,3 +120,79 @@ def test_colcon_test_runs_the_suite_and_reports_it(workspace):
     listed = _in_workspace(workspace, "ctest --test-dir build/lseg_ros -N")
     registered = set(re.findall(r"Test\s+#\d+:\s+(\S+)", listed.stdout))
     assert registered == {path.stem for path in (ROOT / "test").glob("test_*.py")}
+
+
+def _ros_setup_environment():
+    """The environment `source /opt/ros/<distro>/setup.bash` makes, with the development venv
+    as /opt/ros/<distro>: its packages on PYTHONPATH (not a site directory: its .pth files
+    stay unread, as /opt/ros has none), its libraries on LD_LIBRARY_PATH, its prefix on
+    AMENT_PREFIX_PATH and CMAKE_PREFIX_PATH. No venv is active."""
+    site_packages = VENV / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
+    libraries = [VENV / "lib", *sorted(site_packages.glob("ros_*.libs"))]  # the wheels' bundled libraries
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONHOME")}
+    env.update(PYTHONPATH=str(site_packages), LD_LIBRARY_PATH=":".join(map(str, libraries)),
+               AMENT_PREFIX_PATH=str(VENV), CMAKE_PREFIX_PATH=str(VENV), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
+               ROS_DOMAIN_ID=str(1 + (os.getpid() + 53) % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    return env
+
+
+@pytest.fixture(scope="module")
+def robot_workspace(tmp_path_factory):
+    """docs/install.md's steps: venv with --system-site-packages inside the workspace, marked
+    COLCON_IGNORE, activated for `colcon build` (no -DPython3_EXECUTABLE)."""
+    workspace = tmp_path_factory.mktemp("robot")
+    (workspace / "src").mkdir()
+    (workspace / "src" / "lseg_ros").symlink_to(ROOT)
+    env = _ros_setup_environment()
+    # --without-pip: nothing is pip-installed in this test (no network); saves ~10 s
+    result = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", "venv"],
+                            cwd=workspace, env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    (workspace / "venv" / "COLCON_IGNORE").touch()
+    build = (f"source venv/bin/activate && {COLCON} build --event-handlers console_direct- "
+             "--cmake-args -DBUILD_TESTING=OFF")
+    result = subprocess.run(["bash", "-c", build], cwd=workspace, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"colcon build failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return workspace
+
+
+def test_installed_node_execs_the_python_of_the_venv_active_at_build(robot_workspace):
+    wrapper = (robot_workspace / "install" / "lseg_ros" / "lib" / "lseg_ros" / "lseg_node").read_text()
+    exec_line = [line for line in wrapper.splitlines() if line.startswith("exec ")]
+    assert len(exec_line) == 1, wrapper
+    interpreter = pathlib.Path(exec_line[0].split('"')[1])
+    assert interpreter.parent == robot_workspace / "venv" / "bin" and interpreter.name.startswith("python"), exec_line
+    probe = subprocess.run([str(interpreter), "-c", "import sys; print(sys.prefix)"], env=_ros_setup_environment(),
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == str(robot_workspace / "venv"), probe.stderr
+
+
+def test_installed_node_runs_without_the_venv_activated_and_logs_its_torch_build(robot_workspace):
+    """Only install/setup.bash sourced (as `ros2 run` would be used): the node starts, and its
+    start-up log names the torch build and whether CUDA is usable."""
+    import torch
+
+    command = (f"source install/setup.bash && exec install/lseg_ros/lib/lseg_ros/lseg_node --ros-args "
+               "-p model:=lseg-test-tiny-ViT -p pretrained:=random -p device:=cpu -p short_side:=64")
+    process = subprocess.Popen(["bash", "-c", command], cwd=robot_workspace, env=_ros_setup_environment(),
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not any("lseg_node ready" in line for line in lines):
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    output = "".join(lines)
+    assert "lseg_node ready" in output, output[-3000:]
+    torch_lines = [line for line in lines if f"]: torch {torch.__version__} (" in line]
+    assert len(torch_lines) == 1, output[-3000:]
+    assert ("CUDA usable: yes" in torch_lines[0]) == torch.cuda.is_available(), torch_lines[0]
