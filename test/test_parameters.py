@@ -164,3 +164,13 @@ def test_node_config_upper_bounds_refuse_runaway_values_naming_them():
     for name, (tp, _, _) in declared_fields().items():  # an integer can allocate memory or time
         if tp is int and name != "min_object_pixels":  # (a larger one allocates nothing)
             assert declared_metadata()[name]["bounds"].high is not None, name
+
+
+def test_a_start_value_out_of_range_stops_the_node_naming_value_and_range():
+    from rclpy.exceptions import ParameterException  # what run_node prints as "cannot start: ..."
+
+    with pytest.raises(ParameterException) as error:
+        with declared_node(["-p", "memory_budget_mb:=1000000000000"]):
+            pass
+    assert "memory_budget_mb" in str(error.value) and "1000000000000" in str(error.value)
+    assert "Max: 65536" in str(error.value)
