@@ -2,8 +2,8 @@
 
 Every leaf field of :class:`~lseg_ros.config.SegmenterConfig` and :class:`NodeConfig`
 becomes a parameter of the same dotted name (``dense_clip.mode``), with the field's
-documentation as its description. Fields that need a model rebuild are read-only at run
-time; ``labels``, ``threshold`` and ``overlay_alpha`` can change while running.
+documentation as its description and its bounds as its range. Fields that need a model
+rebuild are read-only at run time; DYNAMIC_PARAMETERS can change while running.
 """
 from __future__ import annotations
 
@@ -138,26 +138,32 @@ def declare_parameters(node) -> None:
     from rcl_interfaces.msg import ParameterDescriptor
 
     fields = declared_fields()
+    metadata = declared_metadata()
     profile_type, profile_default, profile_doc = fields.pop("profile")
     profile = node.declare_parameter("profile", profile_default, ParameterDescriptor(
         name="profile", description=profile_doc, type=_parameter_type(profile_type), read_only=True)).value
     profile_defaults = flatten(SegmenterConfig.for_profile(profile)) if profile in PROFILE_NAMES else {}
     for name, (tp, default, doc) in fields.items():
         default = profile_defaults.get(name, default)
+        descriptor = parameter_descriptor(name, tp, doc, metadata[name])
         if typing.get_origin(tp) in (list, List):
-            _declare_list(node, name, tp, default, parameter_descriptor(name))
+            _declare_list(node, name, tp, default, descriptor)
         else:
-            node.declare_parameter(name, default, parameter_descriptor(name))
-    node.add_pre_set_parameters_callback(_typed_empty_lists)
+            node.declare_parameter(name, default, descriptor)
+    lists = {name: tp for name, (tp, _, _) in fields.items() if typing.get_origin(tp) in (list, List)}
+    node.add_pre_set_parameters_callback(lambda parameters: _typed_empty_lists(parameters, lists))
 
 
-def parameter_descriptor(name: str):
-    """The ParameterDescriptor of parameter ``name``: description, type (none for the
+def parameter_descriptor(name: str, tp=None, doc: str = "", metadata=None):
+    """The ParameterDescriptor of parameter ``name`` (of type ``tp``, documented ``doc``, with
+    field ``metadata``; all looked up when not given): description, type (none for the
     dynamically typed lists and on/off settings), range, accepted values, read-only."""
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
-    tp, _, doc = declared_fields()[name]
-    metadata = declared_metadata()[name]
+    if tp is None:
+        tp, _, doc = declared_fields()[name]
+    if metadata is None:
+        metadata = declared_metadata()[name]
     is_list = typing.get_origin(tp) in (list, List)
     descriptor = ParameterDescriptor(name=name, description=doc, read_only=name not in DYNAMIC_PARAMETERS)
     # lists: rclpy types an empty list as BYTE_ARRAY (see _declare_list), and the node checks
@@ -198,17 +204,15 @@ def _declare_list(node, name: str, tp, default, descriptor) -> None:
     node.set_descriptor(name, descriptor)
 
 
-def _typed_empty_lists(parameters: list) -> list:
-    """Pre-set callback: an empty list set for a list parameter (``ros2 param set ... "[]"``
-    sends an empty BOOL_ARRAY) is stored typed, like the declared one."""
+def _typed_empty_lists(parameters: list, lists: Dict[str, Any]) -> list:
+    """Pre-set callback: an empty list set for a list parameter (``lists``: name -> type;
+    ``ros2 param set ... "[]"`` sends an empty BOOL_ARRAY) is stored typed, like the declared one."""
     from rclpy.parameter import Parameter
 
-    fields = declared_fields()
     typed = []
     for parameter in parameters:
-        tp = fields[parameter.name][0] if parameter.name in fields else None
-        if tp is not None and typing.get_origin(tp) in (list, List) and parameter.type_ != Parameter.Type.NOT_SET \
-                and parameter.type_.name.endswith("ARRAY") and len(parameter.value) == 0:
+        tp = lists.get(parameter.name)
+        if tp is not None and parameter.type_.name.endswith("ARRAY") and len(parameter.value) == 0:
             parameter = Parameter(parameter.name, Parameter.Type(_parameter_type(tp)), [])
         typed.append(parameter)
     return typed
