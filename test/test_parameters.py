@@ -3,7 +3,6 @@ settings given as booleans, descriptor ranges and read-only flags from the confi
 typed empty lists. Each test uses its own context and localhost-only discovery."""
 import contextlib
 import os
-import threading
 import time
 import typing
 
