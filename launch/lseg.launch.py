@@ -12,13 +12,16 @@ derives them from the parameter dataclasses); left empty, a value comes from the
 file (config/lseg.yaml by default) and the profile, so no default is written twice.
 `ros2 launch lseg_ros lseg.launch.py --show-args` lists every argument with its description.
 """
+import functools
 import os
+import shutil
 import tempfile
 
 import yaml
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction
+from launch.actions import DeclareLaunchArgument, LogInfo, OpaqueFunction, RegisterEventHandler
+from launch.event_handlers import OnShutdown
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 
@@ -27,12 +30,28 @@ from lseg_ros.ros.launch_args import (EXECUTABLES, NODE_NAME, launch_arguments, 
                                       render_rviz_config)
 
 
-def _any_namespace_params_file(path):
+def _launch_file(files, name):
+    """Path of this launch's generated file `name` (params file, rviz config) in its own
+    directory (made when first needed), which _remove_launch_files removes at shutdown."""
+    if files.get("directory") is None:
+        files["directory"] = tempfile.mkdtemp(prefix="lseg_launch_")
+    return os.path.join(files["directory"], name)
+
+
+def _remove_launch_files(files, *event_and_context):
+    """OnShutdown handler: remove this launch's generated files (the launch ended or was stopped)."""
+    directory = files.pop("directory", None)
+    if directory is not None:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _any_namespace_params_file(path, files):
     """The params file with its `lseg_node:` section keyed `/**/lseg_node:`.
 
     rcl matches a bare `lseg_node:` key only to /lseg_node, so under a namespace (the
     `namespace` argument, or an including file's PushRosNamespace) the file would be
-    ignored without a word. Files without such a key are used as they are.
+    ignored without a word. Files without such a key are used as they are; a rewritten
+    one is one of this launch's generated files (`files`: see _launch_file).
     """
     with open(path, encoding="utf-8") as stream:
         content = yaml.safe_load(stream) or {}
@@ -40,9 +59,10 @@ def _any_namespace_params_file(path):
     if not bare_keys:
         return path
     rewritten = {("/**/" + NODE_NAME if key in bare_keys else key): value for key, value in content.items()}
-    with tempfile.NamedTemporaryFile("w", prefix="lseg_params_", suffix=".yaml", delete=False) as stream:
+    rewritten_path = _launch_file(files, "lseg_params.yaml")
+    with open(rewritten_path, "w", encoding="utf-8") as stream:
         yaml.safe_dump(rewritten, stream, default_flow_style=False)
-        return stream.name
+    return rewritten_path
 
 
 def _installed(package):
@@ -57,7 +77,7 @@ def _value(context, name):
     return LaunchConfiguration(name).perform(context)
 
 
-def _nodes(context, *args, **kwargs):
+def _nodes(context, files):
     parameters = node_parameters({name: _value(context, name) for name in parameter_arguments()})
     parameters["use_sim_time"] = parse_launch_bool("use_sim_time", _value(context, "use_sim_time"))
     share = get_package_share_directory("lseg_ros")
@@ -68,7 +88,7 @@ def _nodes(context, *args, **kwargs):
         name=NODE_NAME,
         namespace=_value(context, "namespace"),
         output="screen",
-        parameters=[_any_namespace_params_file(_value(context, "params_file")), parameters],
+        parameters=[_any_namespace_params_file(_value(context, "params_file"), files), parameters],
         remappings=remappings(_value(context, "image"), _value(context, "camera_info"),
                               _value(context, "labels_topic"), _value(context, "depth"), _value(context, "remaps")),
         ros_arguments=["--log-level", parse_log_level(_value(context, "log_level"))],
@@ -84,10 +104,11 @@ def _nodes(context, *args, **kwargs):
             with open(os.path.join(share, "config", "lseg.rviz"), encoding="utf-8") as stream:
                 rendered = render_rviz_config(stream.read(), image, _value(context, "namespace"),
                                               _value(context, "rviz_fixed_frame"), camera)
-            with tempfile.NamedTemporaryFile("w", prefix="lseg_", suffix=".rviz", delete=False) as stream:
+            rviz_config = _launch_file(files, "lseg.rviz")
+            with open(rviz_config, "w", encoding="utf-8") as stream:
                 stream.write(rendered)  # the displays follow this launch's image remap and namespace
             actions.append(Node(package="rviz2", executable="rviz2", name="lseg_rviz", output="screen",
-                                namespace=_value(context, "namespace"), arguments=["-d", stream.name],
+                                namespace=_value(context, "namespace"), arguments=["-d", rviz_config],
                                 parameters=[{"use_sim_time": parameters["use_sim_time"]}]))
     return actions
 
@@ -97,4 +118,7 @@ def generate_launch_description():
     arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
                  for name, (default, description) in
                  launch_arguments(os.path.join(share, "config", "lseg.yaml")).items()]
-    return LaunchDescription(arguments + [OpaqueFunction(function=_nodes)])
+    files = {}  # this launch's generated files: made by _nodes, removed when the launch shuts down
+    return LaunchDescription(arguments + [
+        OpaqueFunction(function=_nodes, kwargs={"files": files}),
+        RegisterEventHandler(OnShutdown(on_shutdown=functools.partial(_remove_launch_files, files)))])

@@ -20,11 +20,52 @@ import yaml
 from .profiles import PROFILE_NAMES, deep_merge, nest, profile_settings
 
 
-def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING):
-    """A dataclass field carrying its documentation in metadata['doc']."""
+@dataclass(frozen=True)
+class Range:
+    """The accepted values of a number field (of each item of a list field): ``low`` to
+    ``high``, None = unbounded, an ``open`` end excluded. One source for the validation's
+    error ("accepted: an integer in [16, 65536] (MB)") and the ROS parameter descriptor's
+    FloatingPointRange/IntegerRange (which is always closed: an open end is refused by the
+    validation when the node reads its parameters)."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    low_open: bool = False
+    high_open: bool = False
+    note: str = ""  # appended to the accepted text, e.g. "(0 = torch's default)"
+
+    def contains(self, value: Any) -> bool:
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        below = self.high is None or (value < self.high if self.high_open else value <= self.high)
+        return above and below
+
+    def accepted(self, integer: bool) -> str:
+        """'an integer in [16, 65536] (MB)', 'a value in (0, 1]', 'an integer >= 0', '> 0'."""
+        kind = "an integer" if integer else "a value"
+        low, high = (f"{end:g}" if isinstance(end, float) else str(end) for end in (self.low, self.high))
+        if self.low is not None and self.high is not None:
+            text = f"{kind} in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        elif self.low is not None:
+            text = f"{kind} {'>' if self.low_open else '>='} {low}"
+        else:
+            text = f"{kind} {'<' if self.high_open else '<='} {high}"
+        return f"{text} {self.note}" if self.note else text
+
+
+def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, *,
+         bounds: Optional[Range] = None, switch: bool = False):
+    """A dataclass field carrying its documentation in metadata['doc'], the accepted range of a
+    number in metadata['bounds'] (checked by :func:`range_checks`, published in the ROS
+    parameter descriptors), and metadata['switch'] for a string setting whose values include
+    on/off (a YAML or ROS boolean given for it reads as "on"/"off")."""
+    metadata = {"doc": text}
+    if bounds is not None:
+        metadata["bounds"] = bounds
+    if switch:
+        metadata["switch"] = True
     if factory is not dataclasses.MISSING:
-        return field(default_factory=factory, metadata={"doc": text})
-    return field(default=default, metadata={"doc": text})
+        return field(default_factory=factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 #: dense_clip.positional_resize values
@@ -34,13 +75,15 @@ POSITIONAL_RESIZES = ("auto", "scale_factor", "size")
 @dataclass
 class DenseClipConfig:
     mode: str = _doc("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
-    gaussian_std: float = _doc("naclip: std (in patches) of the neighbourhood prior.", 5.0)
+    gaussian_std: float = _doc("naclip: std (in patches) of the neighbourhood prior.", 5.0,
+                               bounds=Range(0.0, low_open=True))
     positional_resize: str = _doc("How the positional embedding is resized to other patch grids "
                                   "(bicubic): scale_factor (NACLIP, SCLIP, ClearCLIP: scale factor "
                                   "(grid + 0.1) / pretraining grid) | size (MaskCLIP: to the grid size) | "
                                   "auto (size for maskclip, scale_factor otherwise).", "auto")
-    window: int = _doc("Sliding-window size in model-input pixels; 0 disables.", 0)
-    stride: int = _doc("Sliding-window stride in model-input pixels.", 224)
+    window: int = _doc("Sliding-window size in model-input pixels; 0 disables.", 0,
+                       bounds=Range(0, 4096, note="(0 disables)"))
+    stride: int = _doc("Sliding-window stride in model-input pixels.", 224, bounds=Range(1, 4096))
     window_merge: str = _doc("How overlapping windows merge: logits (NACLIP, SCLIP, ClearCLIP: each "
                              "window's label logits resized to the window, averaged) | embeddings "
                              "(pixel embeddings averaged on the patch grid; one classification).", "logits")
@@ -51,16 +94,17 @@ class LSegConfig:
     arch_option: int = _doc("lang-seg's arch_option: the spatial-regularization head after the label "
                             "logits. 0 none; 1 bottleneck blocks (3x3 conv shared by all label maps plus "
                             "the per-pixel max over labels); 2 depthwise blocks (the 3x3 conv only). "
-                            "Must match the checkpoint: 1 and 2 have the same keys.", 0)
+                            "Must match the checkpoint: 1 and 2 have the same keys.", 0,
+                            bounds=Range(0, 2, note="(0 none, 1 bottleneck, 2 depthwise)"))
     block_depth: int = _doc("Spatial-regularization blocks with arch_option 1 or 2 (as upstream, 0 "
-                            "still runs one block; the last block has no activation).", 0)
+                            "still runs one block; the last block has no activation).", 0, bounds=Range(0, 16))
     activation: str = _doc("Activation in the spatial-regularization blocks: lrelu | tanh | relu.", "lrelu")
 
 
 @dataclass
 class VilSegConfig:
     clusters: int = _doc("ViL-Seg's online clustering head: number of clusters K (must match the "
-                         "checkpoint).", 16)
+                         "checkpoint).", 16, bounds=Range(2, 1024))
     cluster_inference: bool = _doc("Classify each cluster's mean embedding (ViL-Seg); false classifies "
                                    "every patch on its own.", True)
 
@@ -81,9 +125,11 @@ class LMSegConfig:
                                "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
                                "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
                                "Ignored when pretrained is an lmseg checkpoint.", "")
-    decoder_width: int = _doc("Channels of the fused features and the decoder; 0 = the preset's.", 0)
+    decoder_width: int = _doc("Channels of the fused features and the decoder; 0 = the preset's.", 0,
+                              bounds=Range(0, 4096, note="(0 = the preset's)"))
     fusion_init: float = _doc("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
-                              "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5)
+                              "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5,
+                              bounds=Range(0.0, 1.0, low_open=True, high_open=True))
     freeze_clip: bool = _doc("Training: keep the CLIP image tower frozen (LMSeg does; the text tower is "
                              "always frozen). Set false for a randomly initialized tower.", True)
     freeze_sam: bool = _doc("Training: keep the SAM image encoder frozen (LMSeg does). Set false for a "
@@ -93,10 +139,12 @@ class LMSegConfig:
 @dataclass
 class PostprocessConfig:
     cluster_k: int = _doc("ViL-Seg-style clustering: group pixel embeddings into K clusters "
-                          "and classify each cluster as a whole; 0 disables.", 0)
-    cluster_iters: int = _doc("k-means iterations for clustering.", 10)
-    pamr_iters: int = _doc("PAMR refinement iterations on the logits; 0 disables.", 0)
-    pamr_dilations: List[int] = _doc("PAMR neighbourhood dilations.", factory=lambda: [1, 2])
+                          "and classify each cluster as a whole; 0 disables.", 0,
+                          bounds=Range(0, 1024, note="(0 disables)"))
+    cluster_iters: int = _doc("k-means iterations for clustering.", 10, bounds=Range(1, 1000))
+    pamr_iters: int = _doc("PAMR refinement iterations on the logits; 0 disables.", 0,
+                           bounds=Range(0, 100, note="(0 disables)"))
+    pamr_dilations: List[int] = _doc("PAMR neighbourhood dilations.", factory=lambda: [1, 2], bounds=Range(1, 64))
     pamr_on: str = _doc("Where PAMR runs: input_probabilities (label probabilities at the model-input "
                         "resolution: fast) | output_logits (NACLIP: the logits at the output resolution, "
                         "guided by the model input resized to it; memory grows with output size x names).",
@@ -123,10 +171,11 @@ class SegmenterConfig:
                           "about).", "fp32")
     num_threads: int = _doc("CPU threads torch uses (torch.set_num_threads; process-wide); 0 = torch's "
                             "default (one per core). On a robot whose cores are shared with other "
-                            "processes, fewer threads can be faster.", 0)
+                            "processes, fewer threads can be faster.", 0,
+                            bounds=Range(0, 1024, note="(0 = torch's default)"))
     mha_fastpath: str = _doc("nn.MultiheadAttention's fused inference kernel, which open_clip's blocks "
                              "take (process-wide): auto (off on the CPU, where the plain path measured "
-                             "faster, on for CUDA) | on | off.", "auto")
+                             "faster, on for CUDA) | on | off.", "auto", switch=True)
     memory_format: str = _doc("Tensor layout of the image side: auto (channels_last for conv-heavy "
                               "backends (lseg) on the CPU, where it measured faster) | contiguous | "
                               "channels_last.", "auto")
@@ -137,16 +186,18 @@ class SegmenterConfig:
                         "warmup_height/warmup_width so the first frame is not slow.", "none")
     warmup_height: int = _doc("Height of a frame segmented once at start (compilation, CUDA graph capture, "
                               "kernel selection) so the first real frame is not slow; 0 = no warm-up. "
-                              "Use the camera's frame size.", 0)
-    warmup_width: int = _doc("Width of the warm-up frame; 0 = no warm-up.", 0)
+                              "Use the camera's frame size.", 0, bounds=Range(0, 16384, note="(0 = no warm-up)"))
+    warmup_width: int = _doc("Width of the warm-up frame; 0 = no warm-up.", 0,
+                             bounds=Range(0, 16384, note="(0 = no warm-up)"))
     stage_timings: str = _doc("Per-stage times in each result's timings: events (CUDA events, no "
                               "synchronization; wall clock on the CPU) | sync (synchronize after each "
-                              "stage: exact wall times, slower on CUDA) | off (the total only).", "events")
+                              "stage: exact wall times, slower on CUDA) | off (the total only).", "events",
+                              switch=True)
     confidence_dtype: str = _doc("float32 | float16: dtype of the confidence maps copied to the host "
                                  "(float16 halves the copy; values differ by < 5e-4).", "float32")
     confidence_scale: float = _doc("Confidence maps at this fraction of the output size (0 < s <= 1; the "
                                    "mask stays full size). 10 full-size float32 maps of a 640x480 frame "
-                                   "are 12 MB.", 1.0)
+                                   "are 12 MB.", 1.0, bounds=Range(0.0, 1.0, low_open=True))
     runtime: str = _doc("What runs the image side: torch | onnxruntime (the ONNX file onnx_model, written "
                         "by lseg-export; TensorRT, CUDA or CPU execution provider, in that order, when "
                         "present). The text side always runs in torch.", "torch")
@@ -154,30 +205,35 @@ class SegmenterConfig:
                            "file it is written in).", "")
     tensorrt_cache_dir: str = _doc("runtime onnxruntime: folder for TensorRT engines (built on the first "
                                    "run, reused after); empty = no cache.", "")
-    short_side: int = _doc("Model input short side in pixels.", 448)
-    max_long_side: int = _doc("Cap on the model input long side in pixels.", 896)
+    short_side: int = _doc("Model input short side in pixels.", 448, bounds=Range(32, 4096))
+    max_long_side: int = _doc("Cap on the model input long side in pixels.", 896, bounds=Range(32, 8192))
     input_resize: str = _doc("How images become model inputs: snap (short side to short_side, long side "
                              "capped, both rounded to the patch multiple, antialiased) | mmseg (the "
                              "papers' Resize(keep_ratio): scale min(short_side/short, max_long_side/long), "
                              "sides int(x*scale+0.5), bilinear without antialiasing, 8-bit; a last "
                              "partial patch is dropped as CLIP's patch conv drops it).", "snap")
-    output_height: int = _doc("Output mask height; 0 = the input image height.", 0)
-    output_width: int = _doc("Output mask width; 0 = the input image width.", 0)
+    output_height: int = _doc("Output mask height; 0 = the input image height.", 0,
+                              bounds=Range(0, 16384, note="(0 = the input's)"))
+    output_width: int = _doc("Output mask width; 0 = the input image width.", 0,
+                             bounds=Range(0, 16384, note="(0 = the input's)"))
     memory_budget_mb: int = _doc("Per-frame memory (MB) for upsampling logits to the output size and "
                                  "holding confidence maps. Upsampling runs in bands that fit in half "
                                  "of it; confidence maps larger than the other half are returned at a "
-                                 "reduced resolution (recorded with them).", 512)
+                                 "reduced resolution (recorded with them).", 512,
+                                 bounds=Range(16, 65536, note="(MB)"))
     logit_scale: float = _doc("Softmax temperature over labels; 0 = the backend's own "
-                              "(100 for CLIP, 1/0.07 for LSeg).", 0.0)
+                              "(100 for CLIP, 1/0.07 for LSeg).", 0.0,
+                              bounds=Range(0.0, note="(0 = the backend's own)"))
     threshold: float = _doc("Default minimum confidence; pixels below get unknown_value (or "
-                            "threshold_label).", 0.0)
-    unknown_value: int = _doc("Mask value for pixels below their label's threshold.", 255)
+                            "threshold_label).", 0.0, bounds=Range(0.0, 1.0))
+    unknown_value: int = _doc("Mask value for pixels below their label's threshold.", 255, bounds=Range(0, 65535))
     threshold_label: int = _doc("Label index that pixels below their threshold take instead of "
                                 "unknown_value (the papers' background class, index 0); -1 = "
-                                "unknown_value.", -1)
+                                "unknown_value.", -1, bounds=Range(-1, 65535, note="(-1 = unknown_value)"))
     area_threshold: float = _doc("SCLIP's area filter: a label (other than threshold_label) whose pixels "
                                  "make up less than this fraction of all pixels not given threshold_label "
-                                 "is dropped, its pixels taking their next best label; 0 disables.", 0.0)
+                                 "is dropped, its pixels taking their next best label; 0 disables.", 0.0,
+                                 bounds=Range(0.0, 1.0, high_open=True, note="(0 disables)"))
     prompt_templates: str = _doc("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
                                  "the scene.') | default (the backend's own: imagenet for dense_clip "
                                  "and lmseg, none for lseg).", "default")
@@ -185,7 +241,7 @@ class SegmenterConfig:
     attribute_prompts: str = _doc("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
                                   "the prompt bank's descriptions of its color, shape and material (the shipped "
                                   "bank, with prompt_bank over it): auto (on for backend lmseg, off for the "
-                                  "others) | on | off.", "auto")
+                                  "others) | on | off.", "auto", switch=True)
     prompt_bank: str = _doc("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
                             "file it is written in) whose classes replace or add to the shipped bank's; "
                             "empty = the shipped bank only.", "")
@@ -245,32 +301,21 @@ class SegmenterConfig:
         return resolve_attribute_prompts(self.attribute_prompts, self.backend)
 
     def validate(self) -> "SegmenterConfig":
-        checks = [
+        checks = range_checks(self) + [
             (self.precision in ("auto", "fp32", "fp16", "bf16"), "precision", "auto, fp32, fp16, bf16"),
-            (self.num_threads >= 0, "num_threads", "an integer >= 0 (0 = torch's default)"),
             (self.mha_fastpath in ("auto", "on", "off"), "mha_fastpath", "auto, on, off"),
             (self.memory_format in ("auto", "contiguous", "channels_last"), "memory_format",
              "auto, contiguous, channels_last"),
             (self.quantize in ("none", "int8"), "quantize", "none, int8"),
             (self.compile in ("none", "torch", "cuda_graphs"), "compile", "none, torch, cuda_graphs"),
-            (self.warmup_height >= 0 and self.warmup_width >= 0, "warmup_height/warmup_width", ">= 0"),
             ((self.warmup_height == 0) == (self.warmup_width == 0), "warmup_height/warmup_width",
              "both 0 (no warm-up) or both > 0"),
             (self.stage_timings in ("off", "events", "sync"), "stage_timings", "off, events, sync"),
             (self.confidence_dtype in ("float32", "float16"), "confidence_dtype", "float32, float16"),
-            (0.0 < self.confidence_scale <= 1.0, "confidence_scale", "a fraction in (0, 1]"),
             (self.runtime in ("torch", "onnxruntime"), "runtime", "torch, onnxruntime"),
             (self.runtime != "onnxruntime" or bool(self.onnx_model), "runtime/onnx_model",
              "onnx_model set to an exported .onnx file (lseg-export) with runtime onnxruntime"),
-            (self.short_side >= 32, "short_side", "an integer >= 32"),
             (self.max_long_side >= self.short_side, "max_long_side", f">= short_side ({self.short_side})"),
-            (self.output_height >= 0 and self.output_width >= 0, "output_height/output_width", ">= 0"),
-            (self.memory_budget_mb >= 16, "memory_budget_mb", "an integer >= 16 (MB)"),
-            (self.logit_scale >= 0, "logit_scale", ">= 0"),
-            (0.0 <= self.threshold <= 1.0, "threshold", "a value in [0, 1]"),
-            (0 <= self.unknown_value <= 65535, "unknown_value", "an integer in [0, 65535]"),
-            (self.threshold_label >= -1, "threshold_label", "-1 (unknown_value) or a label index >= 0"),
-            (0.0 <= self.area_threshold < 1.0, "area_threshold", "a fraction in [0, 1)"),
             (self.profile in PROFILE_NAMES, "profile", ", ".join(PROFILE_NAMES)),
             (self.input_resize in ("snap", "mmseg"), "input_resize", "snap, mmseg"),
             (self.prompt_templates in ("none", "single", "imagenet", "maskclip", "default"), "prompt_templates",
@@ -285,33 +330,62 @@ class SegmenterConfig:
              "maskclip, sclip, clearclip, naclip"),
             (self.dense_clip.positional_resize in POSITIONAL_RESIZES, "dense_clip.positional_resize",
              ", ".join(POSITIONAL_RESIZES)),
-            (self.dense_clip.window >= 0 and self.dense_clip.stride > 0, "dense_clip.window/dense_clip.stride",
-             "window >= 0 and stride > 0"),
             (self.dense_clip.window_merge in ("logits", "embeddings"), "dense_clip.window_merge",
              "logits, embeddings"),
-            (self.dense_clip.gaussian_std > 0, "dense_clip.gaussian_std", "> 0"),
-            (self.lseg.arch_option in (0, 1, 2), "lseg.arch_option", "0 (none), 1 (bottleneck), 2 (depthwise)"),
-            (self.lseg.block_depth >= 0, "lseg.block_depth", ">= 0"),
             (self.lseg.arch_option != 0 or self.lseg.block_depth == 0, "lseg.arch_option/lseg.block_depth",
              "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
              "what block_depth > 0 alone selected before) or 2 (depthwise)"),
             (self.lseg.activation in ("lrelu", "tanh", "relu"), "lseg.activation", "lrelu, tanh, relu"),
+            (bool(self.postprocess.pamr_dilations), "postprocess.pamr_dilations",
+             "a non-empty list of integers in [1, 64]"),
             (self.lmseg.clip_mode in ("maskclip", "sclip", "clearclip", "naclip"), "lmseg.clip_mode",
              "maskclip, sclip, clearclip, naclip"),
-            (self.lmseg.decoder_width >= 0, "lmseg.decoder_width", ">= 0 (0 = the preset's)"),
-            (0.0 < self.lmseg.fusion_init < 1.0, "lmseg.fusion_init", "a weight in (0, 1)"),
-            (self.vilseg.clusters >= 2, "vilseg.clusters", "an integer >= 2"),
-            (self.postprocess.cluster_k >= 0, "postprocess.cluster_k", ">= 0"),
-            (self.postprocess.cluster_iters >= 1, "postprocess.cluster_iters", ">= 1"),
-            (self.postprocess.pamr_iters >= 0, "postprocess.pamr_iters", ">= 0"),
-            (bool(self.postprocess.pamr_dilations) and all(d >= 1 for d in self.postprocess.pamr_dilations),
-             "postprocess.pamr_dilations", "a non-empty list of integers >= 1"),
         ]
         check_values(self, checks)
         return self
 
 
 # ---------------------------------------------------------------------- helpers
+def field_metadata(cls, prefix: str = "") -> Dict[str, Mapping[str, Any]]:
+    """{'dotted.name': metadata} for every leaf field of ``cls`` (doc, bounds, switch)."""
+    metadata: Dict[str, Mapping[str, Any]] = {}
+    types = _field_types(cls)
+    for f in dataclasses.fields(cls):
+        if _is_dataclass_type(types[f.name]):
+            metadata.update(field_metadata(types[f.name], prefix + f.name + "."))
+        else:
+            metadata[prefix + f.name] = f.metadata
+    return metadata
+
+
+def field_bounds(cls) -> Dict[str, "Range"]:
+    """{'dotted.name': Range} of every leaf field of ``cls`` that has one."""
+    return {name: meta["bounds"] for name, meta in field_metadata(cls).items() if "bounds" in meta}
+
+
+def switch_fields(cls) -> List[str]:
+    """Dotted names of the string settings whose values include on/off (see :func:`_doc`)."""
+    return [name for name, meta in field_metadata(cls).items() if meta.get("switch")]
+
+
+def range_checks(config: Any) -> list:
+    """``(ok, name, accepted)`` checks (for :func:`check_values`) of every field of ``config``
+    with bounds: a number within them, or a list whose every item is."""
+    flat = flatten(config)
+    types = {name: tp for name, (tp, _, _) in field_docs(type(config)).items()}
+    checks = []
+    for name, bounds in field_bounds(type(config)).items():
+        value, tp = flat[name], types[name]
+        if typing.get_origin(tp) in (list, List):
+            (item_tp,) = typing.get_args(tp)
+            ok = all(bounds.contains(item) for item in value)
+            accepted = f"a list of {bounds.accepted(item_tp is int).replace('an integer', 'integers', 1)}"
+        else:
+            ok, accepted = bounds.contains(value), bounds.accepted(tp is int)
+        checks.append((ok, name, accepted))
+    return checks
+
+
 def check_values(config: Any, checks, what: str = "config value") -> None:
     """Raise ValueError for the first ``(ok, name, accepted)`` check that failed, naming the
     field(s) (dotted; ``a/b`` for a check over two fields), their values and what is accepted."""
@@ -337,7 +411,9 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _coerce(value: Any, tp: Any, name: str) -> Any:
+def _coerce(value: Any, tp: Any, name: str, switch: bool = False) -> Any:
+    """``value`` as type ``tp`` (field ``name``); for a ``switch`` field (values include on/off)
+    a boolean is "on"/"off": YAML 1.1 and ROS read an unquoted on/off/yes/no/true/false as one."""
     origin = typing.get_origin(tp)
     if origin in (list, List):
         (item_tp,) = typing.get_args(tp) or (str,)
@@ -365,6 +441,11 @@ def _coerce(value: Any, tp: Any, name: str) -> Any:
             raise ValueError(f"config field {name} expects an integer, got {value!r}")
         return converted
     if tp is str:
+        if isinstance(value, bool):
+            if switch:
+                return "on" if value else "off"
+            raise ValueError(f"config field {name} expects a string, got the boolean {value!r} (YAML reads "
+                             "unquoted yes/no/on/off/true/false as booleans: quote the value)")
         if not isinstance(value, (str, int, float)):
             raise ValueError(f"config field {name} expects a string, got {value!r}")
         return str(value)
@@ -384,12 +465,13 @@ def from_dict(cls, data: Mapping[str, Any], source: str = "config", prefix: str 
         raise ValueError(f"{source}: unknown config key(s) {[prefix + k for k in unknown]}; "
                          f"known: {sorted(prefix + k for k in known)}")
     kwargs = {}
+    metadata = {f.name: f.metadata for f in dataclasses.fields(cls)}
     for name, value in data.items():
         tp = types[name]
         if _is_dataclass_type(tp):
             kwargs[name] = from_dict(tp, value or {}, source, prefix + name + ".")
         else:
-            kwargs[name] = _coerce(value, tp, prefix + name)
+            kwargs[name] = _coerce(value, tp, prefix + name, switch=bool(metadata[name].get("switch")))
     return cls(**kwargs)
 
 

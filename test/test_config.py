@@ -81,3 +81,79 @@ def test_relative_weights_path_in_yaml_is_relative_to_the_yaml_file(tmp_path, mo
     assert SegmenterConfig.from_yaml("models/robot.yaml").pretrained == str(tmp_path / "models" / "robot.safetensors")
     path.write_text("pretrained: openai\n")
     assert SegmenterConfig.from_yaml(path).pretrained == "openai"
+
+
+# ------------------------------------------------------------ on/off settings
+def _accepts(name, value):
+    try:
+        with_overrides(SegmenterConfig(), {name: value}).validate()
+        return True
+    except ValueError:
+        return False
+
+
+def test_switch_fields_are_every_string_setting_that_accepts_on_or_off():
+    from lseg_ros.config import switch_fields
+
+    # settings with a fixed set of values (validate() refuses other words) of which on or off is one
+    choices = [name for name, (tp, _, _) in field_docs(SegmenterConfig).items()
+               if tp is str and not _accepts(name, "no-such-value")]
+    accepting = {name for name in choices if _accepts(name, "on") or _accepts(name, "off")}
+    assert accepting == set(switch_fields(SegmenterConfig)) == {"mha_fastpath", "attribute_prompts", "stage_timings"}
+
+
+def test_yaml_on_off_reads_as_on_off_for_every_switch_setting(tmp_path):
+    # YAML 1.1 reads the README's `attribute_prompts: on` as the boolean true
+    path = tmp_path / "c.yaml"
+    path.write_text("attribute_prompts: on\nmha_fastpath: off\nstage_timings: off\n")
+    config = SegmenterConfig.from_yaml(path).validate()
+    assert (config.attribute_prompts, config.mha_fastpath, config.stage_timings) == ("on", "off", "off")
+    path.write_text("attribute_prompts: yes\nmha_fastpath: true\n")
+    config = SegmenterConfig.from_yaml(path).validate()
+    assert (config.attribute_prompts, config.mha_fastpath) == ("on", "on")
+
+
+def test_boolean_for_a_switch_without_on_names_the_accepted_values(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("stage_timings: on\n")
+    with pytest.raises(ValueError, match=r"stage_timings='on'; accepted: off, events, sync"):
+        SegmenterConfig.from_yaml(path).validate()
+
+
+def test_boolean_for_another_string_setting_says_to_quote_it(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("device: yes\n")
+    with pytest.raises(ValueError, match=r"device expects a string, got the boolean True .*quote"):
+        SegmenterConfig.from_yaml(path)
+
+
+# ------------------------------------------------------------------- ranges
+@pytest.mark.parametrize("name, value, accepted", [
+    ("memory_budget_mb", 10 ** 12, "an integer in [16, 65536] (MB)"),
+    ("short_side", 100000, "an integer in [32, 4096]"),
+    ("num_threads", 10 ** 6, "an integer in [0, 1024]"),
+    ("output_height", 10 ** 6, "an integer in [0, 16384]"),
+    ("postprocess.cluster_k", 10 ** 6, "an integer in [0, 1024]"),
+    ("postprocess.pamr_iters", 10 ** 6, "an integer in [0, 100]"),
+    ("postprocess.pamr_dilations", [1, 10 ** 6], "a list of integers in [1, 64]"),
+    ("dense_clip.stride", 10 ** 6, "an integer in [1, 4096]"),
+    ("vilseg.clusters", 10 ** 6, "an integer in [2, 1024]"),
+    ("confidence_scale", 0.0, "a value in (0, 1]"),
+    ("threshold", 7.0, "a value in [0, 1]"),
+])
+def test_out_of_range_values_are_refused_naming_value_and_range(name, value, accepted):
+    with pytest.raises(ValueError) as error:
+        with_overrides(SegmenterConfig(), {name: value}).validate()
+    assert f"{name}={value!r}; accepted: {accepted}" in str(error.value)
+
+
+def test_every_number_setting_has_bounds_and_its_default_lies_within():
+    from lseg_ros.config import field_bounds
+
+    bounds = field_bounds(SegmenterConfig)
+    for name, (tp, default, _) in field_docs(SegmenterConfig).items():
+        if tp in (int, float):
+            assert name in bounds, name
+            assert bounds[name].contains(default), name
+        if tp is int:  # an integer can allocate memory or time: every one is bounded above
+            assert bounds[name].high is not None, name

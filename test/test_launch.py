@@ -200,7 +200,7 @@ def test_params_file_for_lseg_node_applies_in_any_namespace(tmp_path, monkeypatc
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     params_file = tmp_path / "custom.yaml"
     params_file.write_text("lseg_node:\n  ros__parameters:\n    short_side: 224\n")
-    rewritten = launch_helpers()["_any_namespace_params_file"](str(params_file))
+    rewritten = launch_helpers()["_any_namespace_params_file"](str(params_file), {})
     assert yaml.safe_load(open(rewritten)) == {"/**/lseg_node": {"ros__parameters": {"short_side": 224}}}
 
     context = rclpy.Context()
@@ -218,7 +218,44 @@ def test_params_file_for_lseg_node_applies_in_any_namespace(tmp_path, monkeypatc
 def test_params_file_without_a_lseg_node_section_is_used_as_it_is(tmp_path):
     params_file = tmp_path / "wildcard.yaml"
     params_file.write_text("/**:\n  ros__parameters:\n    short_side: 224\n")
-    assert launch_helpers()["_any_namespace_params_file"](str(params_file)) == str(params_file)
+    files = {}
+    assert launch_helpers()["_any_namespace_params_file"](str(params_file), files) == str(params_file)
+    assert files == {}  # nothing generated: nothing to remove
+
+
+def test_generated_launch_files_are_removed_when_the_launch_shuts_down(tmp_path, monkeypatch):
+    # the launch registers an OnShutdown handler removing the files _nodes generates (in one directory)
+    (function,) = [node for node in LAUNCH_TREE.body if isinstance(node, ast.FunctionDef)
+                   and node.name == "generate_launch_description"]
+    source = ast.unparse(function)
+    assert "OpaqueFunction(function=_nodes, kwargs={'files': files})" in source
+    assert "RegisterEventHandler(OnShutdown(on_shutdown=functools.partial(_remove_launch_files, files)))" in source
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    helpers = launch_helpers()
+    params_file = tmp_path / "custom.yaml"
+    params_file.write_text("lseg_node:\n  ros__parameters:\n    short_side: 224\n")
+    files = {}
+    rewritten = helpers["_any_namespace_params_file"](str(params_file), files)
+    rviz = helpers["_launch_file"](files, "lseg.rviz")
+    pathlib.Path(rviz).write_text("rviz")
+    assert pathlib.Path(rewritten).parent == pathlib.Path(rviz).parent == pathlib.Path(files["directory"])
+    assert list((tmp_path / "tmp").iterdir()) == [pathlib.Path(files["directory"])]
+    helpers["_remove_launch_files"](files, "shutdown event", "context")  # as OnShutdown calls it
+    assert list((tmp_path / "tmp").iterdir()) == [] and params_file.is_file()
+    helpers["_remove_launch_files"](files, "shutdown event", "context")  # a second shutdown: nothing left
+
+
+@pytest.mark.parametrize("text, value", [("off", "off"), ("OFF", "off"), ("on", "on"), ("true", "on"),
+                                         ("False", "off"), ("yes", "on"), ("0", "off"), ("auto", "auto")])
+def test_on_off_launch_arguments_take_boolean_spellings(text, value):
+    from lseg_ros.config import SegmenterConfig, switch_fields
+
+    names = switch_fields(SegmenterConfig)
+    assert {"mha_fastpath", "attribute_prompts", "stage_timings"} <= set(names)
+    for name in names:
+        assert launch_args.node_parameters({name: text}) == {name: value}, name
+    assert launch_args.node_parameters({"device": "true"}) == {"device": "true"}  # other strings stay as given
 
 
 # ---------------------------------------------------------------------- topics
@@ -437,6 +474,24 @@ def test_rendered_rviz_config_follows_the_image_remap_and_the_namespace(image, n
 def test_rendered_rviz_config_takes_the_fixed_frame():
     rendered = yaml.safe_load(launch_args.render_rviz_config(RVIZ_FILE.read_text(), "/x", "", "zed_left_optical"))
     assert rendered["Visualization Manager"]["Global Options"]["Fixed Frame"] == "zed_left_optical"
+
+
+def test_launch_shutdown_removes_the_generated_params_and_rviz_files(launch_module, monkeypatch, tmp_path):
+    from launch import LaunchContext
+    from launch.actions import RegisterEventHandler
+    from launch.events import Shutdown
+
+    monkeypatch.setattr(launch_module, "_installed", lambda package: True)
+    params_file = tmp_path / "custom.yaml"
+    params_file.write_text("lseg_node:\n  ros__parameters:\n    short_side: 224\n")
+    description = launch_module.generate_launch_description()
+    context, node, (rviz,) = _run_arguments(description, {"rviz": "true", "params_file": str(params_file)})
+    generated = [_options(_command_line(node, context), "--params-file")[0],
+                 _options(_command_line(rviz, context), "-d")[0]]
+    assert all(os.path.isfile(path) for path in generated)
+    (handler,) = [entity for entity in description.entities if isinstance(entity, RegisterEventHandler)]
+    handler.event_handler.handle(Shutdown(), LaunchContext())
+    assert not any(os.path.exists(path) for path in generated) and params_file.is_file()
 
 
 def test_lifecycle_argument_runs_the_managed_node(launch_module):

@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Mapping, Tuple
 
 from ..config import _coerce
 from ..validation import parse_label_text
-from .params import declared_fields
+from .params import declared_fields, declared_metadata
 
 NODE_NAME = "lseg_node"
 
@@ -86,8 +86,10 @@ def parse_log_level(value: str) -> str:
 def node_parameters(values: Mapping[str, str]) -> Dict[str, Any]:
     """Typed lseg_node parameter values of the non-empty parameter arguments in ``values``
     (launch passes strings; a string given to a number or bool parameter would stop the
-    node). Lists read like the labels topic ('person; man, door'); ValueError names a bad one."""
+    node). Lists read like the labels topic ('person; man, door'); on/off settings take a
+    boolean's spellings too (true -> on); ValueError names a bad one."""
     fields = declared_fields()
+    switches = {name for name, metadata in declared_metadata().items() if metadata.get("switch")}
     parameters: Dict[str, Any] = {}
     for name, text in values.items():
         if name not in fields:
@@ -97,6 +99,8 @@ def node_parameters(values: Mapping[str, str]) -> Dict[str, Any]:
         tp = fields[name][0]
         if tp is bool:
             parameters[name] = parse_launch_bool(name, text)
+        elif name in switches:
+            parameters[name] = switch_text(text)
         elif typing.get_origin(tp) in (list, List):
             items = parse_label_text(text) if name == "labels" else _list_text(text)
             parameters[name] = _coerce(items, tp, name)
@@ -106,6 +110,17 @@ def node_parameters(values: Mapping[str, str]) -> Dict[str, Any]:
             except ValueError as error:
                 raise ValueError(f"launch argument {name}:={text!r}: {error}") from None
     return parameters
+
+
+#: a boolean's spellings (launch's, YAML 1.1's) -> the on/off settings' value (mha_fastpath:=true)
+SWITCH_SPELLINGS = {"on": "on", "true": "on", "yes": "on", "1": "on", "off": "off", "false": "off", "no": "off",
+                    "0": "off"}
+
+
+def switch_text(text: str) -> str:
+    """An on/off setting's argument (``mha_fastpath:=off``, ``attribute_prompts:=True``): a
+    boolean spelling, any case, is "on"/"off"; other words (auto, events) pass as they are."""
+    return SWITCH_SPELLINGS.get(text.strip().lower(), text)
 
 
 def _list_text(text: str) -> List[str]:

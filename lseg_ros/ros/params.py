@@ -2,17 +2,19 @@
 
 Every leaf field of :class:`~lseg_ros.config.SegmenterConfig` and :class:`NodeConfig`
 becomes a parameter of the same dotted name (``dense_clip.mode``), with the field's
-documentation as its description. Fields that need a model rebuild are read-only at run
-time; ``labels``, ``threshold`` and ``overlay_alpha`` can change while running.
+documentation as its description and its bounds as its range. Fields that need a model
+rebuild are read-only at run time; DYNAMIC_PARAMETERS can change while running.
 """
 from __future__ import annotations
 
+import math
 import re
 import typing
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
-from ..config import SegmenterConfig, _doc, check_values, field_docs, flatten, from_dict, with_overrides
+from ..config import (Range, SegmenterConfig, _doc, check_values, field_docs, field_metadata, flatten, from_dict,
+                      range_checks, with_overrides)
 from ..profiles import PROFILE_NAMES, profile_fields
 
 #: parameters that may change while the node runs (all others need a restart)
@@ -27,13 +29,16 @@ class NodeConfig:
                                 "remapped image topic).", "raw")
     use_compressed: bool = _doc("Deprecated (use image_transport:=compressed; removed in the next release): "
                                 "true selects the compressed transport.", False)
-    max_image_pixels: int = _doc("Frames with more pixels than this are rejected.", 4096 * 4096)
-    max_labels: int = _doc("Label queries with more labels than this are rejected.", 255)
-    max_label_chars: int = _doc("Label names or prompts longer than this are rejected.", 256)
-    max_prompts_per_label: int = _doc("Label queries with more extra prompts per label than this are rejected.", 32)
+    max_image_pixels: int = _doc("Frames with more pixels than this are rejected.", 4096 * 4096,
+                                 bounds=Range(1, 16384 * 16384))
+    max_labels: int = _doc("Label queries with more labels than this are rejected.", 255, bounds=Range(1, 4096))
+    max_label_chars: int = _doc("Label names or prompts longer than this are rejected.", 256, bounds=Range(1, 4096))
+    max_prompts_per_label: int = _doc("Label queries with more extra prompts per label than this are rejected.", 32,
+                                      bounds=Range(0, 256))
     set_labels_timeout: float = _doc("Longest time (s) a ~/set_labels call waits for its label set to be "
                                      "encoded and put in use before it answers failure (the set is still "
-                                     "applied when ready).", 30.0)
+                                     "applied when ready).", 30.0,
+                                     bounds=Range(0.0, 3600.0, low_open=True, note="(seconds)"))
     image_qos: str = _doc("Image subscription QoS: sensor_data (best effort; matches any camera) | reliable "
                           "(matches only reliable publishers; use it for large frames between processes, "
                           "which best-effort DDS may drop).", "sensor_data")
@@ -41,63 +46,54 @@ class NodeConfig:
                               "subscribes `<name>/image` (`<name>/camera_info`, `<name>/depth`) and publishes "
                               "under `~/<name>/`; the newest frames of all cameras are segmented in one "
                               "batched forward. Empty: one camera on `image`, outputs under `~/`.", factory=list)
-    overlay_alpha: float = _doc("Opacity of label colors in ~/overlay.", 0.5)
-    diagnostics_period: float = _doc("Seconds between /diagnostics messages.", 1.0)
+    overlay_alpha: float = _doc("Opacity of label colors in ~/overlay.", 0.5, bounds=Range(0.0, 1.0))
+    diagnostics_period: float = _doc("Seconds between /diagnostics messages.", 1.0,
+                                     bounds=Range(0.0, 3600.0, low_open=True, note="(seconds)"))
     input_timeout: float = _doc("Seconds without a frame after which diagnostics WARN (naming the subscribed "
-                                "topic) and a log line says so; 0 disables.", 5.0)
+                                "topic) and a log line says so; 0 disables.", 5.0,
+                                bounds=Range(0.0, note="(seconds; 0 disables)"))
     min_rate: float = _doc("Lowest acceptable input frame rate (Hz) for the 'input frequency' diagnostics "
-                           "(diagnostic_updater FrequencyStatus); 0 = any rate above zero.", 0.0)
-    max_rate: float = _doc("Highest acceptable input frame rate (Hz); 0 = no upper bound.", 0.0)
-    rate_tolerance: float = _doc("Relative tolerance on min_rate/max_rate.", 0.1)
-    rate_window: int = _doc("Diagnostics periods the input rate is averaged over.", 5)
+                           "(diagnostic_updater FrequencyStatus); 0 = any rate above zero.", 0.0,
+                           bounds=Range(0.0, note="(Hz)"))
+    max_rate: float = _doc("Highest acceptable input frame rate (Hz); 0 = no upper bound.", 0.0,
+                           bounds=Range(0.0, note="(Hz; 0 = no upper bound)"))
+    rate_tolerance: float = _doc("Relative tolerance on min_rate/max_rate.", 0.1,
+                                 bounds=Range(0.0, 1.0, high_open=True))
+    rate_window: int = _doc("Diagnostics periods the input rate is averaged over.", 5, bounds=Range(1, 1000))
     max_stamp_delay: float = _doc("Largest acceptable age (s) of a frame's header stamp on arrival "
                                   "('input timestamps' diagnostics, diagnostic_updater TimeStampStatus).", 5.0)
     min_stamp_delay: float = _doc("Smallest acceptable age (s); negative allows stamps that far in the future.", -1.0)
     depth_slop: float = _doc("Largest stamp difference (s) between a color frame and the depth image paired "
                              "with it (the nearest one wins; an exact match always does). The image path "
                              "never waits for depth: a frame without a depth image this close gets no 3D "
-                             "outputs and is counted as unmatched.", 0.05)
+                             "outputs and is counted as unmatched.", 0.05, bounds=Range(0.0, note="(seconds)"))
     points_stride: int = _doc("~/points and ~/obstacle_points: every n-th pixel of the mask's grid along "
-                              "each axis (1 = every pixel: 307,200 points at 640x480).", 2)
+                              "each axis (1 = every pixel: 307,200 points at 640x480).", 2, bounds=Range(1, 4096))
     min_depth: float = _doc("Depths (m) below this are left out of ~/points, ~/obstacle_points and the "
-                            "objects' 3D values.", 0.1)
-    max_depth: float = _doc("Depths (m) above this are left out.", 10.0)
+                            "objects' 3D values.", 0.1, bounds=Range(0.0, note="(metres)"))
+    max_depth: float = _doc("Depths (m) above this are left out.", 10.0,
+                            bounds=Range(0.0, low_open=True, note="(metres)"))
     points_include_unknown: bool = _doc("Include pixels of no label (unknown_value) in ~/points.", False)
     obstacle_labels: List[str] = _doc("Labels whose pixels are published on ~/obstacle_points (for Nav2's "
                                       "obstacle/voxel layer), e.g. 'person, stairs, glass door'; a label "
                                       "with synonyms is matched by any of its names. Empty: nothing is "
                                       "published.", factory=list)
     min_object_pixels: int = _doc("~/objects: connected regions smaller than this (mask pixels) are not "
-                                  "objects.", 50)
+                                  "objects.", 50, bounds=Range(1, note="(mask pixels)"))
     object_depth_band: float = _doc("~/objects: points farther than this (m) from a region's median depth "
                                     "are left out of its centroid and extent (background bleeding into "
-                                    "the outline).", 0.5)
+                                    "the outline).", 0.5, bounds=Range(0.0, low_open=True, note="(metres)"))
     embeddings_every_n: int = _doc("~/embeddings is published for every n-th processed frame (when "
-                                   "subscribed).", 1)
+                                   "subscribed).", 1, bounds=Range(1, 100000))
 
     def validate(self) -> "NodeConfig":
-        checks = [
-            (self.max_image_pixels >= 1, "max_image_pixels", ">= 1"),
-            (self.max_labels >= 1, "max_labels", ">= 1"),
-            (self.max_label_chars >= 1, "max_label_chars", ">= 1"),
-            (self.max_prompts_per_label >= 0, "max_prompts_per_label", ">= 0"),
+        checks = range_checks(self) + [
             (self.image_qos in ("sensor_data", "reliable"), "image_qos", "sensor_data, reliable"),
             (self.image_transport in ("raw", "compressed"), "image_transport", "raw, compressed"),
-            (0.0 <= self.overlay_alpha <= 1.0, "overlay_alpha", "a value in [0, 1]"),
-            (self.diagnostics_period > 0, "diagnostics_period", "> 0 seconds"),
-            (self.set_labels_timeout > 0, "set_labels_timeout", "> 0 seconds"),
-            (self.input_timeout >= 0, "input_timeout", ">= 0 seconds (0 disables)"),
             (self.min_rate >= 0 and self.max_rate >= 0 and (self.max_rate == 0 or self.max_rate >= self.min_rate),
              "min_rate/max_rate", "rates >= 0 Hz with max_rate 0 (no bound) or >= min_rate"),
-            (0 <= self.rate_tolerance < 1, "rate_tolerance", "a fraction in [0, 1)"),
-            (self.rate_window >= 1, "rate_window", ">= 1"),
             (self.max_stamp_delay > self.min_stamp_delay, "min_stamp_delay/max_stamp_delay", "min < max"),
-            (self.depth_slop >= 0, "depth_slop", ">= 0 seconds"),
-            (self.points_stride >= 1, "points_stride", ">= 1"),
             (0 <= self.min_depth < self.max_depth, "min_depth/max_depth", "0 <= min_depth < max_depth (metres)"),
-            (self.min_object_pixels >= 1, "min_object_pixels", ">= 1"),
-            (self.object_depth_band > 0, "object_depth_band", "> 0 metres"),
-            (self.embeddings_every_n >= 1, "embeddings_every_n", ">= 1"),
         ]
         check_values(self, checks, "parameter")
         check_camera_names(self.cameras)
@@ -131,22 +127,102 @@ def declared_fields() -> Dict[str, tuple]:
 
 def declare_parameters(node) -> None:
     """Declare every parameter. ``profile`` first: the others default to its settings, so a
-    profile given as a parameter applies beneath any value given explicitly."""
+    profile given as a parameter applies beneath any value given explicitly.
+
+    Each descriptor carries the field's range (FloatingPointRange/IntegerRange, from the
+    config field's bounds: rclpy refuses values outside it, naming value and range) and its
+    accepted values as text, and is read-only unless the parameter is one of
+    DYNAMIC_PARAMETERS. List parameters are typed STRING_ARRAY/... even when empty, and
+    on/off settings (mha_fastpath, ...) take a string or a boolean (``-p mha_fastpath:=off``:
+    ROS reads an unquoted off as false), read as "on"/"off" by :func:`read_configs`."""
     from rcl_interfaces.msg import ParameterDescriptor
 
     fields = declared_fields()
+    metadata = declared_metadata()
     profile_type, profile_default, profile_doc = fields.pop("profile")
     profile = node.declare_parameter("profile", profile_default, ParameterDescriptor(
         name="profile", description=profile_doc, type=_parameter_type(profile_type), read_only=True)).value
     profile_defaults = flatten(SegmenterConfig.for_profile(profile)) if profile in PROFILE_NAMES else {}
     for name, (tp, default, doc) in fields.items():
         default = profile_defaults.get(name, default)
-        is_list = typing.get_origin(tp) in (list, List)
-        # rclpy types an empty list as BYTE_ARRAY; list parameters therefore skip rclpy's type
-        # check and are validated by the node (and by read_configs) instead.
-        descriptor = ParameterDescriptor(name=name, description=doc, type=_parameter_type(tp),
-                                         read_only=name not in DYNAMIC_PARAMETERS, dynamic_typing=is_list)
-        node.declare_parameter(name, default, descriptor)
+        descriptor = parameter_descriptor(name, tp, doc, metadata[name])
+        if typing.get_origin(tp) in (list, List):
+            _declare_list(node, name, tp, default, descriptor)
+        else:
+            node.declare_parameter(name, default, descriptor)
+    lists = {name: tp for name, (tp, _, _) in fields.items() if typing.get_origin(tp) in (list, List)}
+    node.add_pre_set_parameters_callback(lambda parameters: _typed_empty_lists(parameters, lists))
+
+
+def parameter_descriptor(name: str, tp=None, doc: str = "", metadata=None):
+    """The ParameterDescriptor of parameter ``name`` (of type ``tp``, documented ``doc``, with
+    field ``metadata``; all looked up when not given): description, type (none for the
+    dynamically typed lists and on/off settings), range, accepted values, read-only."""
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+
+    if tp is None:
+        tp, _, doc = declared_fields()[name]
+    if metadata is None:
+        metadata = declared_metadata()[name]
+    is_list = typing.get_origin(tp) in (list, List)
+    descriptor = ParameterDescriptor(name=name, description=doc, read_only=name not in DYNAMIC_PARAMETERS)
+    # lists: rclpy types an empty list as BYTE_ARRAY (see _declare_list), and the node checks
+    # their items with its own messages; on/off settings: a string or a boolean
+    descriptor.dynamic_typing = is_list or bool(metadata.get("switch"))
+    if not descriptor.dynamic_typing:
+        descriptor.type = _parameter_type(tp)
+    bounds = metadata.get("bounds")
+    if bounds is not None and not is_list:
+        descriptor.additional_constraints = f"accepted: {bounds.accepted(tp is int)}"
+        if tp is int:
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(bounds.low) if bounds.low is not None else -2 ** 63,
+                to_value=int(bounds.high) if bounds.high is not None else 2 ** 63 - 1, step=0)]
+        else:
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(bounds.low) if bounds.low is not None else -math.inf,
+                to_value=float(bounds.high) if bounds.high is not None else math.inf, step=0.0)]
+    elif bounds is not None:
+        descriptor.additional_constraints = f"accepted: items {bounds.accepted(True)}"
+    elif metadata.get("switch"):
+        descriptor.additional_constraints = "a string; a boolean reads as on (true) or off (false)"
+    return descriptor
+
+
+def _declare_list(node, name: str, tp, default, descriptor) -> None:
+    """Declare list parameter ``name``; an empty value is stored typed (STRING_ARRAY for
+    List[str]): rclpy would type it BYTE_ARRAY (or NOT_SET, from ``[]`` in a params file)."""
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.parameter import Parameter
+
+    node.declare_parameter(name, default, ParameterDescriptor(name=name, dynamic_typing=True))
+    if not _plain(node.get_parameter(name).value):
+        empty = Parameter(name, Parameter.Type(_parameter_type(tp)), [])
+        # a statically typed descriptor refuses the untyped empty value and takes the typed one
+        node.set_descriptor(name, ParameterDescriptor(name=name, type=_parameter_type(tp)),
+                            alternative_value=empty.get_parameter_value())
+    node.set_descriptor(name, descriptor)
+
+
+def _typed_empty_lists(parameters: list, lists: Dict[str, Any]) -> list:
+    """Pre-set callback: an empty list set for a list parameter (``lists``: name -> type;
+    ``ros2 param set ... "[]"`` sends an empty BOOL_ARRAY) is stored typed, like the declared one."""
+    from rclpy.parameter import Parameter
+
+    typed = []
+    for parameter in parameters:
+        tp = lists.get(parameter.name)
+        if tp is not None and parameter.type_.name.endswith("ARRAY") and len(parameter.value) == 0:
+            parameter = Parameter(parameter.name, Parameter.Type(_parameter_type(tp)), [])
+        typed.append(parameter)
+    return typed
+
+
+def declared_metadata() -> Dict[str, Any]:
+    """{'name': field metadata (doc, bounds, switch)} for every node parameter."""
+    metadata = dict(field_metadata(SegmenterConfig))
+    metadata.update(field_metadata(NodeConfig))
+    return metadata
 
 
 def _parameter_type(tp) -> int:
@@ -222,20 +298,29 @@ def parameter_overrides(values: Dict[str, Any]) -> list:
     from rclpy.parameter import Parameter
 
     fields = declared_fields()
+    metadata = declared_metadata()
     overrides = []
     for name, value in values.items():
         if name not in fields:
             raise ValueError(f"unknown lseg_node parameter {name!r}; known: {sorted(fields)}")
-        overrides.append(Parameter(name, Parameter.Type(_parameter_type(fields[name][0])), value))
+        if metadata[name].get("switch") and isinstance(value, bool):  # on/off given as a boolean
+            overrides.append(Parameter(name, Parameter.Type.BOOL, value))
+        else:
+            overrides.append(Parameter(name, Parameter.Type(_parameter_type(fields[name][0])), value))
     return overrides
 
 
 def render_parameter_table() -> str:
     """The README's parameter table (a test checks the README holds exactly this)."""
     rows = ["| parameter | default | run-time | description |", "|---|---|---|---|"]
-    for name, (_, default, doc) in declared_fields().items():
+    metadata = declared_metadata()
+    for name, (tp, default, doc) in declared_fields().items():
         shown = ", ".join(map(str, default)) if isinstance(default, list) else default
         dynamic = "yes" if name in DYNAMIC_PARAMETERS else "restart"
+        bounds = metadata[name].get("bounds")
+        if bounds is not None:  # the range the node accepts (and its descriptor publishes)
+            item = typing.get_args(tp)[0] if typing.get_origin(tp) in (list, List) else tp
+            doc = f"{doc} Accepted: {'items ' if item is not tp else ''}{bounds.accepted(item is int)}."
         rows.append(f"| `{name}` | `{shown}` | {dynamic} | {doc.replace('|', '/')} |")
     return "\n".join(rows) + "\n"
 
