@@ -65,7 +65,7 @@ def main(argv=None) -> None:
 
     def on_diagnostics(msg):
         for status in msg.status:
-            if status.name.startswith("/lseg_node"):
+            if status.name.startswith(("/lseg_node", "lseg_node:")):  # old and diagnostic_updater naming
                 diagnostics.update({kv.key: kv.value for kv in status.values})
 
     probe.create_subscription(Image, "/lseg_node/mask", lambda msg: counts.__setitem__("masks", counts["masks"] + 1), 10)
@@ -105,7 +105,7 @@ def main(argv=None) -> None:
     sets = ["floor, wall, red disk", "blue square, green triangle, checkerboard, purple ring, yellow stripes"]
     start = time.monotonic()
     published, bad_frames, bad_queries, switches = 0, 0, 0, 0
-    next_switch, rss_max = start + args.switch_every, rss_start
+    next_switch, rss_max, rss_samples = start + args.switch_every, rss_start, []
     while time.monotonic() - start < args.seconds and node.poll() is None:
         msg = frames[published % len(frames)]
         if published % 50 == 49:
@@ -127,6 +127,7 @@ def main(argv=None) -> None:
             bad_queries += switches % 10 == 0
             next_switch += args.switch_every
             rss_max = max(rss_max, process.memory_info().rss)
+            rss_samples.append(round(process.memory_info().rss / 2**20, 1))
         time.sleep(max(0.0, start + published / args.rate - time.monotonic()))
     duration = time.monotonic() - start
     time.sleep(2.0)
@@ -135,6 +136,9 @@ def main(argv=None) -> None:
     node.terminate()
     stderr = node.communicate(timeout=30)[1]
     executor.shutdown()
+    spinner.join(timeout=5.0)  # a spin thread alive at interpreter exit aborts it ("terminate called")
+    probe.destroy_node()
+    rclpy.try_shutdown()
     print(json.dumps({
         "seconds": round(duration, 1), "rate_hz": args.rate, "published": published, "bad_frames_sent": bad_frames,
         "label_switches": switches, "bad_queries_sent": bad_queries, "masks_received": counts["masks"],
@@ -144,7 +148,8 @@ def main(argv=None) -> None:
                                                                  "rejected_frames", "rejected_queries", "failed",
                                                                  "depth_in", "depth_matched", "rejected_camera_info")},
         "rss_mb_start": round(rss_start / 2**20, 1), "rss_mb_max": round(max(rss_max, rss_end) / 2**20, 1),
-        "rss_mb_end": round(rss_end / 2**20, 1), "node_stderr_lines": len(stderr.splitlines()),
+        "rss_mb_end": round(rss_end / 2**20, 1), "rss_mb_at_each_switch": rss_samples,
+        "node_stderr_lines": len(stderr.splitlines()),
     }, indent=2))
 
 
