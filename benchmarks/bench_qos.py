@@ -123,7 +123,7 @@ def main(argv=None) -> None:
     for index, case in enumerate(CASES):
         results[case[0]] = f"{measure(case, args, (args.domain_id + index) % 101)}/{args.frames}"
     print(json.dumps({
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "ros_distro": os.environ.get("ROS_DISTRO", "?"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores", "ros_distro": os.environ.get("ROS_DISTRO", "?"), "python_env": sys.prefix,
         "rmw": os.environ.get("RMW_IMPLEMENTATION", "default (rmw_fastrtps_cpp)"),
         "frames": args.frames, "rate_hz": args.rate, "received": results,
     }, indent=1))

@@ -462,3 +462,19 @@ def test_max_points_decimates_the_cloud_by_a_larger_stride(mapping):
     np.testing.assert_allclose(got["x"], points.xyz[:, 0], rtol=1e-6)
     np.testing.assert_array_equal(got["label"], points.label)
     assert len(obstacles) == int((points.label == 2).sum())
+
+
+def test_a_best_effort_depth_publisher_that_cannot_match_is_logged_with_the_fix(mapping, monkeypatch):
+    node, probe = mapping
+    lines = []
+    original = node._log
+    monkeypatch.setattr(node, "_log", lambda level, text, **kw: lines.append((level, text)) or original(level, text, **kw))
+    publisher = probe.node.create_publisher(Image, "depth", qos_profile_sensor_data)  # best effort: no match
+    try:
+        deadline = time.monotonic() + 10
+        while not any("depth_qos:=sensor_data" in text for _, text in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        probe.node.destroy_publisher(publisher)
+    warnings = [text for level, text in lines if level == "warning" and "/mapcam/depth" in text]
+    assert warnings and "depth_qos:=reliable" in warnings[0] and "set depth_qos:=sensor_data" in warnings[0]
