@@ -4,7 +4,7 @@ import math
 import numpy as np
 import pytest
 
-from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points
+from lseg_ros.geometry import Intrinsics, check_intrinsics, depth_to_metres, labelled_points, points_stride
 from lseg_ros.images import resize_nearest
 
 K = Intrinsics(fx=50.0, fy=40.0, cx=31.5, cy=23.5, width=64, height=48)
@@ -114,3 +114,78 @@ def test_nearest_resampling_keeps_values_and_aligns_pixel_centres():
     np.testing.assert_array_equal(resize_nearest(np.arange(16).reshape(4, 4), (2, 2)), [[5, 7], [13, 15]])
     rgb = np.arange(4 * 4 * 3).reshape(4, 4, 3)  # channels ride along (RGB resampled with the depth)
     np.testing.assert_array_equal(resize_nearest(rgb, (2, 2)), rgb[[1, 3]][:, [1, 3]])
+
+
+def test_intrinsics_that_cannot_be_a_camera_are_rejected_naming_the_value():
+    good = [500.0, 0.0, 320.0, 0.0, 500.0, 240.0, 0.0, 0.0, 1.0]
+    check_intrinsics(good, 640, 480)  # a plain 640x480 camera passes
+    check_intrinsics([7.0, 0, -600.0, 0, 5.0, 950.0, 0, 0, 1], 640, 480)  # wide, cropped: still a camera
+    cases = [
+        ({2: 1e300}, (640, 480), r"cx 1e\+300 out of range.*\[-640, 1280\]"),
+        ({0: 1e-30}, (640, 480), r"fx 1e-30 out of range.*\[6\.4, 640000\]"),
+        ({4: -500.0}, (640, 480), r"fy -500 out of range"),
+        ({5: -481.0}, (640, 480), r"cy -481 out of range"),
+        ({0: math.inf}, (640, 480), r"non-finite.*accepted: finite"),
+        ({8: 0.0}, (640, 480), r"last row.*\[0, 0, 1\]"),
+        ({}, (2**32 - 1, 480), r"width 4294967295 out of range; accepted: 1\.\.65535"),
+        ({}, (640, 0), r"height 0 out of range"),
+    ]
+    for change, size, message in cases:
+        k = list(good)
+        for index, value in change.items():
+            k[index] = value
+        with pytest.raises(ValueError, match=message):
+            check_intrinsics(k, *size)
+        with pytest.raises(ValueError, match=message):  # the one check Intrinsics.from_k makes too
+            Intrinsics.from_k(k, *size)
+    with pytest.raises(ValueError, match="K has 8 values"):
+        check_intrinsics(good[:8], 640, 480)
+
+
+def test_points_stride_is_the_smallest_that_keeps_the_cloud_within_max_points():
+    assert points_stride((480, 640), 2, 1_000_000) == 2  # below the bound: points_stride as given
+    assert points_stride((4096, 4096), 2, 1_000_000) == 5  # 820 x 820 = 672,400; stride 4: 1,048,576
+    for shape, stride, most in (((4096, 4096), 1, 1000), ((720, 1280), 1, 230_400), ((7, 3), 1, 1), ((1, 5000), 3, 7)):
+        found = points_stride(shape, stride, most)
+        grid = lambda s: -(-shape[0] // s) * -(-shape[1] // s)  # noqa: E731
+        assert grid(found) <= most and (found == stride or grid(found - 1) > most)
+    with pytest.raises(ValueError, match="max_points >= 1"):
+        points_stride((4, 4), 1, 0)
+
+
+def test_points_at_a_stride_sample_depth_color_and_confidence_of_other_sizes_as_a_resize_would():
+    """Reading only the grid's pixels gives what resizing whole images to the mask and striding gave."""
+    rng = np.random.default_rng(3)
+    mask = rng.integers(0, 4, (60, 90)).astype(np.uint8)
+    depth = rng.uniform(0.5, 4.0, (25, 37)).astype(np.float32)
+    rgb = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    confidence = rng.uniform(0, 1, (15, 22)).astype(np.float32)
+    k = Intrinsics(fx=60.0, fy=55.0, cx=44.0, cy=29.0, width=90, height=60)
+    points = labelled_points(depth, mask, k, rgb=rgb, confidence=confidence, stride=4, unknown_value=3)
+    z = resize_nearest(depth, (60, 90))[::4, ::4]
+    colors = resize_nearest(rgb, (60, 90))[::4, ::4]
+    conf = resize_nearest(confidence, (60, 90))[::4, ::4]
+    rows, cols = np.nonzero(mask[::4, ::4] != 3)
+    np.testing.assert_array_equal(points.xyz[:, 2], z[rows, cols])
+    np.testing.assert_allclose(points.xyz[:, 0], (cols * 4 - 44.0) * z[rows, cols] / 60.0, rtol=1e-6)
+    np.testing.assert_array_equal(points.rgb, colors[rows, cols])
+    np.testing.assert_array_equal(points.confidence, conf[rows, cols])
+
+
+def test_points_of_a_4096_square_frame_within_max_points_stay_small_in_memory():
+    """Depth, color and confidence are read at the grid's pixels only: a 4096x4096 frame's
+    cloud at the max_points stride allocates megabytes, not the gigabytes of full-size copies."""
+    import tracemalloc
+
+    mask = np.zeros((4096, 4096), np.uint8)
+    depth = np.full((4096, 4096), 2.0, np.float32)
+    rgb = np.zeros((4096, 4096, 3), np.uint8)
+    confidence = np.ones((1024, 1024), np.float32)  # reduced-resolution maps (memory budget)
+    k = Intrinsics(fx=3000.0, fy=3000.0, cx=2048.0, cy=2048.0, width=4096, height=4096)
+    stride = points_stride(mask.shape, 2, 100_000)
+    tracemalloc.start()
+    points = labelled_points(depth, mask, k, rgb=rgb, confidence=confidence, stride=stride)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert 90_000 < len(points) <= 100_000
+    assert peak < 12 * 2**20, f"peak {peak / 2**20:.0f} MB"  # ~60 bytes per point; a 4096^2 float copy is 64 MB

@@ -59,7 +59,7 @@ class Probe:
             self.node.create_subscription(msg_type, topic, self._collector(key), qos)
         self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
         self.compressed_pub = self.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=5))  # reliable: depth_qos
         self.labels_pub = self.node.create_publisher(String, "labels", 10)
         self.query_pub = self.node.create_publisher(LabelQuery, f"{ns}/label_query", 10)
         self.stamp_counter = 0

@@ -17,7 +17,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -49,7 +49,7 @@ class CamerasProbe:
         for camera in cameras:
             self.image_pubs[camera] = self.node.create_publisher(Image, f"{camera}/image", qos_profile_sensor_data)
             self.info_pubs[camera] = self.node.create_publisher(CameraInfo, f"{camera}/camera_info",
-                                                                qos_profile_sensor_data)
+                                                                QoSProfile(depth=5))  # reliable: depth_qos
             self.node.create_subscription(Image, f"{NODE}/{camera}/mask", self._collector(self.masks[camera]), 10)
             self.node.create_subscription(CameraInfo, f"{NODE}/{camera}/camera_info",
                                           self._collector(self.camera_infos[camera]), 10)

@@ -4,6 +4,8 @@ modules on the same frame: ~/points and ~/obstacle_points (geometry.labelled_poi
 engine's logits), depth pairing by stamp, and outputs computed only while subscribed.
 """
 import os
+import subprocess
+import sys
 import threading
 import time
 
@@ -15,17 +17,17 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
 
 from rclpy.parameter import Parameter  # noqa: E402
-from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 from visualization_msgs.msg import Marker, MarkerArray  # noqa: E402
 
-from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points  # noqa: E402
+from lseg_ros.geometry import Intrinsics, depth_to_metres, labelled_points, points_stride  # noqa: E402
 from lseg_ros.msg import FeatureMap, ObjectArray  # noqa: E402
 from lseg_ros.objects import find_objects  # noqa: E402
 from lseg_ros.ros.conversions import (cloud_msg_to_records, feature_map_to_array, metres_to_depth_msg,  # noqa: E402
                                       rgb_to_image_msg, semantic_cloud_msg)
-from lseg_ros.ros.node import LsegNode, obstacle_indices  # noqa: E402
+from lseg_ros.ros.node import LsegNode, input_qos, obstacle_indices  # noqa: E402
 from lseg_ros.ros.params import parameter_overrides  # noqa: E402
 from lseg_ros.viz import label_colors  # noqa: E402
 
@@ -59,8 +61,9 @@ class MappingProbe:
         self.subscriptions = {}
         self.lock = threading.Lock()
         self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
-        self.depth_pub = self.node.create_publisher(Image, "depth", qos_profile_sensor_data)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data)
+        # depth and camera_info reliable, as camera drivers publish them (the node's depth_qos default)
+        self.depth_pub = self.node.create_publisher(Image, "depth", QoSProfile(depth=5))
+        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=5))
         self.stamp = 0
         self.subscribe("mask")
 
@@ -348,3 +351,130 @@ def test_nothing_is_computed_for_outputs_without_subscribers(mapping, monkeypatc
                         lambda *a, **k: segmented.append(k) or original_segment(*a, **k))
     probe.send(scene(30))
     assert segmented and not segmented[-1]["return_embeddings"]
+
+
+def _reliability(node, topic):
+    """The reliability of ``node``'s own subscription to ``topic``."""
+    infos = [info for info in node.get_subscriptions_info_by_topic(topic) if info.node_name == node.get_name()
+             and info.node_namespace == node.get_namespace()]
+    assert len(infos) == 1, infos
+    return infos[0].qos_profile.reliability
+
+
+def test_depth_qos_sets_the_reliability_of_the_depth_and_camera_info_subscriptions(mapping):
+    node, _ = mapping
+    assert node.node_config.depth_qos == "reliable"  # the default: what camera drivers publish
+    for topic in ("/mapcam/depth", "/mapcam/camera_info"):
+        assert _reliability(node, topic) == ReliabilityPolicy.RELIABLE
+    assert _reliability(node, "/mapcam/image") == ReliabilityPolicy.BEST_EFFORT  # image_qos unchanged
+    other = LsegNode("lseg_node", namespace="qoscam",
+                     parameter_overrides=parameter_overrides({**PARAMETERS, "labels": [], "depth_qos": "sensor_data"}))
+    try:
+        for topic in ("/qoscam/depth", "/qoscam/camera_info"):
+            assert _reliability(other, topic) == ReliabilityPolicy.BEST_EFFORT
+    finally:
+        other.destroy_node()
+    with pytest.raises(ValueError, match="depth_qos: 'best_effort'; accepted: sensor_data, reliable"):
+        input_qos("depth_qos", "best_effort", 5)
+
+
+PUBLISH_DEPTH = """
+import sys, time
+import numpy as np
+import rclpy
+from rclpy.qos import QoSProfile
+from sensor_msgs.msg import Image
+rclpy.init(domain_id=int(sys.argv[1]))
+node = rclpy.create_node("depth_camera")
+publisher = node.create_publisher(Image, sys.argv[2], QoSProfile(depth=1))  # reliable, as realsense2_camera
+msg = Image(encoding="16UC1", width=1280, height=720, step=2560, data=np.full(1280 * 720, 1500, "<u2").tobytes())
+deadline = time.monotonic() + 20
+while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.5)
+for index in range(int(sys.argv[3])):
+    msg.header.stamp.sec = 5000 + index
+    publisher.publish(msg)
+    time.sleep(0.1)
+time.sleep(1.0)
+"""
+
+
+def test_reliable_1280x720_depth_from_another_process_arrives(mapping):
+    """A RealSense-like aligned depth stream (1.8 MB 16UC1 frames, reliable, 10 Hz) from
+    another process reaches the node; best effort, most such frames never arrived."""
+    node, _ = mapping
+    before, frames = node.counters.depth_in, 30
+    env = dict(os.environ, ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+    process = subprocess.run([sys.executable, "-c", PUBLISH_DEPTH, str(node.context.get_domain_id()), "/mapcam/depth",
+                              str(frames)], env=env, timeout=60, capture_output=True, text=True)
+    assert process.returncode == 0, process.stderr
+    time.sleep(0.5)
+    assert node.counters.depth_in - before >= frames - 2  # reliable: all, but for the last in flight
+    assert len(node._streams[0].depth) > 0
+
+
+def test_camera_info_that_cannot_be_a_camera_is_rejected_counted_and_the_last_good_one_stays(mapping):
+    """cx 1e300, fx 1e-30, a width of 2^32-1: rejected (naming the value); the points of
+    the next frame use the last good camera_info, so no inf or 1e32 m points."""
+    node, probe = mapping
+    probe.subscribe("points")
+    rgb, depth_m = scene(40), ramp_depth()
+    probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))  # the good K in use
+    for change in ({"k": [40.0, 0.0, 1e300, 0.0, 42.0, 23.5, 0.0, 0.0, 1.0]},
+                   {"k": [1e-30, 0.0, 31.5, 0.0, 42.0, 23.5, 0.0, 0.0, 1.0]}, {"width": 2**32 - 1}):
+        rejected = node.counters.rejected_camera_info
+        bad = CameraInfo(**{"width": 64, "height": 48, "k": K, **change})
+        deadline = time.monotonic() + 10
+        while node.counters.rejected_camera_info == rejected and time.monotonic() < deadline:
+            probe.info_pub.publish(bad)
+            time.sleep(0.05)
+        assert node.counters.rejected_camera_info == rejected + 1
+    assert list(node._streams[0].camera_info.k) == K
+    header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"), info=False)
+    got = cloud_msg_to_records(probe.wait_for("points", header))
+    _, points = expected_points(node, rgb, depth_m)
+    assert np.isfinite(got["x"]).all() and np.abs(got["x"]).max() < 100
+    np.testing.assert_allclose(got["x"], points.xyz[:, 0], rtol=1e-6)
+    assert node.counters.failed == 0
+    probe.unsubscribe("points")
+
+
+def test_max_points_decimates_the_cloud_by_a_larger_stride(mapping):
+    node, probe = mapping
+    probe.subscribe("points", "obstacles")
+    node.node_config.max_points = 500  # read-only parameter: set as a restart would
+    try:
+        rgb, depth_m = scene(41), ramp_depth()
+        header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))
+        got = cloud_msg_to_records(probe.wait_for("points", header))
+        obstacles = cloud_msg_to_records(probe.wait_for("obstacles", header))
+    finally:
+        node.node_config.max_points = 1_000_000
+        probe.unsubscribe("points", "obstacles")
+    stride = points_stride((48, 64), 1, 500)
+    assert stride == 3  # 16 x 22 = 352 pixels; stride 2 gives 768
+    result = node.segmenter.segment(rgb)
+    points = labelled_points(depth_m, result.mask, Intrinsics.from_k(K, 64, 48), rgb=rgb,
+                             confidence=result.confidences.max(0), stride=stride, min_depth=0.05, max_depth=20.0,
+                             unknown_value=result.unknown_value)
+    assert 0 < len(got) == len(points) <= 500
+    np.testing.assert_allclose(got["x"], points.xyz[:, 0], rtol=1e-6)
+    np.testing.assert_array_equal(got["label"], points.label)
+    assert len(obstacles) == int((points.label == 2).sum())
+
+
+def test_a_best_effort_depth_publisher_that_cannot_match_is_logged_with_the_fix(mapping, monkeypatch):
+    node, probe = mapping
+    lines = []
+    original = node._log
+    monkeypatch.setattr(node, "_log", lambda level, text, **kw: lines.append((level, text)) or original(level, text, **kw))
+    publisher = probe.node.create_publisher(Image, "depth", qos_profile_sensor_data)  # best effort: no match
+    try:
+        deadline = time.monotonic() + 10
+        while not any("depth_qos:=sensor_data" in text for _, text in lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        probe.node.destroy_publisher(publisher)
+    warnings = [text for level, text in lines if level == "warning" and "/mapcam/depth" in text]
+    assert warnings and "depth_qos:=reliable" in warnings[0] and "set depth_qos:=sensor_data" in warnings[0]

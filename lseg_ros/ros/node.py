@@ -69,7 +69,7 @@ from ..stamps import StampBuffer, stamp_ns
 
 require_engine_packages("lseg_node")  # one line instead of a ModuleNotFoundError traceback
 from ..segmenter import Segmenter, parse_label_text  # noqa: E402
-from ..geometry import Intrinsics, labelled_points  # noqa: E402
+from ..geometry import Intrinsics, check_intrinsics, labelled_points, points_stride  # noqa: E402
 from ..objects import find_objects  # noqa: E402
 from ..validation import shorten, split_synonyms
 from ..viz import label_colors, overlay
@@ -260,19 +260,32 @@ class LsegCore:
     def _activate(self) -> None:
         """Subscribe to every camera's images, camera_info and depth: frames are segmented from now on."""
         nc = self.node_config
-        image_qos = qos_profile_sensor_data if nc.image_qos == "sensor_data" else \
-            QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        image_qos = input_qos("image_qos", nc.image_qos, history=1)
+        depth_qos = input_qos("depth_qos", nc.depth_qos, history=DEPTH_QOS_HISTORY)  # camera_info's too
+        if not isinstance(nc.max_points, int) or nc.max_points < 1:
+            raise ValueError(f"invalid parameter max_points: {nc.max_points!r}; accepted: >= 1")
         transport = nc.image_transport
         if nc.use_compressed:
             self.get_logger().warning("use_compressed is deprecated and goes away in the next release: use "
                                       "image_transport:=compressed (with the base topic remapped: -r image:=/cam/image)")
             transport = "compressed"
 
-        def subscription(msg_type, topic, callback, qos, stream: CameraStream):
+        def subscription(msg_type, topic, callback, qos, stream: CameraStream, events=None):
             """``stream``'s input ``topic`` (<name>/image with several cameras), calling back
             ``callback(stream, msg)``."""
             topic = stream.input_topic(topic)
-            return self.create_subscription(msg_type, topic, functools.partial(callback, stream), qos)
+            return self.create_subscription(msg_type, topic, functools.partial(callback, stream), qos,
+                                            event_callbacks=events)
+
+        def mismatch(parameter: str, value: str, topic: str):
+            """Event callbacks that log, once a minute, a publisher this subscription cannot match."""
+            def on_incompatible(event) -> None:
+                self._log("warning", f"a publisher on {self.resolve_topic_name(topic)} offers QoS this node's "
+                          f"{parameter}:={value} subscription cannot match (policy {event.last_policy_kind}): "
+                          f"nothing arrives from it; set {parameter}:=" +
+                          ("sensor_data for a best-effort publisher" if value == "reliable" else "reliable"),
+                          throttle=60.0, key=topic)
+            return SubscriptionEventCallbacks(incompatible_qos=on_incompatible)
 
         for stream in self._streams:
             if transport == "compressed":
@@ -284,8 +297,10 @@ class LsegCore:
                 stream.image_sub = subscription(Image, "image", self._on_image, image_qos, stream)
             stream.subscriptions = [
                 stream.image_sub,
-                subscription(CameraInfo, "camera_info", self._on_camera_info, qos_profile_sensor_data, stream),
-                subscription(Image, "depth", self._on_depth, qos_profile_sensor_data, stream)]
+                subscription(CameraInfo, "camera_info", self._on_camera_info, depth_qos, stream,
+                             mismatch("depth_qos", nc.depth_qos, stream.input_topic("camera_info"))),
+                subscription(Image, "depth", self._on_depth, depth_qos, stream,
+                             mismatch("depth_qos", nc.depth_qos, stream.input_topic("depth")))]
             stream.frequency = FrequencyCheck(nc.min_rate, nc.max_rate or math.inf, nc.rate_tolerance,
                                               nc.rate_window, now=time.monotonic())
             stream.stamps = StampCheck(nc.min_stamp_delay, nc.max_stamp_delay)
@@ -378,10 +393,13 @@ class LsegCore:
         return response
 
     def _on_camera_info(self, stream: CameraStream, msg: CameraInfo) -> None:
-        if msg.width == 0 or msg.height == 0 or len(msg.k) != 9 or msg.k[0] == 0:
+        """Keep the newest camera_info whose intrinsics can be a camera's (geometry.check_intrinsics);
+        a bad one is counted and logged, and the last good one stays in use."""
+        try:
+            check_intrinsics(msg.k, msg.width, msg.height)
+        except ValueError as error:
             stream.counters.rejected_camera_info += 1
-            self._log("error", f"{stream.log_prefix}camera_info rejected: size {msg.width}x{msg.height}, "
-                      f"K {list(msg.k)}; need a non-zero size and focal length", throttle=5.0, key=stream.name)
+            self._log("error", f"{stream.log_prefix}camera_info rejected: {error}", throttle=5.0, key=stream.name)
             return
         stream.camera_info = msg
 
@@ -763,8 +781,13 @@ class LsegCore:
         best = result.confidences.max(axis=0) if result.confidences is not None else None
         if depth_m is not None and wanted & {"points", "obstacles"}:
             include_unknown = "points" in wanted and nc.points_include_unknown
+            stride = points_stride(result.mask.shape, nc.points_stride, nc.max_points)
+            if stride != nc.points_stride:
+                self._log("info", f"{stream.log_prefix}a {result.mask.shape[1]}x{result.mask.shape[0]} mask at "
+                          f"points_stride {nc.points_stride} exceeds max_points {nc.max_points}: clouds use "
+                          f"stride {stride}", throttle=60.0, key=stream.name)
             points = labelled_points(depth_m, result.mask, intrinsics, rgb=rgb, confidence=best,
-                                     stride=nc.points_stride, min_depth=nc.min_depth, max_depth=nc.max_depth,
+                                     stride=stride, min_depth=nc.min_depth, max_depth=nc.max_depth,
                                      unknown_value=None if include_unknown else result.unknown_value)
             if "points" in wanted:
                 publishers["points"].publish(semantic_cloud_msg(points, header))
@@ -977,6 +1000,8 @@ class LsegCore:
 
 #: depth images kept for pairing with color frames (at 30 Hz: the last third of a second)
 DEPTH_BUFFER = 10
+#: history of the depth and camera_info subscriptions (messages queued until the executor takes them)
+DEPTH_QOS_HISTORY = 5
 #: how long destroy_node waits for the worker and label threads (shutdown must take < 1 s)
 SHUTDOWN_WAIT_S = 0.3
 #: the tasks /diagnostics reports on, as "<node name>: <task>"
@@ -1070,6 +1095,16 @@ def _push(window: list, value: float, size: int = 100) -> None:
 
 def _mean_ms(window: list) -> str:
     return f"{1000.0 * sum(window) / len(window):.1f}" if window else "n/a"
+
+
+def input_qos(parameter: str, value: str, history: int) -> QoSProfile:
+    """The subscription QoS an input's parameter names: sensor_data (best effort, ROS's sensor
+    data profile) or reliable (keep last ``history``); ValueError names another value."""
+    if value == "sensor_data":
+        return qos_profile_sensor_data
+    if value == "reliable":
+        return QoSProfile(depth=history, reliability=ReliabilityPolicy.RELIABLE)
+    raise ValueError(f"invalid parameter {parameter}: {value!r}; accepted: sensor_data, reliable")
 
 
 def main(args=None) -> int:

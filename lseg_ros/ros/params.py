@@ -42,6 +42,10 @@ class NodeConfig:
     image_qos: str = _doc("Image subscription QoS: sensor_data (best effort; matches any camera) | reliable "
                           "(matches only reliable publishers; use it for large frames between processes, "
                           "which best-effort DDS may drop).", "sensor_data")
+    depth_qos: str = _doc("QoS of the depth and camera_info subscriptions: reliable (as camera drivers "
+                          "publish by default; matches only reliable publishers, and large depth images "
+                          "between processes arrive) | sensor_data (best effort; matches any publisher, but "
+                          "1280x720 depth from another process may never arrive).", "reliable")
     cameras: List[str] = _doc("Names of several cameras served by this one node, e.g. 'front, rear': each "
                               "subscribes `<name>/image` (`<name>/camera_info`, `<name>/depth`) and publishes "
                               "under `~/<name>/`; the newest frames of all cameras are segmented in one "
@@ -69,6 +73,10 @@ class NodeConfig:
                              "outputs and is counted as unmatched.", 0.05, bounds=Range(0.0, note="(seconds)"))
     points_stride: int = _doc("~/points and ~/obstacle_points: every n-th pixel of the mask's grid along "
                               "each axis (1 = every pixel: 307,200 points at 640x480).", 2, bounds=Range(1, 4096))
+    max_points: int = _doc("Most points in one ~/points or ~/obstacle_points cloud: above it the pixel "
+                           "stride grows (beyond points_stride) until the grid has at most this many "
+                           "pixels, which bounds the cloud's memory whatever the frame size.", 1_000_000,
+                           bounds=Range(1, 100_000_000))
     min_depth: float = _doc("Depths (m) below this are left out of ~/points, ~/obstacle_points and the "
                             "objects' 3D values.", 0.1, bounds=Range(0.0, note="(metres)"))
     max_depth: float = _doc("Depths (m) above this are left out.", 10.0,
@@ -89,6 +97,7 @@ class NodeConfig:
     def validate(self) -> "NodeConfig":
         checks = range_checks(self) + [
             (self.image_qos in ("sensor_data", "reliable"), "image_qos", "sensor_data, reliable"),
+            (self.depth_qos in ("sensor_data", "reliable"), "depth_qos", "sensor_data, reliable"),
             (self.image_transport in ("raw", "compressed"), "image_transport", "raw, compressed"),
             (self.min_rate >= 0 and self.max_rate >= 0 and (self.max_rate == 0 or self.max_rate >= self.min_rate),
              "min_rate/max_rate", "rates >= 0 Hz with max_rate 0 (no bound) or >= min_rate"),
