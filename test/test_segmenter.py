@@ -352,6 +352,8 @@ def test_mask_only_path_with_many_labels_and_thresholds_equals_the_full_softmax_
     ("\u202eevil\u202c", "bidirectional control character U+202E"),
     ("door\x1b[31m", "control character U+001B"),
     ("door\nchair", "control character U+000A"),
+    ("\u3164", "no visible characters"),
+    ("door\U000e0041", "format character U+E0041"),
 ])
 def test_invisible_and_control_character_labels_are_rejected(label, problem):
     segmenter = make_segmenter()
