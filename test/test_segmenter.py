@@ -541,9 +541,9 @@ def test_encode_texts_over_the_prompt_limit_is_refused_before_any_forward_naming
         segmenter.encode_texts(texts)
     assert segmenter.label_encoder.forward_count == forwards and len(segmenter.label_encoder) == 3
     assert segmenter.encode_texts(texts[:102]).shape[0] == 102  # 8160 prompts: within the limit
-    segmenter.max_text_prompts = 100_000  # the node may set its own limit
-    with pytest.raises(ValueError, match="327680 text prompts"):
-        segmenter.encode_texts(texts)  # still under the encoder's own limit of 32768 per call
+    segmenter.max_text_prompts = 100  # the node may set its own limit
+    with pytest.raises(ValueError, match=r"2 texts need 160 text prompts .* at most 100 are accepted"):
+        segmenter.encode_texts(texts[:2])
 
 
 def test_a_label_set_over_the_prompt_limit_is_refused_and_the_active_set_kept():
