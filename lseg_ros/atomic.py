@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List
+
+#: the name atomic_path gives a temporary: .<final name>.<pid>.tmp
+_TEMPORARY = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.tmp$")
 
 
 @contextlib.contextmanager
@@ -14,7 +18,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; write the file there. On a clean exit it is
     fsynced and renamed to ``path`` (and the folder fsynced); on an error it is removed."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # see _TEMPORARY
     try:
         yield temporary
         with open(temporary, "rb") as stream:
@@ -53,3 +57,37 @@ def fsync_folder(folder: str | os.PathLike) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> List[Path]:
+    """Remove the temporaries that killed writers left in ``folder`` (``.<name>.<pid>.tmp``
+    of a process that no longer runs, or of this process: call it while this process has no
+    write in flight); returns the removed paths. A running process's temporary is kept."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMPORARY.match(entry.name)
+        if match is None or not entry.is_file() or _is_running_other(int(match["pid"])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+def _is_running_other(pid: int) -> bool:
+    """Whether ``pid`` is a running process other than this one (POSIX; elsewhere: assumed so)."""
+    if pid == os.getpid():
+        return False
+    if os.name != "posix":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True  # PermissionError: another user's running process
+    return True

@@ -40,6 +40,11 @@ from .runtime import INPUT_NAME, META_PREFIX, OUTPUT_NAME, image_side_fingerprin
 #: labels of the verification masks when the config has none
 VERIFY_LABELS = ["floor", "wall", "door", "chair", "table", "person", "window", "plant", "shelf", "box"]
 DEFAULT_OPSET = 17
+#: ONNX opsets --opset accepts: 14 (the attention ops' floor) to the TorchScript exporter's newest
+OPSETS = (14, 20)
+#: largest --height / --width in pixels (an 8K frame fits; a typo like 100000 would trace a
+#: graph for a 100000-pixel frame and allocate tens of GiB)
+MAX_FRAME_SIDE = 8192
 
 
 class _ImageSide(nn.Module):
@@ -210,10 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lseg-export", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--config", type=Path, help="YAML config file (config/lseg.yaml layout)")
-    parser.add_argument("--height", type=int, required=True, help="camera frame height in pixels")
-    parser.add_argument("--width", type=int, required=True, help="camera frame width in pixels")
-    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write (and <out>.yaml)")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset")
+    parser.add_argument("--height", type=int, required=True, help=f"camera frame height in pixels (at most {MAX_FRAME_SIDE})")
+    parser.add_argument("--width", type=int, required=True, help=f"camera frame width in pixels (at most {MAX_FRAME_SIDE})")
+    parser.add_argument("--out", type=Path, required=True, help="the .onnx file to write (and <out>.yaml), in an existing folder")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset ({OPSETS[0]} to {OPSETS[1]})")
     parser.add_argument("--verify-frames", type=int, default=2, help="generated scenes compared; 0 = no check")
     parser.add_argument("--min-agreement", type=float, default=0.99,
                         help="exit 1 when fewer mask pixels than this share agree with torch")
@@ -221,13 +226,31 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _argument_problem(args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with the command line's values (one line), or None."""
+    if args.height < 1 or args.width < 1:
+        return f"--height and --width must be positive, got {args.height}x{args.width}"
+    if args.height > MAX_FRAME_SIDE or args.width > MAX_FRAME_SIDE:
+        return f"--height and --width must be at most {MAX_FRAME_SIDE} pixels, got {args.height}x{args.width}"
+    if not OPSETS[0] <= args.opset <= OPSETS[1]:
+        return f"--opset {args.opset} is not supported; accepted: {OPSETS[0]} to {OPSETS[1]}"
+    if args.verify_frames < 0:
+        return f"--verify-frames must be >= 0 (0 = no check), got {args.verify_frames}"
+    if not 0.0 <= args.min_agreement <= 1.0:
+        return f"--min-agreement must be in [0, 1], got {args.min_agreement}"
+    if args.out.suffix != ".onnx":
+        return f"--out {str(args.out)!r} should end in .onnx"
+    folder = args.out.expanduser().parent
+    if not folder.is_dir():
+        return f"--out folder {str(folder)!r} does not exist (or is not a folder); create it first"
+    return None
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.height < 1 or args.width < 1:
-        print(f"lseg-export: --height and --width must be positive, got {args.height}x{args.width}", file=sys.stderr)
-        return 2
-    if args.out.suffix != ".onnx":
-        print(f"lseg-export: --out {str(args.out)!r} should end in .onnx", file=sys.stderr)
+    problem = _argument_problem(args)
+    if problem:
+        print(f"lseg-export: {problem}", file=sys.stderr)
         return 2
     try:
         config = config_from_args(args)

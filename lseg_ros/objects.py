@@ -9,7 +9,11 @@ Depth inside a region is not all the object's: a registered depth image bleeds t
 background into an object's outline (and the mask's own edges are coarse). Points whose
 depth lies farther than ``depth_band`` metres from the region's median depth are left
 out of the 3D values; the centroid is the mean of the rest and the extent their
-per-axis span (max - min).
+per-axis span (max - min). When no depth lies within ``depth_band`` of the median (the
+region's depths split into groups farther apart than 2 x ``depth_band``, e.g. half the
+region on a chair at 1 m and half on the wall at 3 m), the band is centred instead on the
+region's largest depth group: the valid depth with the most depths within ``depth_band``
+of it, the nearest such depth on a tie.
 """
 from __future__ import annotations
 
@@ -103,7 +107,17 @@ def _position(points, rows, cols, region, depth_band: float):
     valid = np.isfinite(z)
     if not valid.any():
         return nan, nan.copy(), 0
-    median = np.median(z[valid])
-    keep = valid & (np.abs(z - median) <= depth_band)
+    centre = np.median(z[valid])
+    if not (np.abs(z[valid] - centre) <= depth_band).any():  # the median falls between depth groups
+        centre = _largest_group_centre(z[valid], depth_band)
+    keep = valid & (np.abs(z - centre) <= depth_band)
     xyz = np.stack([x[keep], y[keep], z[keep]], axis=1)  # [n, 3]
     return xyz.mean(axis=0).astype(np.float32), (xyz.max(axis=0) - xyz.min(axis=0)).astype(np.float32), int(len(xyz))
+
+
+def _largest_group_centre(depths: np.ndarray, depth_band: float) -> float:
+    """The depth [n] with the most depths within ``depth_band`` of it (the smallest on a tie)."""
+    ordered = np.sort(depths)
+    counts = (np.searchsorted(ordered, ordered + depth_band, side="right")
+              - np.searchsorted(ordered, ordered - depth_band, side="left"))
+    return float(ordered[int(np.argmax(counts))])  # argmax: the first (nearest) of equal counts

@@ -65,6 +65,9 @@ ATTRIBUTE_KINDS = ("color", "shape", "material")
 MAX_DESCRIPTIONS = 32
 #: longest description in characters (Segmenter.max_label_chars)
 MAX_DESCRIPTION_CHARS = 256
+#: largest bank file in bytes (checked before it is read; the shipped banks are < 64 KiB and a
+#: class of 32 longest descriptions is ~9 KB, so this holds ~900 such classes)
+MAX_BANK_BYTES = 8 * 1024 * 1024
 #: values of the config field attribute_prompts
 ATTRIBUTE_PROMPT_MODES = ("auto", "on", "off")
 #: backends for which attribute_prompts "auto" means on
@@ -220,10 +223,19 @@ def _checked_entry(entry: Any, where: str) -> Entry:
 
 
 def load_bank(path: PathLike) -> PromptBank:
-    """The validated bank of one JSON file; PromptBankError names the file and what is wrong."""
+    """The validated bank of one JSON file; PromptBankError names the file and what is wrong.
+    A file over :data:`MAX_BANK_BYTES` is refused by its size before it is read."""
     path = Path(path).expanduser()
     try:
-        text = path.read_text(encoding="utf-8")
+        size = path.stat().st_size
+        if size > MAX_BANK_BYTES:
+            raise PromptBankError(f"{path}: prompt bank file is {size} bytes; at most {MAX_BANK_BYTES} are accepted")
+        with path.open("rb") as stream:
+            raw = stream.read(MAX_BANK_BYTES + 1)  # a file that grew (or a pipe) is cut, then refused
+        if len(raw) > MAX_BANK_BYTES:
+            raise PromptBankError(f"{path}: prompt bank file is over {MAX_BANK_BYTES} bytes; at most "
+                                  f"{MAX_BANK_BYTES} are accepted")
+        text = raw.decode("utf-8")
     except FileNotFoundError:
         raise PromptBankError(f"{path}: prompt bank file not found") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -234,10 +246,13 @@ def load_bank(path: PathLike) -> PromptBank:
 def _parse_text(text: str, source: str) -> PromptBank:
     try:
         data = json.loads(text)
+        return parse_bank(data, source)
     except json.JSONDecodeError as error:
         raise PromptBankError(f"{source}: not valid JSON: {error.msg} at line {error.lineno} column "
                               f"{error.colno}") from None
-    return parse_bank(data, source)
+    except RecursionError:
+        raise PromptBankError(f"{source}: JSON nested too deeply; a prompt bank is an object of classes, "
+                              "each an object of description lists") from None
 
 
 def shipped_bank_files() -> List[str]:

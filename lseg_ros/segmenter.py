@@ -117,6 +117,12 @@ class Segmenter:
     max_names = 4096  # query names, synonyms included
     max_label_chars = 256
     max_descriptions = 32  # extra prompts per label
+    #: most text prompts (names x templates + descriptions) one set_labels/prepare_labels may
+    #: encode: 255 labels x (80 templates + 32 descriptions) fit (benchmarks/bench_text.py)
+    max_label_prompts = 32768
+    #: most text prompts one encode_texts call may encode: 102 texts with 80 templates,
+    #: 8192 with one (a few seconds with the tiny CLIP on a CPU core; benchmarks/bench_text.py)
+    max_text_prompts = 8192
 
     def __init__(self, config: Optional[SegmenterConfig] = None) -> None:
         self.config = config = (config or SegmenterConfig()).validate()
@@ -341,8 +347,9 @@ class Segmenter:
         """[N, D] float32 L2-normalized embeddings of free texts, in the space of the pixel
         embeddings (:attr:`SegmentationResult.embeddings`): the label encoder with the same
         prompt templates and cache the labels use, so ``encode_texts(["door"])`` is the
-        embedding a label "door" is matched with. Thread-safe."""
-        return self.label_encoder.encode(self.validate_texts(texts))
+        embedding a label "door" is matched with. Thread-safe. ValueError when the texts need
+        more than :attr:`max_text_prompts` prompts (texts x templates)."""
+        return self.label_encoder.encode(self.validate_texts(texts), max_prompts=self.max_text_prompts, what="texts")
 
     def set_labels(self, labels: Sequence[str], descriptions: Optional[Sequence[Sequence[str]]] = None,
                    thresholds: Optional[Sequence[Optional[float]]] = None) -> List[str]:
@@ -363,7 +370,8 @@ class Segmenter:
         names = [split_synonyms(label) for label in labels]
         flat = [name for group in names for name in group]
         flat_descriptions = [descriptions[index] for index, group in enumerate(names) for _ in group]
-        label_embeddings = self.label_encoder.encode(flat, flat_descriptions)  # [M, D]
+        label_embeddings = self.label_encoder.encode(flat, flat_descriptions, max_prompts=self.max_label_prompts,
+                                                     what="label names")  # [M, D]
         groups = None
         if len(flat) != len(labels):
             groups = torch.tensor([index for index, group in enumerate(names) for _ in group], dtype=torch.int64,

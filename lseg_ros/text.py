@@ -8,6 +8,12 @@ with the label's own embedding by mean or element-wise max.
 The cache key is (text model, template set, pooling, label, descriptions): a robot that
 switches its query from "door" to "chair" and back pays one text forward for "chair"
 and none for the return to "door".
+
+Cost is bounded per call: a call encodes (distinct labels) x (templates) + (their
+descriptions) prompts, at most ``max_prompts`` (ValueError naming both counts, raised
+before any forward); prompts are encoded ``batch_size`` at a time and pooled per group of
+at most ``group_prompts``, so peak memory does not grow with the request; the cache holds
+at most ``max_cache_entries`` label embeddings (more only while one request needs them).
 """
 from __future__ import annotations
 
@@ -27,7 +33,8 @@ class LabelEncoder:
     """Encodes label sets with a backend's text tower and caches label embeddings."""
 
     def __init__(self, backend, template_set: str = "imagenet", pooling: str = "mean",
-                 batch_size: int = 256, max_cache_entries: int = 4096) -> None:
+                 batch_size: int = 256, max_cache_entries: int = 4096, max_prompts: int = 32768,
+                 group_prompts: int = 2048) -> None:
         if pooling not in ("mean", "max"):
             raise ValueError(f"unknown description pooling {pooling!r}; accepted: mean, max")
         self.backend = backend
@@ -36,6 +43,11 @@ class LabelEncoder:
         self.pooling = pooling
         self.batch_size = batch_size
         self.max_cache_entries = max_cache_entries
+        #: most prompts one encode() call may ask for (cached or not: the answer does not
+        #: depend on the cache); 32768 = 255 labels x (80 templates + 32 descriptions) + margin
+        self.max_prompts = max_prompts
+        #: prompts encoded and pooled together: bounds the prompt embeddings held at once
+        self.group_prompts = group_prompts
         # least recently used entries are dropped first once max_cache_entries is exceeded
         self._cache: "OrderedDict[CacheKey, torch.Tensor]" = OrderedDict()
         #: number of text-encoder forward passes run so far (for tests and diagnostics)
@@ -52,10 +64,33 @@ class LabelEncoder:
     def is_cached(self, label: str, descriptions: Sequence[str] = ()) -> bool:
         return self.cache_key(label, descriptions) in self._cache
 
+    def prompt_count(self, labels: Sequence[str], descriptions: Optional[Sequence[Sequence[str]]] = None) -> int:
+        """Prompts that encoding ``labels`` takes without a cache: distinct (label, descriptions)
+        x templates + their descriptions."""
+        descriptions = descriptions or [()] * len(labels)
+        distinct = dict.fromkeys((label, tuple(desc)) for label, desc in zip(labels, descriptions))
+        return sum(len(self.templates) + len(desc) for _, desc in distinct)
+
+    def check_prompt_count(self, labels: Sequence[str], descriptions: Optional[Sequence[Sequence[str]]] = None,
+                           limit: Optional[int] = None, what: str = "labels") -> int:
+        """The prompt count of a request; ValueError naming it and the limit (``max_prompts``
+        unless ``limit``) when it is over."""
+        limit = self.max_prompts if limit is None else limit
+        count = self.prompt_count(labels, descriptions)
+        if count > limit:
+            templates = len(self.templates)
+            raise ValueError(f"{len(labels)} {what} need {count} text prompts ({templates} template"
+                             f"{'s' if templates != 1 else ''} ({self.template_set}) each, descriptions included); "
+                             f"at most {limit} are accepted per call: send fewer {what} per call")
+        return count
+
     @torch.inference_mode()
-    def encode(self, labels: Sequence[str],
-               descriptions: Optional[Sequence[Sequence[str]]] = None) -> torch.Tensor:
-        """label_embeddings [N, D], float32, L2-normalized, on the backend's device (thread-safe)."""
+    def encode(self, labels: Sequence[str], descriptions: Optional[Sequence[Sequence[str]]] = None,
+               max_prompts: Optional[int] = None, what: str = "labels") -> torch.Tensor:
+        """label_embeddings [N, D], float32, L2-normalized, on the backend's device (thread-safe).
+        ValueError (before any forward) when the request needs more than ``max_prompts``
+        (default: the encoder's) prompts; ``what`` names the request's items in it."""
+        self.check_prompt_count(labels, descriptions, max_prompts, what)
         with self._lock:
             return self._encode(labels, descriptions)
 
@@ -76,7 +111,20 @@ class LabelEncoder:
         return label_embeddings
 
     def _encode_missing(self, keys: List[CacheKey]) -> None:
-        # Every prompt of every missing label, in one flat list, encoded in few forwards.
+        # The prompts of a group of missing labels (about group_prompts), in one flat list, are
+        # encoded in few forwards and pooled before the next group's are built.
+        group: List[CacheKey] = []
+        size = 0
+        for key in keys:
+            group.append(key)
+            size += len(self.templates) + len(key[4])
+            if size >= self.group_prompts:
+                self._encode_group(group)
+                group, size = [], 0
+        if group:
+            self._encode_group(group)
+
+    def _encode_group(self, keys: List[CacheKey]) -> None:
         prompts: List[str] = []
         spans = []
         for _, _, _, label, desc in keys:

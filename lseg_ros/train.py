@@ -406,6 +406,7 @@ class Trainer:
 
         config = self.config
         self.out.mkdir(parents=True, exist_ok=True)
+        atomic.remove_stale_temporaries(self.out)  # a killed save's .epoch_NNN.*.tmp files
         atomic.write_text(self.out / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
         if self._resumed_row is not None:  # killed after the checkpoint, before its metrics row
             self._append_metrics(self._resumed_row, only_if_missing=True)
@@ -506,6 +507,7 @@ class Trainer:
                                         labels=list(self.class_names),
                                         prompt_bank=str(Path(bank).expanduser().resolve()) if bank else "")
         atomic.write_text(self.out / "model.yaml", yaml.safe_dump(dataclasses.asdict(inference), sort_keys=False))
+        atomic.remove_stale_temporaries(self.out)
         return weights_path
 
     def _load_state(self, state_path: Path) -> None:

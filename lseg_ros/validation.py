@@ -6,7 +6,8 @@
   ('person; man, door': ',' between labels, ';' between one label's synonyms).
 * :func:`label_text_problem` says what is wrong with a label or prompt: control
   characters (``\\n``, ``\\x1b``), bidirectional controls that make a label read differently
-  than it is stored (``'\\u202eevil\\u202c'``), or nothing visible at all (``'\\u200b'``).
+  than it is stored (``'\\u202eevil\\u202c'``), other invisible format characters, or
+  nothing visible at all (``'\\u200b'``, ``'\\u3164'``, a lone combining mark).
 """
 from __future__ import annotations
 
@@ -29,16 +30,45 @@ def shorten(value: Any, limit: int = ECHO_LIMIT) -> str:
 
 
 def label_text_problem(text: str) -> Optional[str]:
-    """Why ``text`` is not acceptable as a label or prompt, or None when it is."""
+    """Why ``text`` is not acceptable as a label or prompt, or None when it is.
+
+    A label needs at least one visible character: a letter, number, punctuation mark or
+    symbol (Unicode categories L*, N*, P*, S*) other than the blank ones in
+    :data:`INVISIBLE_GRAPHICS` (so a label of only spaces, combining marks or variation
+    selectors, such as a lone U+0301 or U+FE0F, is refused). Anywhere in it, these are
+    refused: control characters (Cc), bidirectional controls, other format characters (Cf:
+    zero-width space, soft hyphen, tag characters U+E0000-E007F, ...) except the joiners in
+    :data:`_ALLOWED_FORMAT` (emoji sequences, Persian and Indic scripts need them), line
+    and paragraph separators (Zl, Zp), private-use (Co), unassigned (Cn) and surrogate (Cs)
+    code points."""
+    if not any(_is_visible(char) for char in text):
+        return "has no visible characters"
     for char in text:
+        category = unicodedata.category(char)
         if char in _BIDI_CONTROLS:
             return f"contains the bidirectional control character U+{ord(char):04X}"
-        if unicodedata.category(char) == "Cc":
-            return f"contains the control character U+{ord(char):04X}"
-    visible = [char for char in text if not char.isspace() and unicodedata.category(char) != "Cf"]
-    if not visible:
-        return "has no visible characters"
+        if category == "Cf" and char in _ALLOWED_FORMAT:
+            continue
+        if category in _REFUSED_CATEGORIES:
+            return f"contains the {_REFUSED_CATEGORIES[category]} U+{ord(char):04X}"
     return None
+
+
+#: letters and symbols that draw nothing (Hangul fillers, the blank Braille pattern): not visible
+INVISIBLE_GRAPHICS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+#: format characters (Cf) a label may contain: zero-width non-joiner and joiner
+_ALLOWED_FORMAT = frozenset("\u200c\u200d")
+
+#: refused Unicode categories -> how an error names them
+_REFUSED_CATEGORIES = {"Cc": "control character", "Cf": "format character", "Zl": "line separator",
+                       "Zp": "paragraph separator", "Co": "private-use character",
+                       "Cn": "unassigned code point", "Cs": "surrogate code point"}
+
+
+def _is_visible(char: str) -> bool:
+    """Whether ``char`` draws something on its own (letter, number, punctuation, symbol)."""
+    return unicodedata.category(char)[0] in "LNPS" and char not in INVISIBLE_GRAPHICS
 
 
 def split_synonyms(label: str, keep_empty: bool = False) -> List[str]:

@@ -1,6 +1,9 @@
 """lseg-export and runtime onnxruntime: the exported image side of each backend gives the
 torch masks; wrong graphs are refused naming what differs."""
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -212,6 +215,32 @@ def test_export_cli_refuses_bad_arguments_naming_them(tmp_path, capsys):
     assert "should end in .onnx" in capsys.readouterr().err
     assert export_main(["--height", "0", "--width", "64", "--out", str(tmp_path / "m.onnx")]) == 2
     assert "0x64" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--opset", "1"], "--opset 1 is not supported; accepted: 14 to 20"),
+    (["--opset", "999"], "--opset 999 is not supported; accepted: 14 to 20"),
+    (["--height", "100000"], "at most 8192 pixels, got 100000x64"),
+    (["--width", "9000"], "at most 8192 pixels, got 64x9000"),
+    (["--verify-frames", "-1"], "--verify-frames must be >= 0 (0 = no check), got -1"),
+    (["--min-agreement", "1.5"], "--min-agreement must be in [0, 1], got 1.5"),
+    (["--out", "{tmp}/missing/m.onnx"], "--out folder '{tmp}/missing' does not exist"),
+])
+def test_export_cli_refuses_out_of_range_values_with_one_line_naming_them(tmp_path, capsys, options, message):
+    argv = ["--height", "64", "--width", "64", "--out", str(tmp_path / "m.onnx")]
+    argv += [option.format(tmp=tmp_path) for option in options]  # later options win
+    assert export_main(argv) == 2
+    err = capsys.readouterr().err
+    assert message.format(tmp=tmp_path) in err and err.count("\n") == 1
+    assert not (tmp_path / "missing").exists() and not (tmp_path / "m.onnx").exists()
+
+
+def test_export_command_exits_2_on_a_bad_opset_without_a_traceback(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "lseg_ros.export", "--height", "64", "--width", "64",
+                             "--out", str(tmp_path / "m.onnx"), "--opset", "999"],
+                            capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "lseg-export: --opset 999 is not supported; accepted: 14 to 20"
 
 
 # ------------------------------------------------------------------ providers

@@ -76,6 +76,19 @@ def test_depth_range_and_intrinsics_of_another_size_apply():
     assert door.centroid[0] == pytest.approx((np.arange(3, 9).mean() - 15.0) * 3.0 / 10.0)  # K halved to the mask
 
 
+def test_a_region_whose_depths_split_into_two_far_groups_takes_the_larger_groups_position():
+    mask = np.zeros((4, 4), dtype=np.uint8)  # one region of 16 pixels
+    depth = np.full((4, 4), 3.0, dtype=np.float32)
+    depth[:, :2] = 1.0  # 8 at 1 m, 8 at 3 m: the median (2 m) matches no pixel; a tie -> the nearer
+    k = Intrinsics(fx=10.0, fy=10.0, cx=2.0, cy=2.0, width=4, height=4)
+    obj = find_objects(mask, 1, depth_m=depth, intrinsics=k, depth_band=0.5)[0]
+    assert obj.depth_pixels == 8
+    assert obj.centroid[2] == pytest.approx(1.0) and obj.extent[2] == pytest.approx(0.0)
+    depth = np.array([[1.0] * 4, [1.0, 1.0, 2.2, 2.2], [3.4] * 4, [3.4] * 4], dtype=np.float32)
+    obj = find_objects(mask, 1, depth_m=depth, intrinsics=k, depth_band=0.5)[0]  # median 2.8: no pixel
+    assert obj.depth_pixels == 8 and obj.centroid[2] == pytest.approx(3.4)  # the largest group, not the nearest
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"min_pixels": 0}, "min_pixels"), ({"connectivity": 6}, "connectivity"), ({"depth_band": 0}, "depth_band"),
     ({"depth_m": np.ones((2, 2), np.float32)}, "intrinsics"),

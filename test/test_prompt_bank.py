@@ -16,7 +16,8 @@ import yaml
 from lseg_ros.config import SegmenterConfig
 from lseg_ros.data import load_class_names
 from lseg_ros.data.scenes import SCENE_CLASSES
-from lseg_ros.prompt_bank import (ATTRIBUTE_KINDS, FORMAT, ROBOT_LABELS, PromptBankError, descriptions_for,
+from lseg_ros.prompt_bank import (ATTRIBUTE_KINDS, FORMAT, MAX_BANK_BYTES, ROBOT_LABELS, PromptBankError,
+                                  descriptions_for,
                                   load_bank, load_prompt_bank, resolve_attribute_prompts, shipped_bank,
                                   shipped_bank_files)
 from lseg_ros.segmenter import Segmenter
@@ -158,6 +159,34 @@ def test_too_many_or_too_long_descriptions_are_rejected(tmp_path):
         load_bank(long)
     with pytest.raises(PromptBankError, match=r"absent\.json: prompt bank file not found"):
         load_bank(tmp_path / "absent.json")
+
+
+def test_an_oversized_bank_is_refused_by_its_size_before_it_is_read(tmp_path, monkeypatch):
+    path = tmp_path / "huge.json"
+    with open(path, "wb") as stream:
+        stream.truncate(100 * 1024 * 1024)  # sparse: 100 MB without writing them
+
+    def no_reading(*args, **kwargs):
+        raise AssertionError("the bank was read")
+
+    monkeypatch.setattr(Path, "read_text", no_reading)
+    monkeypatch.setattr(Path, "read_bytes", no_reading)
+    monkeypatch.setattr(Path, "open", no_reading)
+    with pytest.raises(PromptBankError, match=rf"huge\.json: prompt bank file is 104857600 bytes; at most "
+                                              rf"{MAX_BANK_BYTES} are accepted"):
+        load_bank(path)
+
+
+def test_deeply_nested_json_is_a_one_line_error_naming_the_file(tmp_path):
+    for name, text in (("deep.json", "[" * 200000 + "]" * 200000),
+                       ("deep_classes.json", '{"format": "%s", "classes": {"door": %s}}'
+                        % (FORMAT, '{"a":' * 100000 + "1" + "}" * 100000))):
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8")
+        with pytest.raises(PromptBankError) as error:
+            load_bank(path)
+        assert name in str(error.value) and "nested too deeply" in str(error.value)
+        assert "\n" not in str(error.value) and error.value.__cause__ is None
 
 
 def test_user_bank_overrides_shipped_entries_adds_classes_and_can_switch_one_off(tmp_path):

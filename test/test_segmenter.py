@@ -352,6 +352,8 @@ def test_mask_only_path_with_many_labels_and_thresholds_equals_the_full_softmax_
     ("\u202eevil\u202c", "bidirectional control character U+202E"),
     ("door\x1b[31m", "control character U+001B"),
     ("door\nchair", "control character U+000A"),
+    ("\u3164", "no visible characters"),
+    ("door\U000e0041", "format character U+E0041"),
 ])
 def test_invisible_and_control_character_labels_are_rejected(label, problem):
     segmenter = make_segmenter()
@@ -528,3 +530,43 @@ def test_encode_texts_is_the_label_cache_and_refuses_bad_texts():
                            (["a\x00b"], "position 0"), (["x" * 300], "300 characters")):
         with pytest.raises(ValueError, match=message):
             segmenter.encode_texts(texts)
+
+
+def test_encode_texts_over_the_prompt_limit_is_refused_before_any_forward_naming_counts():
+    segmenter = make_segmenter(prompt_templates="imagenet")  # 80 templates per text
+    forwards = segmenter.label_encoder.forward_count
+    texts = [f"{i} " + "x" * 245 for i in range(4096)]  # 4096 texts of ~250 characters
+    with pytest.raises(ValueError, match=r"4096 texts need 327680 text prompts \(80 templates \(imagenet\) each.*"
+                                         r"at most 8192 are accepted per call"):
+        segmenter.encode_texts(texts)
+    assert segmenter.label_encoder.forward_count == forwards and len(segmenter.label_encoder) == 3
+    assert segmenter.encode_texts(texts[:102]).shape[0] == 102  # 8160 prompts: within the limit
+    segmenter.max_text_prompts = 100  # the node may set its own limit
+    with pytest.raises(ValueError, match=r"2 texts need 160 text prompts .* at most 100 are accepted"):
+        segmenter.encode_texts(texts[:2])
+
+
+def test_a_label_set_over_the_prompt_limit_is_refused_and_the_active_set_kept():
+    segmenter = make_segmenter(prompt_templates="imagenet")
+    segmenter.max_label_prompts = 80 * 10
+    labels = [f"thing {i}" for i in range(11)]
+    with pytest.raises(ValueError, match=r"11 label names need 880 text prompts .* at most 800 are accepted"):
+        segmenter.set_labels(labels)
+    with pytest.raises(ValueError, match=r"10 label names need 802 text prompts"):  # descriptions count
+        segmenter.set_labels(labels[:10], descriptions=[["a red thing", "a round thing"]] + [[]] * 9)
+    assert segmenter.labels == ["floor", "wall", "door"]
+    assert segmenter.set_labels(labels[:10]) == labels[:10]
+
+
+def test_large_requests_are_encoded_in_bounded_groups_with_the_same_embeddings():
+    whole = make_segmenter(prompt_templates="imagenet")
+    grouped = make_segmenter(prompt_templates="imagenet")
+    grouped.label_encoder.group_prompts = 200  # 3 labels (240 prompts) per group
+    sizes = []
+    encode_prompts = grouped.label_encoder._encode_prompts
+    grouped.label_encoder._encode_prompts = lambda prompts: sizes.append(len(prompts)) or encode_prompts(prompts)
+    texts = [f"object number {i}" for i in range(20)]
+    descriptions = [["a tall one"] * (i % 3) for i in range(20)]
+    torch.testing.assert_close(grouped.label_encoder.encode(texts, descriptions),
+                               whole.label_encoder.encode(texts, descriptions))
+    assert sum(sizes) == 20 * 80 + sum(len(d) for d in descriptions) and max(sizes) <= 200 + 80 + 2

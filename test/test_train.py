@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -207,6 +210,35 @@ def test_a_kill_while_saving_leaves_the_previous_epoch_complete_and_resumable(sc
     resumed.fit()
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(row["step"]) for row in rows] == [3, 6, 9]
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_temporaries_of_killed_saves_are_removed_on_resume_and_after_a_save(scenes, tmp_path):
+    out = tmp_path / "run"
+    trainer = Trainer(tiny_config(scenes, out, epochs=2, val_split=""))
+    trainer.total_steps = 3  # one epoch
+    trainer.fit()
+    dead = _dead_pid()
+    killed = [out / f".epoch_002.safetensors.{dead}.tmp", out / f".epoch_002.train_state.pt.{dead}.tmp",
+              out / f".model.yaml.{os.getpid()}.tmp"]  # a SIGKILL skips atomic_path's cleanup
+    running = out / f".epoch_002.safetensors.{os.getppid()}.tmp"  # another live process's write
+    for path in killed + [running]:
+        path.write_bytes(b"half a file")
+    resumed = Trainer(tiny_config(scenes, out, epochs=2, val_split=""), resume=str(out))
+    resumed.fit()
+    assert [path for path in killed if path.exists()] == []
+    assert running.exists()
+    assert (out / "epoch_002.safetensors").is_file()
+    again = out / f".epoch_002.train_state.pt.{dead}.tmp"
+    again.write_bytes(b"half a file")
+    resumed.save_checkpoint(2)  # a successful save clears them too
+    assert not again.exists() and running.exists()
 
 
 def test_a_checkpoint_saved_before_its_metrics_row_gets_the_row_on_resume(scenes, tmp_path, monkeypatch):
