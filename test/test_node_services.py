@@ -111,3 +111,24 @@ def test_an_obstacle_label_that_names_no_label_is_warned_about_at_start_and_on_c
     err = capfd.readouterr().err
     assert "obstacle_labels ['ramp'] name no label" in err, err
     assert LABELS == node.segmenter.labels
+
+
+def test_concurrent_encode_text_calls_are_all_answered(running):
+    """16 ~/encode_text calls at once (each a text forward, answered one by one): none is
+    dropped from the request queue while the others are computed."""
+    from rclpy.qos import QoSProfile
+
+    from lseg_ros.srv import EncodeText
+
+    node, probe = running
+    client = probe.node.create_client(EncodeText, "/camera/lseg_node/encode_text", qos_profile=QoSProfile(depth=100))
+    assert client.wait_for_service(timeout_sec=10.0)
+    with slow_label_encoding(node):  # each call's text forward takes 50 ms longer: the calls pile up
+        futures = [client.call_async(EncodeText.Request(texts=[f"query {i}"])) for i in range(16)]
+        deadline = time.monotonic() + 60
+        while not all(future.done() for future in futures) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    answered = [future.result() for future in futures if future.done()]
+    assert len(answered) == 16, f"{len(answered)} of 16 calls answered"
+    assert all(response.success and response.dim > 0 for response in answered)
+    probe.node.destroy_client(client)

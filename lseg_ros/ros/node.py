@@ -240,11 +240,13 @@ class LsegCore:
             # request queue keeps a burst of calls from being dropped before they are answered
             self._service_group = ReentrantCallbackGroup()
             made.append((self.destroy_service, self.create_service(
-                SetLabels, "~/set_labels", self._on_set_labels, qos_profile=SET_LABELS_QOS,
+                SetLabels, "~/set_labels", self._on_set_labels, qos_profile=SERVICE_QOS,
                 callback_group=self._service_group)))
-            # its own group too: a text forward does not hold up frames nor wait for set_labels
+            # its own group too: a text forward does not hold up frames nor wait for set_labels;
+            # calls that come together queue (deeply) and are answered one by one
             made.append((self.destroy_service, self.create_service(
-                EncodeText, "~/encode_text", self._on_encode_text, callback_group=MutuallyExclusiveCallbackGroup())))
+                EncodeText, "~/encode_text", self._on_encode_text, qos_profile=SERVICE_QOS,
+                callback_group=MutuallyExclusiveCallbackGroup())))
             made.append((self.destroy_timer, self.create_timer(self.node_config.diagnostics_period,
                                                                self._publish_diagnostics)))
             self._name_check_at = time.monotonic() + NAME_CHECK_DELAY_S  # done by the diagnostics timer
@@ -1051,11 +1053,11 @@ class LsegCore:
 DEPTH_BUFFER = 10
 #: how long destroy_node waits for the worker and label threads (shutdown must take < 1 s)
 SHUTDOWN_WAIT_S = 0.3
-#: ~/set_labels requests queued in DDS until taken: a burst this deep is answered, not dropped
-#: (a caller sending such bursts needs a client queue as deep for the answers)
-SET_LABELS_QUEUE_DEPTH = 100
-SET_LABELS_QOS = QoSProfile(depth=SET_LABELS_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.VOLATILE)
+#: ~/set_labels and ~/encode_text requests queued in DDS until taken: a burst this deep is
+#: answered, not dropped (a caller sending such bursts needs a client queue as deep for the answers)
+SERVICE_QUEUE_DEPTH = 100
+SERVICE_QOS = QoSProfile(depth=SERVICE_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
 #: the tasks /diagnostics reports on, as "<node name>: <task>"
 DIAGNOSTIC_TASKS = ("segmentation", "input frequency", "input timestamps")
 #: label inputs: reliable, as publishers of commands are; the latched twin hears transient-local
