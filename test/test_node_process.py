@@ -261,3 +261,28 @@ def test_concurrent_set_labels_calls_are_all_answered_while_frames_flow(domain_e
     assert masks_during > 0, "no mask while the calls were being answered"
     print(f"50 concurrent set_labels: {kinds.count('in use')} in use, {kinds.count('superseded')} superseded, "
           f"{kinds.count('refused')} refused; {masks_during} masks meanwhile")
+
+
+def test_ctrl_c_during_start_up_model_load_exits_with_one_line(domain_env):
+    """SIGINT as soon as the node is on the graph: ViT-B/16 is still being built then."""
+    import signal
+
+    process = subprocess.Popen(node_command("-p", "model:=ViT-B-16", "-p", "pretrained:=random", "-p", "device:=cpu"),
+                               env=domain_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=int(domain_env["ROS_DOMAIN_ID"]))
+    probe = rclpy.create_node("model_load_probe", context=context)
+    try:
+        deadline = time.monotonic() + 60
+        while ("lseg_node", "/") not in probe.get_node_names_and_namespaces() and time.monotonic() < deadline \
+                and process.poll() is None:
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+    finally:
+        probe.destroy_node()
+        rclpy.try_shutdown(context=context)
+    output = process.communicate(timeout=60)[0]
+    assert "engine:" not in output, f"the model was loaded before SIGINT:\n{output}"
+    assert "Traceback" not in output, output
+    assert output.strip().splitlines() == ["lseg_node: stopped during start-up"], output
+    assert process.returncode == 0, output
