@@ -12,6 +12,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
 
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Header  # noqa: E402
 
@@ -128,6 +129,16 @@ def test_ctrl_c_during_a_long_label_encoding_shuts_down_cleanly(domain_env):
     assert "Failed to publish log message" not in output and "Traceback" not in output, output
 
 
+def _unfinished_frames(status) -> int:
+    """Frames the node took in and neither dropped nor finished, from its diagnostics: one
+    being segmented, plus one waiting in the slot when 2."""
+    values = {kv.key: kv.value for kv in status.values}
+    if values.get("node") != "/lseg_node" or "frames_in" not in values:
+        return 0
+    return int(values["frames_in"]) - int(values["dropped"]) - int(values["processed"]) - \
+        int(values["rejected_frames"]) - int(values["failed"])
+
+
 def test_ctrl_c_during_a_long_forward_exits_at_once_with_code_0(domain_env):
     """A ViT-B/16 forward at 672x896 takes seconds on a CPU; Ctrl-C must not wait for it."""
     import signal
@@ -143,21 +154,23 @@ def test_ctrl_c_during_a_long_forward_exits_at_once_with_code_0(domain_env):
     probe = rclpy.create_node("long_forward_probe", context=context)
     try:
         publisher = probe.create_publisher(Image, "/image", QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
-        masks = []
-        probe.create_subscription(Image, "/lseg_node/mask", masks.append, 1)
+        busy = []  # diagnostics saying that a frame is being segmented and another waits in the slot
+        probe.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: busy.extend(
+            status for status in msg.status[:1] if _unfinished_frames(status) >= 2), 10)
         executor = rclpy.executors.SingleThreadedExecutor(context=context)
         executor.add_node(probe)
         rgb = np.random.default_rng(0).integers(0, 256, (480, 640, 3), dtype=np.uint8)
         deadline = time.monotonic() + 10
         while publisher.get_subscription_count() == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
-        # Frames keep coming until the first mask is out: the worker then starts on the next
-        # frame at once (its slot is full), so Ctrl-C lands at the start of a forward of seconds.
+        # Frames keep coming until the node reports one frame in the forward and one more in
+        # its slot: from then on the worker is inside a forward of seconds (that one or the
+        # next), so Ctrl-C always lands mid-forward.
         deadline = time.monotonic() + 120
-        while not masks and time.monotonic() < deadline and process.poll() is None:
+        while not busy and time.monotonic() < deadline and process.poll() is None:
             publisher.publish(rgb_to_image_msg(rgb, Header(frame_id="cam")))
             executor.spin_once(timeout_sec=0.2)
-        assert masks, "no mask from the node within 120 s"
+        assert busy, "the node never had a frame waiting behind a forward within 120 s"
         start = time.monotonic()
         process.send_signal(signal.SIGINT)
     finally:
