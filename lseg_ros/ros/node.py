@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import array
 import functools
+import itertools
 import math
 import sys
 import threading
@@ -52,7 +53,7 @@ from typing import List, Optional
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.serialization import serialize_message
@@ -74,7 +75,7 @@ from ..objects import find_objects  # noqa: E402
 from ..validation import shorten, split_synonyms
 from ..viz import label_colors, overlay
 from ..weights import WeightsError
-from .runner import run_node
+from .runner import SET_LABELS_MAX_WAITING, run_node
 from .conversions import (ImageConversionError, compressed_to_rgb, depth_image_to_metres, feature_map_msg,
                           float_map_to_image_msg, image_to_rgb, mask_to_image_msg, object_array_msg,
                           object_markers, rgb_to_image_msg, scale_camera_info, semantic_cloud_msg, xyz_cloud_msg)
@@ -103,6 +104,7 @@ class LabelRequest:
     source: str
     done: Optional[threading.Event] = None  # set by finish(): a ~/set_labels call waits on it
     outcome: Optional[tuple] = None  # (success, message)
+    order: int = 0  # arrival order (a ~/set_labels call's when it came in): the newest request wins
 
     def finish(self, success: bool, message: str) -> None:
         if self.outcome is None:
@@ -120,7 +122,8 @@ class LsegCore:
     Mixed into an rclpy ``Node`` (or ``LifecycleNode``)."""
 
     def _init_core(self) -> None:
-        declare_parameters(self)
+        # the state _cleanup needs comes first: a parameter refused by declare_parameters leaves a
+        # half-built node that rclpy (Kilted: at shutdown) still destroys
         self.segmenter: Optional[Segmenter] = None
         self.counters = Counters()
         self._stop = threading.Event()  # the worker and label threads' (a new one per configure)
@@ -133,6 +136,10 @@ class LsegCore:
         self._active = False
         self._image_sub = None  # the first camera's image subscription
         self._configured_entities = []  # (destroy function, entity) made by _configure
+        self.refused_calls = 0  # requests refused and answered to their caller (not a health problem)
+        self._label_order = itertools.count(1)  # arrival order of label requests
+        self._waiting_calls = 0  # ~/set_labels calls holding an executor thread (SET_LABELS_MAX_WAITING)
+        declare_parameters(self)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
     # ------------------------------------------------------------- lifecycle steps
@@ -163,6 +170,7 @@ class LsegCore:
                 self.segmenter = None
                 raise ValueError(f"obstacle_labels: {error}") from None
         self.counters = Counters()
+        self.refused_calls = 0  # counted with counters.rejected_queries
         self._encoding: Optional[tuple] = None  # (request, start time) being encoded now
         self._latest_request: Optional[LabelRequest] = None  # last accepted request (threshold changes)
         self._published_generation = 0  # label set of the last ~/label_info
@@ -227,14 +235,19 @@ class LsegCore:
                              event_callbacks=events)
                 subscription(LabelQuery, "~/label_query", self._label_input("label_query", channel, _label_query),
                              qos, event_callbacks=events)
-            # its own callback group: a call waits for its label set while frames go on (the
-            # executor needs two threads: see runner.py)
-            self._service_group = MutuallyExclusiveCallbackGroup()
+            # a reentrant group of its own: a call that waits for its label set holds up neither
+            # frames nor the next call (which supersedes it); at most SET_LABELS_MAX_WAITING calls
+            # wait at once, so they cannot take every executor thread (runner.py), and a deep
+            # request queue keeps a burst of calls from being dropped before they are answered
+            self._service_group = ReentrantCallbackGroup()
             made.append((self.destroy_service, self.create_service(
-                SetLabels, "~/set_labels", self._on_set_labels, callback_group=self._service_group)))
-            # its own group too: a text forward does not hold up frames nor wait for set_labels
+                SetLabels, "~/set_labels", self._on_set_labels, qos_profile=SERVICE_QOS,
+                callback_group=self._service_group)))
+            # its own group too: a text forward does not hold up frames nor wait for set_labels;
+            # calls that come together queue (deeply) and are answered one by one
             made.append((self.destroy_service, self.create_service(
-                EncodeText, "~/encode_text", self._on_encode_text, callback_group=MutuallyExclusiveCallbackGroup())))
+                EncodeText, "~/encode_text", self._on_encode_text, qos_profile=SERVICE_QOS,
+                callback_group=MutuallyExclusiveCallbackGroup())))
             made.append((self.destroy_timer, self.create_timer(self.node_config.diagnostics_period,
                                                                self._publish_diagnostics)))
             self._name_check_at = time.monotonic() + NAME_CHECK_DELAY_S  # done by the diagnostics timer
@@ -242,10 +255,7 @@ class LsegCore:
             stop = self._stop
             self.segmenter.label_encoder.should_stop = lambda: stop.is_set() or not self.context.ok()
             if initial_labels:  # encoded before the node reports ready, so the first frame is segmented
-                request = self._checked_request(initial_labels, None, None, "labels parameter")
-                if request is not None:
-                    self._latest_request = request
-                    self._apply_labels(request)
+                self._apply_initial_labels(initial_labels)
         except BaseException:
             self._cleanup()
             raise
@@ -256,6 +266,27 @@ class LsegCore:
         self._label_thread.start()
         self._worker = threading.Thread(target=self._run_worker, args=(self._stop,), name="lseg_worker", daemon=True)
         self._worker.start()
+
+    def _apply_initial_labels(self, names: List[str]) -> None:
+        """Encode and use the labels parameter's set. A refused set is a start-up error
+        (ValueError naming it): a node that said "ready" with no labels would segment nothing.
+        An obstacle_labels entry that no label names is only warned about (labels change at run time)."""
+        try:
+            request = self._validated_request(names, None, None, "labels parameter")
+            label_set = self.segmenter.prepare_labels(request.names, request.descriptions, request.thresholds)
+        except ValueError as error:
+            raise ValueError(f"labels parameter {shorten(names, 200)} refused: {error}") from None
+        self._latest_request = request
+        generation = self.segmenter.use_labels(label_set)
+        self._log("info", f"label set {generation} from labels parameter: {shorten(request.names, 200)}")
+        self._warn_missing_obstacles(request.names)
+
+    def _warn_missing_obstacles(self, labels: List[str]) -> None:
+        """Warn (naming them) about obstacle_labels entries that no label of ``labels`` names."""
+        missing = obstacle_indices(labels, self.node_config.obstacle_labels)[1]
+        if missing and labels:
+            self._log("warning", f"obstacle_labels {shorten(missing, 200)} name no label of {shorten(labels, 200)}: "
+                      "nothing is published on ~/obstacle_points for them until a label set includes them")
 
     def _activate(self) -> None:
         """Subscribe to every camera's images, camera_info and depth: frames are segmented from now on."""
@@ -380,6 +411,7 @@ class LsegCore:
             embeddings = segmenter.encode_texts(list(request.texts))
         except ValueError as error:
             self.counters.rejected_queries += 1
+            self.refused_calls += 1  # answered to the caller
             self._log("error", f"encode_text rejected: {error}", throttle=1.0)
             response.message = str(error)
             return response
@@ -412,7 +444,11 @@ class LsegCore:
         return on_labels
 
     def _on_set_labels(self, request, response):
-        """~/set_labels: apply a label set and answer once it is in use (or refused)."""
+        """~/set_labels: apply a label set and answer once it is in use, or refused, superseded
+        by a newer request, timed out (set_labels_timeout) or the node stops. Calls run
+        concurrently (reentrant group); one that would be the (SET_LABELS_MAX_WAITING + 1)-th
+        to wait is refused at once, so waiting calls never hold every executor thread."""
+        order = next(self._label_order)  # before validation: the order the calls came in
         names, prompts, thresholds = _label_specs(request.labels)
         try:
             if not names:
@@ -420,10 +456,28 @@ class LsegCore:
                                  "labels parameter to [])")
             label_request = self._validated_request(names, prompts, thresholds, "set_labels service")
         except ValueError as error:
-            self._reject_labels("set_labels service", error)
+            self._reject_labels("set_labels service", error, answered=True)
             return self._label_reply(response, False, str(error))
-        label_request.done = threading.Event()
-        self._enqueue(label_request)
+        with self._label_lock:
+            busy = self._waiting_calls >= SET_LABELS_MAX_WAITING
+            if not busy:
+                self._waiting_calls += 1
+        if busy:
+            self.counters.rejected_queries += 1
+            self.refused_calls += 1
+            self._log("warning", f"set_labels refused: {SET_LABELS_MAX_WAITING} calls already waiting", throttle=1.0)
+            return self._label_reply(response, False, f"refused: too many calls waiting ({SET_LABELS_MAX_WAITING} "
+                                     "~/set_labels calls wait for their label sets); call again")
+        try:
+            label_request.done, label_request.order = threading.Event(), order
+            self._enqueue(label_request)
+            return self._wait_for_labels(label_request, response)
+        finally:
+            with self._label_lock:
+                self._waiting_calls -= 1
+
+    def _wait_for_labels(self, label_request: LabelRequest, response):
+        """The reply of a ~/set_labels call once its request finished (or timed out, or the node stops)."""
         timeout = self.node_config.set_labels_timeout
         deadline, stop = time.monotonic() + timeout, self._stop
         while not label_request.done.wait(0.05):
@@ -468,6 +522,7 @@ class LsegCore:
                     changes.append((parameter.name, float(parameter.value)))
         except ValueError as error:
             self.counters.rejected_queries += 1
+            self.refused_calls += 1  # answered to the caller
             self._log("error", f"parameter change rejected: {error}")
             return SetParametersResult(successful=False, reason=str(error))
         if self.segmenter is None:  # not configured (managed node): the values are read at configure
@@ -485,6 +540,7 @@ class LsegCore:
                         self._label_lock.notify()
             elif name == "obstacle_labels":
                 self.node_config.obstacle_labels = value
+                self._warn_missing_obstacles(self.segmenter.labels)
             else:
                 self.node_config.overlay_alpha = value
         return SetParametersResult(successful=True)
@@ -505,11 +561,21 @@ class LsegCore:
         self._enqueue(request)
 
     def _enqueue(self, request: "LabelRequest") -> None:
+        """Make ``request`` the one waiting for the label thread: it supersedes a request still
+        waiting, unless that one came in later (concurrent ~/set_labels calls: the newest wins)."""
         with self._label_lock:
-            replaced = self._pending_labels
-            self._pending_labels = self._latest_request = request  # supersedes a waiting request
-            self._label_lock.notify()
-        if replaced is not None:
+            if not request.order:
+                request.order = next(self._label_order)
+            newer = max((other for other in (self._pending_labels, self._encoding and self._encoding[0])
+                         if other is not None and other.order > request.order),
+                        key=lambda other: other.order, default=None)
+            if newer is None:
+                replaced = self._pending_labels
+                self._pending_labels = self._latest_request = request  # supersedes a waiting request
+                self._label_lock.notify()
+        if newer is not None:  # a call that came in later is already waiting or being encoded
+            request.finish(False, f"superseded by a newer label set (from {newer.source}) before it was applied")
+        elif replaced is not None:
             replaced.finish(False, f"superseded by a newer label set (from {request.source}) before it was applied")
 
     def _checked_request(self, names, descriptions, thresholds, source: str) -> Optional[LabelRequest]:
@@ -520,8 +586,10 @@ class LsegCore:
             self._reject_labels(source, error)
             return None
 
-    def _reject_labels(self, source: str, error: ValueError) -> None:
+    def _reject_labels(self, source: str, error: ValueError, answered: bool = False) -> None:
+        """Count and log a refused label set; ``answered``: its caller was told (a service call)."""
         self.counters.rejected_queries += 1
+        self.refused_calls += answered
         self._log("error", f"{source}: label set rejected: {error}")
 
     def _validated_request(self, names, descriptions, thresholds, source: str) -> LabelRequest:
@@ -567,6 +635,7 @@ class LsegCore:
             return  # shutting down
         except ValueError as error:
             self.counters.rejected_queries += 1
+            self.refused_calls += request.done is not None  # a ~/set_labels call is told
             self._log("error", f"{request.source}: label set not applied: {error}")
             request.finish(False, str(error))
             return
@@ -881,7 +950,10 @@ class LsegCore:
         """The single camera's node: 'segmentation' (the node and its input), 'input frequency',
         'input timestamps'."""
         counters = self.counters  # the stream's
-        input_health, silent_s = self._input_health(stream, counters.input_problems() + counters.rejected_queries)
+        # a refused request that was answered to its caller is no health problem: only label
+        # messages from topics, refused with nobody to tell, count
+        unanswered = counters.rejected_queries - self.refused_calls
+        input_health, silent_s = self._input_health(stream, counters.input_problems() + unanswered)
         label_health, label_values = self._label_status()
         if label_health is not None and label_health[0] != OK:
             level, message = label_health
@@ -894,6 +966,7 @@ class LsegCore:
             "seconds_since_last_frame": f"{silent_s:.1f}",
             "frames_in": counters.frames_in, "processed": counters.processed, "dropped": counters.dropped,
             "rejected_frames": counters.rejected_frames, "rejected_queries": counters.rejected_queries,
+            "refused_calls": self.refused_calls,
             "rejected_camera_info": counters.rejected_camera_info, "failed": counters.failed,
             "inference_ms_mean": _mean_ms(counters.inference_s), "end_to_end_ms_mean": _mean_ms(counters.end_to_end_s),
             **label_values,
@@ -914,7 +987,7 @@ class LsegCore:
         """Several cameras: 'segmentation' (the labels, the model, the worker), then one
         'camera <name>' status per camera (its input: counters, rate, stamps, silence, depth)."""
         counters, streams = self.counters, self._streams
-        problems = counters.rejected_queries + counters.failed
+        problems = counters.rejected_queries - self.refused_calls + counters.failed  # see _single_camera_statuses
         processed = sum(stream.counters.processed for stream in streams)
         new_problems, new_processed = problems - self._diagnostics_seen[0], processed - self._diagnostics_seen[1]
         self._diagnostics_seen = (problems, processed)
@@ -931,7 +1004,8 @@ class LsegCore:
             "input_topics": ", ".join(self.input_topics()),
             **{key: sum(getattr(stream.counters, key) for stream in streams)
                for key in ("frames_in", "processed", "dropped")},
-            "rejected_queries": counters.rejected_queries, "failed": counters.failed,
+            "rejected_queries": counters.rejected_queries, "refused_calls": self.refused_calls,
+            "failed": counters.failed,
             **label_values, "device": str(self.segmenter.device), "model": self.segmenter.description,
         }
         statuses = [self._status(DIAGNOSTIC_TASKS[0], level, message, values)]
@@ -988,7 +1062,8 @@ class LsegCore:
         # then leaves a busy thread to the runner, which ends the process without it
         # (busy_threads()).
         self._destroyed = True
-        self._cleanup()
+        if hasattr(self, "_label_lock"):  # not when the constructor raised before _init_core began
+            self._cleanup()
         super().destroy_node()
 
     def busy_threads(self) -> List[str]:
@@ -1004,6 +1079,11 @@ DEPTH_BUFFER = 10
 DEPTH_QOS_HISTORY = 5
 #: how long destroy_node waits for the worker and label threads (shutdown must take < 1 s)
 SHUTDOWN_WAIT_S = 0.3
+#: ~/set_labels and ~/encode_text requests queued in DDS until taken: a burst this deep is
+#: answered, not dropped (a caller sending such bursts needs a client queue as deep for the answers)
+SERVICE_QUEUE_DEPTH = 100
+SERVICE_QOS = QoSProfile(depth=SERVICE_QUEUE_DEPTH, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.VOLATILE)
 #: the tasks /diagnostics reports on, as "<node name>: <task>"
 DIAGNOSTIC_TASKS = ("segmentation", "input frequency", "input timestamps")
 #: label inputs: reliable, as publishers of commands are; the latched twin hears transient-local

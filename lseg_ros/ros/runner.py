@@ -8,25 +8,37 @@ from typing import Callable, Tuple, Type
 import rclpy
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
-#: executor threads: callbacks of one callback group never run concurrently; lseg_node's
-#: services that wait (~/set_labels for its label set, ~/encode_text for a text forward,
-#: each in its own group) each hold a thread, and the default group's callbacks (frames,
-#: labels, timers) keep the third
-EXECUTOR_THREADS = 3
+#: ~/set_labels calls that may wait for their label sets at once (the encoding one and the
+#: one waiting after it, plus one arriving); a further call is refused at once
+SET_LABELS_MAX_WAITING = 3
+#: executor threads: callbacks of one callback group never run concurrently. lseg_node's
+#: waiting ~/set_labels calls (reentrant group) hold at most SET_LABELS_MAX_WAITING threads,
+#: ~/encode_text (its own group) one for a text forward; the default group's callbacks
+#: (frames, labels, timers, parameters) keep one, and one more answers a ~/set_labels call
+#: at once (refused, superseded) while the others wait: frames never stop for service calls
+EXECUTOR_THREADS = SET_LABELS_MAX_WAITING + 3
 
 
 def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
              start_errors: Tuple[Type[BaseException], ...] = (ValueError,)) -> int:
     """Build a node and spin it until its ``done`` attribute turns true (if it has one),
-    Ctrl-C or shutdown. A start-up error in ``start_errors`` is printed and gives exit code 1."""
+    Ctrl-C or shutdown. A start-up error in ``start_errors`` is printed and gives exit code 1;
+    Ctrl-C during start-up (model load, label encoding) one line and exit code 0."""
     from rclpy.exceptions import ParameterException
 
     rclpy.init(args=args)
     try:
         node = build()
-    except start_errors + (ParameterException,) as error:
-        print(f"{program}: cannot start: {error}", file=sys.stderr)
-        rclpy.try_shutdown()
+    except BaseException as error:  # noqa: B902 (Ctrl-C included)
+        stopped = isinstance(error, (KeyboardInterrupt, ExternalShutdownException)) or not rclpy.ok()
+        if not stopped and not isinstance(error, start_errors + (ParameterException,)):
+            raise
+        message = str(error)
+        _shutdown_quietly()  # rclpy (Kilted) destroys the half-built node here: it cleans up quietly
+        if stopped:  # Ctrl-C: the error is a consequence of the shutdown, not a start-up problem
+            print(f"{program}: stopped during start-up", file=sys.stderr)
+            return 0
+        print(f"{program}: cannot start: {message}", file=sys.stderr)
         return 1
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
     executor.add_node(node)
@@ -49,3 +61,11 @@ def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _shutdown_quietly() -> None:
+    """rclpy.try_shutdown, also when a second Ctrl-C comes during it."""
+    try:
+        rclpy.try_shutdown()
+    except KeyboardInterrupt:
+        pass
