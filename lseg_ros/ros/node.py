@@ -149,6 +149,8 @@ class LsegCore:
         Raises (WeightsError, ValueError, ...) with nothing left half-made on failure."""
         self.config, self.node_config = read_configs(self)
         initial_labels = list(self.config.labels)  # coerced: "door, chair" -> ["door", "chair"]
+        # which torch build, and whether CUDA is usable: logged before the model is built
+        self.get_logger().info(torch_build_summary())
         if segmenter is None:
             segmenter_config = self.config
             segmenter_config.labels = []  # applied below through the same path as run-time changes
@@ -157,7 +159,6 @@ class LsegCore:
         settings = getattr(segmenter, "settings", {})  # what the speed settings' "auto" became here
         self.get_logger().info(f"engine: {segmenter.description}; " +
                                ", ".join(f"{key} {value}" for key, value in settings.items()))
-        self.get_logger().info(torch_build_summary())  # which torch build, and whether CUDA is usable
         for warning in getattr(segmenter, "warnings", []):
             self.get_logger().warning(warning)
         self.segmenter.max_labels = self.node_config.max_labels
