@@ -6,4 +6,5 @@ Everything here imports rclpy or ROS message packages; the rest of lseg_ros does
   * :mod:`lseg_ros.ros.node`: ``lseg_node``
   * :mod:`lseg_ros.ros.camera_sim`, :mod:`lseg_ros.ros.recorder`: ``camera_sim``,
     ``overlay_recorder``
+  * :mod:`lseg_ros.ros.launcher`: the installed programs' entry point
 """
