@@ -1,5 +1,6 @@
 """The camera simulator's frame sources and camera model."""
 import itertools
+import os
 
 import numpy as np
 import pytest
@@ -47,3 +48,29 @@ def test_pinhole_camera_info_centres_the_principal_point():
     info = pinhole_camera_info(640, 480, 90.0)
     assert info.k[2] == 320 and info.k[5] == 240
     assert info.k[0] == pytest.approx(320.0)
+
+
+def test_camera_sim_and_overlay_recorder_say_at_startup_what_they_publish_and_record(tmp_path):
+    import rclpy
+    from rclpy.parameter import Parameter
+
+    from lseg_ros.ros.camera_sim import CameraSim
+    from lseg_ros.ros.recorder import OverlayRecorder
+
+    context = rclpy.Context()
+    rclpy.init(context=context, domain_id=(os.getpid() + 53) % 100 + 1)
+    try:
+        camera = CameraSim(context=context, parameter_overrides=[Parameter("rate", value=2.0),
+                                                                 Parameter("max_frames", value=7)])
+        line = camera.startup_line()
+        assert line == ("camera_sim publishing /image, /camera_info, /depth (reliable): source scenes, 320x240, "
+                        "2 Hz, 7 frames")
+        recorder = OverlayRecorder(context=context, parameter_overrides=[
+            Parameter("output_dir", value=str(tmp_path / "out")), Parameter("max_frames", value=3)])
+        line = recorder.startup_line()
+        assert line.startswith("overlay_recorder recording /overlay, /points, /objects into ")
+        assert str((tmp_path / "out").resolve()) in line and "(3 overlays; latency printed: yes)" in line
+        camera.destroy_node()
+        recorder.destroy_node()
+    finally:
+        rclpy.try_shutdown(context=context)

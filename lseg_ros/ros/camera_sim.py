@@ -141,6 +141,15 @@ class CameraSim(Node):
         self.geometry: Dict[int, object] = {}
         self.done = False
         self.create_timer(1.0 / self.config.rate, self.publish_next)
+        self.get_logger().info(self.startup_line())
+
+    def startup_line(self) -> str:
+        """What this camera publishes: topics, source, size, rate, frame count."""
+        topics = [pub.topic_name for pub in (self.image_pub, self.info_pub, self.depth_pub) if pub is not None]
+        size = f"{self.config.width}x{self.config.height}" if self.config.source == "scenes" else "files' own size"
+        frames = f"{self.config.max_frames} frames" if self.config.max_frames else "until stopped"
+        return (f"camera_sim publishing {', '.join(topics)} ({self.config.qos}): source {self.config.source}, "
+                f"{size}, {self.config.rate:g} Hz, {frames}")
 
     def publish_next(self) -> None:
         if self.config.max_frames and self.published >= self.config.max_frames:

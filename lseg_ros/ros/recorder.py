@@ -45,6 +45,14 @@ class OverlayRecorder(Node):
 
             self.create_subscription(PointCloud2, "points", lambda msg: self._on_3d("points", msg), 2)
             self.create_subscription(ObjectArray, "objects", lambda msg: self._on_3d("objects", msg), 10)
+        self.get_logger().info(self.startup_line())
+
+    def startup_line(self) -> str:
+        """What this recorder records: the topics it hears and where it writes."""
+        topics = [sub.topic_name for sub in self.subscriptions]
+        frames = f"{self.max_frames} overlays" if self.max_frames else "until stopped"
+        return (f"overlay_recorder recording {', '.join(topics)} into {self.output_dir.resolve()} "
+                f"({frames}; latency printed: {'yes' if self.print_latency else 'no'})")
 
     def _on_3d(self, key: str, msg) -> None:
         stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
