@@ -281,9 +281,12 @@ def test_cmake_installs_the_launched_executable_and_the_launch_and_config_direct
     cmake = CMAKE_FILE.read_text()
     assert ast.unparse(_keyword(lseg_node_call(), "executable")) == "EXECUTABLES[managed]"
     assert re.search(r"project\(\s*lseg_ros\s*\)", cmake)
+    from lseg_ros.ros.launcher import PROGRAMS
+
     modules = {False: "lseg_ros.ros.node", True: "lseg_ros.ros.lifecycle"}
+    listed = re.search(r"set\(_lseg_executables ([^)]*)\)", cmake).group(1).split()
     for managed, executable in launch_args.EXECUTABLES.items():
-        assert f'"{executable}={modules[managed]}"' in cmake
+        assert executable in listed and PROGRAMS[executable] == modules[managed]
     installed = re.search(r"install\(DIRECTORY\s+([^)]*?)\s+DESTINATION\s+share/\$\{PROJECT_NAME\}", cmake)
     assert installed and {"launch", "config"} <= set(installed.group(1).split())
 
