@@ -48,13 +48,9 @@ def check_intrinsics(k: Sequence[float], width: int, height: int) -> None:
         raise ValueError(f"K {k} has a non-finite value; accepted: finite values")
     if k[6:] != [0.0, 0.0, 1.0]:
         raise ValueError(f"K's last row {k[6:]}; accepted: [0, 0, 1] (a pinhole camera matrix)")
-    low, high = FOCAL_RANGE
-    for name, value, side in (("fx", k[0], width), ("fy", k[4], height)):
-        if not low * side <= value <= high * side:
-            raise ValueError(f"{name} {value:g} out of range for a {width}x{height} camera; accepted: "
-                             f"[{low * side:g}, {high * side:g}] pixels ({low:g} to {high:g} times the image side)")
-    low, high = PRINCIPAL_RANGE
-    for name, value, side in (("cx", k[2], width), ("cy", k[5], height)):
+    for name, value, side, (low, high) in (("fx", k[0], width, FOCAL_RANGE), ("fy", k[4], height, FOCAL_RANGE),
+                                           ("cx", k[2], width, PRINCIPAL_RANGE),
+                                           ("cy", k[5], height, PRINCIPAL_RANGE)):
         if not low * side <= value <= high * side:
             raise ValueError(f"{name} {value:g} out of range for a {width}x{height} camera; accepted: "
                              f"[{low * side:g}, {high * side:g}] pixels ({low:g} to {high:g} times the image side)")

@@ -29,7 +29,7 @@ from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
 from .prompt_bank import PromptBank, load_prompt_bank
 from .preprocess import PinnedStaging, mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
-from .text import LabelEncoder
+from .text import MAX_LABEL_PROMPTS, LabelEncoder
 from .validation import join_synonyms, label_text_problem, shorten, split_synonyms
 from .validation import SYNONYM_SEPARATOR, parse_label_text  # noqa: F401  (re-exported: lseg_ros.segmenter API)
 from .weights import check_finite
@@ -119,7 +119,7 @@ class Segmenter:
     max_descriptions = 32  # extra prompts per label
     #: most text prompts (names x templates + descriptions) one set_labels/prepare_labels may
     #: encode: 255 labels x (80 templates + 32 descriptions) fit (benchmarks/bench_text.py)
-    max_label_prompts = 32768
+    max_label_prompts = MAX_LABEL_PROMPTS
     #: most text prompts one encode_texts call may encode: 102 texts with 80 templates,
     #: 8192 with one (a few seconds with the tiny CLIP on a CPU core; benchmarks/bench_text.py)
     max_text_prompts = 8192

@@ -29,11 +29,16 @@ from .prompts import get_templates
 CacheKey = Tuple[str, str, str, str, Tuple[str, ...]]
 
 
+#: most prompts one encode() call may ask for by default (Segmenter.max_label_prompts):
+#: 255 labels x (80 templates + 32 descriptions) fit, with a margin
+MAX_LABEL_PROMPTS = 32768
+
+
 class LabelEncoder:
     """Encodes label sets with a backend's text tower and caches label embeddings."""
 
     def __init__(self, backend, template_set: str = "imagenet", pooling: str = "mean",
-                 batch_size: int = 256, max_cache_entries: int = 4096, max_prompts: int = 32768,
+                 batch_size: int = 256, max_cache_entries: int = 4096, max_prompts: int = MAX_LABEL_PROMPTS,
                  group_prompts: int = 2048) -> None:
         if pooling not in ("mean", "max"):
             raise ValueError(f"unknown description pooling {pooling!r}; accepted: mean, max")
@@ -44,7 +49,7 @@ class LabelEncoder:
         self.batch_size = batch_size
         self.max_cache_entries = max_cache_entries
         #: most prompts one encode() call may ask for (cached or not: the answer does not
-        #: depend on the cache); 32768 = 255 labels x (80 templates + 32 descriptions) + margin
+        #: depend on the cache)
         self.max_prompts = max_prompts
         #: prompts encoded and pooled together: bounds the prompt embeddings held at once
         self.group_prompts = group_prompts

@@ -43,7 +43,7 @@ def test_a_refused_set_labels_call_keeps_diagnostics_ok_and_is_counted(running):
     node, probe = running
     client, SetLabels = _set_labels_client(probe)
     assert all(s.level == b"\x00" for s in _diagnostics_over(probe, node, 0.6)), "not OK before the test"
-    refused = node.refused_calls
+    refused = node.counters.refused_calls
     probe.clear()
     future = client.call_async(SetLabels.Request(labels=[_label_spec("door"), _label_spec("door")]))
     _wait(future, 30.0)
@@ -51,7 +51,7 @@ def test_a_refused_set_labels_call_keeps_diagnostics_ok_and_is_counted(running):
     statuses = _diagnostics_over(probe, node, 1.0)  # 5 diagnostics periods
     assert statuses and all(s.level == b"\x00" for s in statuses), [(s.level, s.message) for s in statuses]
     assert int(_values(statuses[-1])["refused_calls"]) == refused + 1
-    assert node.refused_calls == refused + 1
+    assert node.counters.refused_calls == refused + 1
     # the same set on the labels topic: refused with nobody to tell, so diagnostics say so
     probe.clear()
     probe.labels_pub.publish(String(data="door, door"))
@@ -59,7 +59,7 @@ def test_a_refused_set_labels_call_keeps_diagnostics_ok_and_is_counted(running):
     while not any(s.level != b"\x00" for s in _segmentation_statuses(probe)) and time.monotonic() < deadline:
         probe.send_frame(scene(6))
     assert any(s.level in (b"\x01", b"\x02") and "rejected" in s.message for s in _segmentation_statuses(probe))
-    assert node.refused_calls == refused + 1
+    assert node.counters.refused_calls == refused + 1
 
 
 def test_set_labels_calls_beyond_the_waiting_bound_are_refused_at_once(running, monkeypatch):

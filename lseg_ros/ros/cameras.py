@@ -26,6 +26,7 @@ class Counters:
     dropped: int = 0
     rejected_frames: int = 0
     rejected_queries: int = 0
+    refused_calls: int = 0  # of rejected_queries: refused and answered to their caller (no health problem)
     failed: int = 0
     rejected_camera_info: int = 0
     superseded_label_sets: int = 0

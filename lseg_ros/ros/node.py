@@ -136,7 +136,6 @@ class LsegCore:
         self._active = False
         self._image_sub = None  # the first camera's image subscription
         self._configured_entities = []  # (destroy function, entity) made by _configure
-        self.refused_calls = 0  # requests refused and answered to their caller (not a health problem)
         self._label_order = itertools.count(1)  # arrival order of label requests
         self._waiting_calls = 0  # ~/set_labels calls holding an executor thread (SET_LABELS_MAX_WAITING)
         declare_parameters(self)
@@ -171,7 +170,6 @@ class LsegCore:
                 self.segmenter = None
                 raise ValueError(f"obstacle_labels: {error}") from None
         self.counters = Counters()
-        self.refused_calls = 0  # counted with counters.rejected_queries
         self._encoding: Optional[tuple] = None  # (request, start time) being encoded now
         self._latest_request: Optional[LabelRequest] = None  # last accepted request (threshold changes)
         self._published_generation = 0  # label set of the last ~/label_info
@@ -294,8 +292,6 @@ class LsegCore:
         nc = self.node_config
         image_qos = input_qos("image_qos", nc.image_qos, history=1)
         depth_qos = input_qos("depth_qos", nc.depth_qos, history=DEPTH_QOS_HISTORY)  # camera_info's too
-        if not isinstance(nc.max_points, int) or nc.max_points < 1:
-            raise ValueError(f"invalid parameter max_points: {nc.max_points!r}; accepted: >= 1")
         transport = nc.image_transport
         if nc.use_compressed:
             self.get_logger().warning("use_compressed is deprecated and goes away in the next release: use "
@@ -412,7 +408,7 @@ class LsegCore:
             embeddings = segmenter.encode_texts(list(request.texts))
         except ValueError as error:
             self.counters.rejected_queries += 1
-            self.refused_calls += 1  # answered to the caller
+            self.counters.refused_calls += 1  # answered to the caller
             self._log("error", f"encode_text rejected: {error}", throttle=1.0)
             response.message = str(error)
             return response
@@ -465,7 +461,7 @@ class LsegCore:
                 self._waiting_calls += 1
         if busy:
             self.counters.rejected_queries += 1
-            self.refused_calls += 1
+            self.counters.refused_calls += 1
             self._log("warning", f"set_labels refused: {SET_LABELS_MAX_WAITING} calls already waiting", throttle=1.0)
             return self._label_reply(response, False, f"refused: too many calls waiting ({SET_LABELS_MAX_WAITING} "
                                      "~/set_labels calls wait for their label sets); call again")
@@ -523,7 +519,7 @@ class LsegCore:
                     changes.append((parameter.name, float(parameter.value)))
         except ValueError as error:
             self.counters.rejected_queries += 1
-            self.refused_calls += 1  # answered to the caller
+            self.counters.refused_calls += 1  # answered to the caller
             self._log("error", f"parameter change rejected: {error}")
             return SetParametersResult(successful=False, reason=str(error))
         if self.segmenter is None:  # not configured (managed node): the values are read at configure
@@ -590,7 +586,7 @@ class LsegCore:
     def _reject_labels(self, source: str, error: ValueError, answered: bool = False) -> None:
         """Count and log a refused label set; ``answered``: its caller was told (a service call)."""
         self.counters.rejected_queries += 1
-        self.refused_calls += answered
+        self.counters.refused_calls += answered
         self._log("error", f"{source}: label set rejected: {error}")
 
     def _validated_request(self, names, descriptions, thresholds, source: str) -> LabelRequest:
@@ -636,7 +632,7 @@ class LsegCore:
             return  # shutting down
         except ValueError as error:
             self.counters.rejected_queries += 1
-            self.refused_calls += request.done is not None  # a ~/set_labels call is told
+            self.counters.refused_calls += request.done is not None  # a ~/set_labels call is told
             self._log("error", f"{request.source}: label set not applied: {error}")
             request.finish(False, str(error))
             return
@@ -953,7 +949,7 @@ class LsegCore:
         counters = self.counters  # the stream's
         # a refused request that was answered to its caller is no health problem: only label
         # messages from topics, refused with nobody to tell, count
-        unanswered = counters.rejected_queries - self.refused_calls
+        unanswered = counters.rejected_queries - counters.refused_calls
         input_health, silent_s = self._input_health(stream, counters.input_problems() + unanswered)
         label_health, label_values = self._label_status()
         if label_health is not None and label_health[0] != OK:
@@ -967,7 +963,7 @@ class LsegCore:
             "seconds_since_last_frame": f"{silent_s:.1f}",
             "frames_in": counters.frames_in, "processed": counters.processed, "dropped": counters.dropped,
             "rejected_frames": counters.rejected_frames, "rejected_queries": counters.rejected_queries,
-            "refused_calls": self.refused_calls,
+            "refused_calls": counters.refused_calls,
             "rejected_camera_info": counters.rejected_camera_info, "failed": counters.failed,
             "inference_ms_mean": _mean_ms(counters.inference_s), "end_to_end_ms_mean": _mean_ms(counters.end_to_end_s),
             **label_values,
@@ -988,7 +984,7 @@ class LsegCore:
         """Several cameras: 'segmentation' (the labels, the model, the worker), then one
         'camera <name>' status per camera (its input: counters, rate, stamps, silence, depth)."""
         counters, streams = self.counters, self._streams
-        problems = counters.rejected_queries - self.refused_calls + counters.failed  # see _single_camera_statuses
+        problems = counters.rejected_queries - counters.refused_calls + counters.failed  # see _single_camera_statuses
         processed = sum(stream.counters.processed for stream in streams)
         new_problems, new_processed = problems - self._diagnostics_seen[0], processed - self._diagnostics_seen[1]
         self._diagnostics_seen = (problems, processed)
@@ -1005,7 +1001,7 @@ class LsegCore:
             "input_topics": ", ".join(self.input_topics()),
             **{key: sum(getattr(stream.counters, key) for stream in streams)
                for key in ("frames_in", "processed", "dropped")},
-            "rejected_queries": counters.rejected_queries, "refused_calls": self.refused_calls,
+            "rejected_queries": counters.rejected_queries, "refused_calls": counters.refused_calls,
             "failed": counters.failed,
             **label_values, "device": str(self.segmenter.device), "model": self.segmenter.description,
         }
