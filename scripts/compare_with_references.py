@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lseg_ros.config import DenseClipConfig, SegmenterConfig
+from lseg_ros.data.datasets import load_class_names
 from lseg_ros.models.dense_clip import build_dense_clip
 from lseg_ros.models.lseg import LSegBackend, get_preset
 from lseg_ros.preprocess import to_model_input
@@ -418,7 +419,7 @@ class MaskClipReference:
         """(mask [H, W], probabilities [N, H, W]) of simple_test at the image's size."""
         self.head.register_buffer("text_embeddings", text.float(), persistent=False)
         image, metas = self.pipeline(rgb, resized_rgb)
-        probabilities = self.segmentor.simple_test(image, metas, rescale=True, return_logit=True)[0]
+        probabilities = torch.from_numpy(self.segmentor.simple_test(image, metas, rescale=True, return_logit=True)[0])
         return probabilities.argmax(0), probabilities
 
 
@@ -449,10 +450,17 @@ def check_maskclip(repo: Path, mmcv: Path, model_name: str) -> None:
                       for eps in (1e-5, None)}  # None: the config's (1e-6)
         names, text_gelu = references[None].text_embeddings(gelu, base_name)
         _, text_quick = references[None].text_embeddings(quick, base_name)
+        # clip.load() on CUDA keeps OpenAI's model in fp16 (LayerNorm in fp32), as open_clip's fp16 precision
+        half = open_clip.create_model(base_name + "-quickgelu", pretrained=None, precision="fp16").eval()
+        half.load_state_dict(state_dict)
+        _, text_half = references[None].text_embeddings(half, base_name)
+        shipped_names = load_class_names("maskclip/voc20")
+        print(f"lseg_ros maskclip/voc20 class names equal prompt_engineering.py's voc_classes: "
+              f"{shipped_names == names}")
 
         def ours(model, **dense_clip):
             return Segmenter(SegmenterConfig.for_profile("maskclip", model=model, pretrained=weights, device="cpu",
-                                                         labels=names, dense_clip=dense_clip))
+                                                         labels=shipped_names, dense_clip=dense_clip))
 
         profile = ours(base_name)
         report("MaskCLIP text embeddings (prompt_engineering.py) vs the maskclip profile's",
@@ -473,16 +481,22 @@ def check_maskclip(repo: Path, mmcv: Path, model_name: str) -> None:
             resized = to_model_input([image], tuple(model_size), (0.0,) * 3, (1 / 255,) * 3, torch.device("cpu"),
                                      torch.float32, antialias=False, eight_bit=True)[0].permute(1, 2, 0)
             resized = resized.round().clamp(0, 255).to(torch.uint8).numpy()  # lseg_ros's resize of the image
-            shared_resize, _ = references[1e-5].segment(image, text_gelu, resized)
+            shared_resize, shared_probabilities = references[1e-5].segment(image, text_gelu, resized)
             as_run, _ = references[1e-5].segment(image, text_gelu)
             as_configured, _ = references[None].segment(image, text_gelu)
             as_shipped, _ = references[None].segment(image, text_quick)
+            text_in_half, _ = references[None].segment(image, text_half.float())
             label = f"MaskCLIP {size[0]}x{size[1]} (model input {model_size[0]}x{model_size[1]})"
             for name, segmenter in variants.items():
-                mask = torch.from_numpy(segmenter.segment(image).mask.astype(np.int64))
+                result = segmenter.segment(image)
+                mask = torch.from_numpy(result.mask.astype(np.int64))
+                if name.startswith("profile"):
+                    report(f"{label}, profile vs reference [same resized image, eps 1e-5]: probabilities",
+                           torch.from_numpy(result.confidences), shared_probabilities)
                 rows = [("same resized image, LayerNorm eps 1e-5", shared_resize)]
                 if name.startswith("profile"):
-                    rows += [("OpenCV resize (mmcv), eps 1e-5", as_run), ("OpenCV resize, eps 1e-6 (config)", as_configured)]
+                    rows += [("OpenCV resize (mmcv), eps 1e-5", as_run),
+                             ("OpenCV resize, eps 1e-6 (config)", as_configured)]
                 for what, reference in rows:
                     agreement = float((mask == reference).float().mean())
                     print(f"{label}, {name} vs reference [{what}]: pixel agreement {100 * agreement:.3f} %")
@@ -490,6 +504,8 @@ def check_maskclip(repo: Path, mmcv: Path, model_name: str) -> None:
             print(f"{label}, profile as shipped (QuickGELU) vs reference as MaskCLIP runs it (GELU ViT, "
                   f"QuickGELU text, eps 1e-6, OpenCV): pixel agreement "
                   f"{100 * float((mask == as_shipped).float().mean()):.3f} %")
+            print(f"{label}, text embeddings in fp16 (clip.load on CUDA) vs fp32, reference as MaskCLIP runs it: "
+                  f"pixel agreement {100 * float((as_shipped == text_in_half).float().mean()):.3f} %")
 
 
 @contextlib.contextmanager
