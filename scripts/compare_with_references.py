@@ -296,7 +296,7 @@ class MaskClipReference:
     """MaskCLIP's ViT-B/16 segmentor (configs/maskclip/maskclip_vit16_512x512_voc12aug_20.py)
     on the weights of an open_clip model, executed from the MaskCLIP and mmcv checkouts."""
 
-    def __init__(self, repo: Path, mmcv: Path, state_dict: dict, model_name: str, layer_norm_eps=None):
+    def __init__(self, repo: Path, mmcv: Path, state_dict: dict, visual: nn.Module, layer_norm_eps=None):
         self.repo = repo
         namespace = mmcv_namespace(mmcv)
         wrappers = read(repo, "mmseg/ops/wrappers.py")
@@ -313,8 +313,7 @@ class MaskClipReference:
         converted = self.convert_weights(state_dict)
         backbone = dict(configs["model"]["backbone"])
         assert backbone.pop("type") == "VisionTransformer"
-        visual = open_clip.create_model(model_name, pretrained=None).visual  # only its sizes are read
-        width = visual.transformer.width
+        width = visual.transformer.width  # the open_clip ViT's sizes
         backbone.update(embed_dims=width, num_layers=len(visual.transformer.resblocks),
                         num_heads=visual.transformer.resblocks[0].attn.num_heads, img_size=tuple(visual.image_size),
                         mlp_ratio=visual.transformer.resblocks[0].mlp.c_fc.out_features // width)
@@ -446,7 +445,7 @@ def check_maskclip(repo: Path, mmcv: Path, model_name: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         weights = str(Path(folder) / "random_clip.safetensors")
         save_file(state_dict, weights)
-        references = {eps: MaskClipReference(repo, mmcv, state_dict, base_name, layer_norm_eps=eps)
+        references = {eps: MaskClipReference(repo, mmcv, state_dict, gelu.visual, layer_norm_eps=eps)
                       for eps in (1e-5, None)}  # None: the config's (1e-6)
         names, text_gelu = references[None].text_embeddings(gelu, base_name)
         _, text_quick = references[None].text_embeddings(quick, base_name)
