@@ -339,6 +339,8 @@ class SegmenterConfig:
              ", ".join(POSITIONAL_RESIZES)),
             (self.dense_clip.window_merge in ("logits", "embeddings"), "dense_clip.window_merge",
              "logits, embeddings"),
+            (self.dense_clip.partial_patches in ("crop", "pad"), "dense_clip.partial_patches", "crop, pad"),
+            (self.dense_clip.normalization in ("clip", "imagenet"), "dense_clip.normalization", "clip, imagenet"),
             (self.lseg.arch_option != 0 or self.lseg.block_depth == 0, "lseg.arch_option/lseg.block_depth",
              "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
              "what block_depth > 0 alone selected before) or 2 (depthwise)"),
