@@ -94,6 +94,10 @@ class DenseClipConfig:
                                 "that grid: MaskCLIP's mmseg PatchEmbed).", "crop")
     normalization: str = _doc("Image mean/std: clip (the model's own, CLIP's) | imagenet (mean 123.675, "
                               "116.28, 103.53, std 58.395, 57.12, 57.375 on 0-255: MaskCLIP's configs).", "clip")
+    image_tower: str = _doc("The image tower as run: clip (as the weights were trained: the model's "
+                            "activation and LayerNorm eps) | mmseg (MaskCLIP's port of CLIP's ViT to mmseg's "
+                            "VisionTransformer: GELU and LayerNorm eps 1e-6 in the image tower, whatever the "
+                            "weights were trained with; the text tower unchanged).", "clip")
 
 
 @dataclass
@@ -341,6 +345,7 @@ class SegmenterConfig:
              "logits, embeddings"),
             (self.dense_clip.partial_patches in ("crop", "pad"), "dense_clip.partial_patches", "crop, pad"),
             (self.dense_clip.normalization in ("clip", "imagenet"), "dense_clip.normalization", "clip, imagenet"),
+            (self.dense_clip.image_tower in ("clip", "mmseg"), "dense_clip.image_tower", "clip, mmseg"),
             (self.lseg.arch_option != 0 or self.lseg.block_depth == 0, "lseg.arch_option/lseg.block_depth",
              "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
              "what block_depth > 0 alone selected before) or 2 (depthwise)"),

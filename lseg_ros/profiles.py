@@ -171,6 +171,7 @@ _register(Profile(
         "dense_clip.positional_resize": "size",  # mmseg/models/backbones/vit.py resize_pos_embed
         "dense_clip.partial_patches": "pad",  # vit.py PatchEmbed(padding='corner'): mmseg/models/utils/embed.py
         "dense_clip.normalization": "imagenet",  # configs/_base_/datasets/*.py img_norm_cfg
+        "dense_clip.image_tower": "mmseg",  # maskclip_vit16.py: act_cfg GELU, norm_cfg LN eps 1e-6
         "dense_clip.window": 0,  # test_cfg=dict(mode='whole')
         "input_resize": "mmseg", "short_side": 512, "max_long_side": 2048,  # datasets/*: img_scale=(2048, 512)
         "logit_scale": 1.0,  # maskclip_head.py cls_seg: raw cosine similarity

@@ -445,66 +445,58 @@ def check_maskclip(repo: Path, mmcv: Path, model_name: str) -> None:
     with tempfile.TemporaryDirectory() as folder:
         weights = str(Path(folder) / "random_clip.safetensors")
         save_file(state_dict, weights)
-        references = {eps: MaskClipReference(repo, mmcv, state_dict, gelu.visual, layer_norm_eps=eps)
-                      for eps in (1e-5, None)}  # None: the config's (1e-6)
-        names, text_gelu = references[None].text_embeddings(gelu, base_name)
-        _, text_quick = references[None].text_embeddings(quick, base_name)
+        # MaskCLIP as it runs: its mmseg ViT (GELU, LayerNorm eps 1e-6 from its config), OpenAI's
+        # text tower as clip.load builds it (QuickGELU)
+        reference = MaskClipReference(repo, mmcv, state_dict, gelu.visual)
+        names, text_quick = reference.text_embeddings(quick, base_name)
         # clip.load() on CUDA keeps OpenAI's model in fp16 (LayerNorm in fp32), as open_clip's fp16 precision
         half = open_clip.create_model(base_name + "-quickgelu", pretrained=None, precision="fp16").eval()
         half.load_state_dict(state_dict)
-        _, text_half = references[None].text_embeddings(half, base_name)
+        _, text_half = reference.text_embeddings(half, base_name)
         shipped_names = load_class_names("maskclip/voc20")
         print(f"lseg_ros maskclip/voc20 class names equal prompt_engineering.py's voc_classes: "
               f"{shipped_names == names}")
 
-        def ours(model, **dense_clip):
-            return Segmenter(SegmenterConfig.for_profile("maskclip", model=model, pretrained=weights, device="cpu",
-                                                         labels=shipped_names, dense_clip=dense_clip))
+        def ours(**dense_clip):
+            return Segmenter(SegmenterConfig.for_profile("maskclip", model=base_name + "-quickgelu", pretrained=weights,
+                                                         device="cpu", labels=shipped_names, dense_clip=dense_clip))
 
-        profile = ours(base_name)
+        profile = ours()
         report("MaskCLIP text embeddings (prompt_engineering.py) vs the maskclip profile's",
-               profile.label_set.label_embeddings, text_gelu)
+               profile.label_set.label_embeddings, text_quick)
         settings = profile.config.dense_clip
-        print(f"maskclip profile: dense_clip.partial_patches={settings.partial_patches}, "
-              f"normalization={settings.normalization}, positional_resize={settings.positional_resize}")
+        print(f"maskclip profile: model {profile.config.model}, dense_clip.partial_patches={settings.partial_patches}, "
+              f"normalization={settings.normalization}, image_tower={settings.image_tower}, "
+              f"positional_resize={settings.positional_resize}")
         variants = {
-            "profile (GELU as MaskCLIP's ViT)": profile,
-            "partial_patches crop (before)": ours(base_name, partial_patches="crop"),
-            "normalization clip (before)": ours(base_name, normalization="clip"),
-            "crop + clip (before both)": ours(base_name, partial_patches="crop", normalization="clip"),
+            "profile": profile,
+            "partial_patches crop (before)": ours(partial_patches="crop"),
+            "normalization clip (before)": ours(normalization="clip"),
+            "image_tower clip (before: as trained)": ours(image_tower="clip"),
+            "all three (before)": ours(partial_patches="crop", normalization="clip", image_tower="clip"),
         }
-        shipped = ours(base_name + "-quickgelu")
         for size in MASKCLIP_SIZES:
             image = scene(*size, seed=size[1])
             model_size = profile.model_input([image]).shape[-2:]
             resized = to_model_input([image], tuple(model_size), (0.0,) * 3, (1 / 255,) * 3, torch.device("cpu"),
                                      torch.float32, antialias=False, eight_bit=True)[0].permute(1, 2, 0)
             resized = resized.round().clamp(0, 255).to(torch.uint8).numpy()  # lseg_ros's resize of the image
-            shared_resize, shared_probabilities = references[1e-5].segment(image, text_gelu, resized)
-            as_run, _ = references[1e-5].segment(image, text_gelu)
-            as_configured, _ = references[None].segment(image, text_gelu)
-            as_shipped, _ = references[None].segment(image, text_quick)
-            text_in_half, _ = references[None].segment(image, text_half.float())
+            shared_resize, shared_probabilities = reference.segment(image, text_quick, resized)
+            as_run, _ = reference.segment(image, text_quick)
+            text_in_half, _ = reference.segment(image, text_half.float())
             label = f"MaskCLIP {size[0]}x{size[1]} (model input {model_size[0]}x{model_size[1]})"
             for name, segmenter in variants.items():
                 result = segmenter.segment(image)
                 mask = torch.from_numpy(result.mask.astype(np.int64))
-                if name.startswith("profile"):
-                    report(f"{label}, profile vs reference [same resized image, eps 1e-5]: probabilities",
+                rows = [("same resized image", shared_resize)]
+                if name == "profile":
+                    report(f"{label}, profile vs MaskCLIP [same resized image]: probabilities",
                            torch.from_numpy(result.confidences), shared_probabilities)
-                rows = [("same resized image, LayerNorm eps 1e-5", shared_resize)]
-                if name.startswith("profile"):
-                    rows += [("OpenCV resize (mmcv), eps 1e-5", as_run),
-                             ("OpenCV resize, eps 1e-6 (config)", as_configured)]
-                for what, reference in rows:
-                    agreement = float((mask == reference).float().mean())
-                    print(f"{label}, {name} vs reference [{what}]: pixel agreement {100 * agreement:.3f} %")
-            mask = torch.from_numpy(shipped.segment(image).mask.astype(np.int64))
-            print(f"{label}, profile as shipped (QuickGELU) vs reference as MaskCLIP runs it (GELU ViT, "
-                  f"QuickGELU text, eps 1e-6, OpenCV): pixel agreement "
-                  f"{100 * float((mask == as_shipped).float().mean()):.3f} %")
-            print(f"{label}, text embeddings in fp16 (clip.load on CUDA) vs fp32, reference as MaskCLIP runs it: "
-                  f"pixel agreement {100 * float((as_shipped == text_in_half).float().mean()):.3f} %")
+                    rows += [("its OpenCV resize (mmcv)", as_run),
+                             ("its OpenCV resize, text embeddings in fp16 as clip.load on CUDA", text_in_half)]
+                for what, expected in rows:
+                    agreement = float((mask == expected).float().mean())
+                    print(f"{label}, {name} vs MaskCLIP as it runs [{what}]: pixel agreement {100 * agreement:.3f} %")
 
 
 @contextlib.contextmanager

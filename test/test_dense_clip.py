@@ -185,10 +185,50 @@ def test_imagenet_normalization_is_mmsegs_img_norm_cfg():
 
 
 @pytest.mark.parametrize("field, value, accepted", [("partial_patches", "wrap", "crop, pad"),
-                                                    ("normalization", "openai", "clip, imagenet")])
+                                                    ("normalization", "openai", "clip, imagenet"),
+                                                    ("image_tower", "timm", "clip, mmseg")])
 def test_unknown_partial_patches_or_normalization_names_the_accepted_values(field, value, accepted):
     with pytest.raises(ValueError, match=f"dense_clip.{field} '{value}'; accepted: {accepted}"):
         make_backend(**{field: value})
+
+
+def test_mmseg_image_tower_runs_gelu_and_layer_norm_eps_1e_6_in_the_image_tower_only():
+    """MaskCLIP's mmseg ViT (act_cfg GELU, norm_cfg LN eps 1e-6) on QuickGELU weights: the image
+    tower changes, the text tower (clip.load's, QuickGELU, eps 1e-5) does not."""
+    from open_clip.transformer import QuickGELU
+
+    torch.manual_seed(0)
+    backend = build_dense_clip(SegmenterConfig(model=TINY + "-quickgelu", pretrained="random",
+                                               dense_clip=DenseClipConfig(mode="maskclip", image_tower="mmseg")))
+    visual_norms = [m for m in backend.clip.visual.modules() if isinstance(m, torch.nn.LayerNorm)]
+    text_norms = [m for name, m in backend.clip.named_modules()
+                  if isinstance(m, torch.nn.LayerNorm) and not name.startswith("visual.")]
+    assert visual_norms and {m.eps for m in visual_norms} == {1e-6}
+    assert text_norms and {m.eps for m in text_norms} == {1e-5}
+    activations = [block.mlp.gelu for block in backend.clip.visual.transformer.resblocks]
+    assert all(type(a) is torch.nn.GELU and a.approximate == "none" for a in activations)
+    assert all(isinstance(block.mlp.gelu, QuickGELU) for block in backend.clip.transformer.resblocks)
+    assert "GELU, LayerNorm eps 1e-6" in backend.description
+
+
+def test_mmseg_image_tower_equals_the_gelu_model_with_eps_1e_6_on_the_same_weights():
+    """The QuickGELU model run as mmseg's ViT gives the embeddings of the GELU model with the
+    same weights and its image LayerNorms set to eps 1e-6 by hand."""
+    torch.manual_seed(0)
+    mmseg = build_dense_clip(SegmenterConfig(model=TINY + "-quickgelu", pretrained="random",
+                                             dense_clip=DenseClipConfig(mode="maskclip", image_tower="mmseg")))
+    gelu = make_backend("maskclip")
+    gelu.clip.load_state_dict(mmseg.clip.state_dict())
+    for module in gelu.clip.visual.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.eps = 1e-6
+    as_trained = build_dense_clip(SegmenterConfig(model=TINY + "-quickgelu", pretrained="random",
+                                                  dense_clip=DenseClipConfig(mode="maskclip")))
+    as_trained.clip.load_state_dict(mmseg.clip.state_dict())
+    x = images(48, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(mmseg(x), gelu(x), rtol=0, atol=0)
+        assert not torch.allclose(mmseg(x), as_trained(x), atol=1e-4)
 
 
 # ---------------------------------------------------------------------- modes

@@ -145,12 +145,13 @@ def test_naclip_voc_pipeline_equals_naclip_predict_written_out():
 
 
 @pytest.mark.parametrize("name", list(PROFILES))
-def test_only_the_maskclip_profile_pads_partial_patches_and_normalizes_with_imagenet_statistics(name):
-    """MaskCLIP's mmseg ViT pads to whole patches and its configs normalize with ImageNet's
-    mean/std; the others (and the robot default) crop and use CLIP's."""
+def test_only_the_maskclip_profile_pads_normalizes_with_imagenet_statistics_and_runs_mmsegs_vit(name):
+    """MaskCLIP's mmseg ViT pads to whole patches and runs GELU with LayerNorm eps 1e-6, and its
+    configs normalize with ImageNet's mean/std; the others (and the robot default) crop, use
+    CLIP's mean/std and run the weights as trained."""
     settings = SegmenterConfig.for_profile(name).dense_clip
-    expected = ("pad", "imagenet") if name == "maskclip" else ("crop", "clip")
-    assert (settings.partial_patches, settings.normalization) == expected
+    expected = ("pad", "imagenet", "mmseg") if name == "maskclip" else ("crop", "clip", "clip")
+    assert (settings.partial_patches, settings.normalization, settings.image_tower) == expected
 
 
 @pytest.mark.parametrize("name", [name for name, profile in PROFILES.items()

@@ -56,6 +56,10 @@ DENSE_CLIP_MODES = ("maskclip", "sclip", "clearclip", "naclip")
 PARTIAL_PATCHES = ("crop", "pad")
 #: dense_clip.normalization values
 NORMALIZATIONS = ("clip", "imagenet")
+#: dense_clip.image_tower values
+IMAGE_TOWERS = ("clip", "mmseg")
+#: LayerNorm eps of mmseg's VisionTransformer as MaskCLIP configures it (norm_cfg LN eps 1e-6)
+MMSEG_LAYER_NORM_EPS = 1e-6
 #: ImageNet mean and std on 0..255 pixels, as mmseg's img_norm_cfg writes them (MaskCLIP's
 #: configs/_base_/datasets/*.py); divided by 255 for inputs on 0..1
 IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
@@ -453,13 +457,29 @@ def load_open_clip(model_name: str, pretrained: str) -> Tuple[nn.Module, str, st
     return model, pretrained, pretrained
 
 
+def as_mmseg_vit(visual: nn.Module) -> None:
+    """CLIP's image tower as MaskCLIP's mmseg ``VisionTransformer`` runs it, in place: every MLP
+    activation GELU (``act_cfg=dict(type='GELU')``) and every LayerNorm eps 1e-6 (``norm_cfg``),
+    whatever the weights were trained with (OpenAI's: QuickGELU, eps 1e-5)."""
+    for module in visual.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = MMSEG_LAYER_NORM_EPS
+    for block in visual.transformer.resblocks:
+        block.mlp.gelu = nn.GELU()
+
+
 @register_backend("dense_clip")
 def build_dense_clip(config: SegmenterConfig) -> DenseClipBackend:
     """The dense_clip backend for ``config.model`` with weights ``config.pretrained``."""
     options = config.dense_clip
     if options.mode not in DENSE_CLIP_MODES:
         raise ValueError(f"unknown dense_clip.mode {options.mode!r}; accepted: {', '.join(DENSE_CLIP_MODES)}")
+    if options.image_tower not in IMAGE_TOWERS:
+        raise ValueError(f"unknown dense_clip.image_tower {options.image_tower!r}; accepted: {', '.join(IMAGE_TOWERS)}")
     clip, weights_label, weights_id = load_open_clip(config.model, config.pretrained)
+    if options.image_tower == "mmseg":
+        as_mmseg_vit(clip.visual)
+        weights_label += "; image tower as mmseg's ViT: GELU, LayerNorm eps 1e-6"
     backend = DenseClipBackend(clip, config.model, mode=options.mode, gaussian_std=options.gaussian_std,
                                window=options.window, stride=options.stride,
                                positional_resize=options.positional_resize, window_merge=options.window_merge,
