@@ -87,6 +87,17 @@ class DenseClipConfig:
     window_merge: str = _doc("How overlapping windows merge: logits (NACLIP, SCLIP, ClearCLIP: each "
                              "window's label logits resized to the window, averaged) | embeddings "
                              "(pixel embeddings averaged on the patch grid; one classification).", "logits")
+    partial_patches: str = _doc("Inputs that are not patch multiples (input_resize mmseg): crop (the last "
+                                "partial row and column of patches are dropped, as CLIP's patch conv drops "
+                                "them: NACLIP, SCLIP, ClearCLIP) | pad (zero-padded at the bottom and right "
+                                "to whole patches after normalization, the positional embedding resized to "
+                                "that grid: MaskCLIP's mmseg PatchEmbed).", "crop")
+    normalization: str = _doc("Image mean/std: clip (the model's own, CLIP's) | imagenet (mean 123.675, "
+                              "116.28, 103.53, std 58.395, 57.12, 57.375 on 0-255: MaskCLIP's configs).", "clip")
+    image_tower: str = _doc("The image tower as run: clip (as the weights were trained: the model's "
+                            "activation and LayerNorm eps) | mmseg (MaskCLIP's port of CLIP's ViT to mmseg's "
+                            "VisionTransformer: GELU and LayerNorm eps 1e-6 in the image tower, whatever the "
+                            "weights were trained with; the text tower unchanged).", "clip")
 
 
 @dataclass
@@ -211,7 +222,7 @@ class SegmenterConfig:
                              "capped, both rounded to the patch multiple, antialiased) | mmseg (the "
                              "papers' Resize(keep_ratio): scale min(short_side/short, max_long_side/long), "
                              "sides int(x*scale+0.5), bilinear without antialiasing, 8-bit; a last "
-                             "partial patch is dropped as CLIP's patch conv drops it).", "snap")
+                             "partial patch is dropped or padded: dense_clip.partial_patches).", "snap")
     output_height: int = _doc("Output mask height; 0 = the input image height.", 0,
                               bounds=Range(0, 16384, note="(0 = the input's)"))
     output_width: int = _doc("Output mask width; 0 = the input image width.", 0,
@@ -332,6 +343,9 @@ class SegmenterConfig:
              ", ".join(POSITIONAL_RESIZES)),
             (self.dense_clip.window_merge in ("logits", "embeddings"), "dense_clip.window_merge",
              "logits, embeddings"),
+            (self.dense_clip.partial_patches in ("crop", "pad"), "dense_clip.partial_patches", "crop, pad"),
+            (self.dense_clip.normalization in ("clip", "imagenet"), "dense_clip.normalization", "clip, imagenet"),
+            (self.dense_clip.image_tower in ("clip", "mmseg"), "dense_clip.image_tower", "clip, mmseg"),
             (self.lseg.arch_option != 0 or self.lseg.block_depth == 0, "lseg.arch_option/lseg.block_depth",
              "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
              "what block_depth > 0 alone selected before) or 2 (depthwise)"),

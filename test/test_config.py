@@ -45,6 +45,9 @@ def test_command_line_overrides_file_values(tmp_path):
     ("precision", "fp8", "precision='fp8'"),
     ("short_side", 8, "short_side=8"),
     ("dense_clip.mode", "magic", "dense_clip.mode='magic'"),
+    ("dense_clip.partial_patches", "wrap", "dense_clip.partial_patches='wrap'"),
+    ("dense_clip.normalization", "coco", "dense_clip.normalization='coco'"),
+    ("dense_clip.image_tower", "timm", "dense_clip.image_tower='timm'"),
     ("threshold", 1.5, "threshold=1.5"),
 ])
 def test_invalid_values_are_rejected_naming_field_and_value(name, value, message):

@@ -123,6 +123,114 @@ def test_a_last_partial_patch_is_dropped_as_clips_patch_convolution_drops_it():
         backend(images(100, 15))
 
 
+def test_padding_partial_patches_gives_maskclips_grid_where_cropping_drops_a_column():
+    """mmseg's AdaptivePadding(padding='corner'): ceil(H / 16) x ceil(W / 16) patches; a
+    512x683 input (a VOC image resized by MaskCLIP's pipeline) has 43 patch columns, not 42."""
+    x = images(32, 683)
+    with torch.inference_mode():
+        padded = make_backend("maskclip", partial_patches="pad")(x)
+        cropped = make_backend("maskclip", partial_patches="crop")(x)
+    assert padded.shape == (1, EMBED_DIM, 2, 43)
+    assert cropped.shape == (1, EMBED_DIM, 2, 42)
+
+
+def test_padded_pixels_are_zeros_before_the_patch_embedding():
+    backend = make_backend("maskclip", partial_patches="pad")
+    x = images(40, 50)
+    seen = []
+    backend.clip.visual.conv1.register_forward_pre_hook(lambda module, args: seen.append(args[0].clone()))
+    with torch.inference_mode():
+        embeddings = backend(x)
+        explicit = backend(F.pad(x, (0, 14, 0, 8)))  # zeros to 48 x 64 by hand
+    (patch_input,) = seen[:1]
+    assert patch_input.shape == (1, 3, 48, 64)
+    torch.testing.assert_close(patch_input[..., :40, :50], x, rtol=0, atol=0)
+    assert not patch_input[..., 40:, :].any() and not patch_input[..., 50:].any()
+    torch.testing.assert_close(embeddings, explicit, rtol=0, atol=0)
+    assert embeddings.shape == (1, EMBED_DIM, 3, 4)
+
+
+def test_padded_input_takes_the_positional_embedding_resized_to_the_padded_grid():
+    backend = make_backend("maskclip", partial_patches="pad")
+    with torch.inference_mode():
+        backend(images(40, 50))
+    assert list(backend._positional_cache) == [(3, 4)]
+
+
+def test_padding_with_averaged_windows_tiles_the_padded_grid():
+    backend = make_backend(partial_patches="pad", window=32, stride=16, window_merge="embeddings")
+    x = images(40, 50)
+    with torch.inference_mode():
+        embeddings = backend(x)
+        padded = backend(F.pad(x, (0, 14, 0, 8)))
+    assert embeddings.shape == (1, EMBED_DIM, 3, 4)
+    torch.testing.assert_close(embeddings, padded, rtol=0, atol=0)
+
+
+def test_imagenet_normalization_is_mmsegs_img_norm_cfg():
+    """MaskCLIP's configs: Normalize(mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375])
+    on 0-255 RGB; the default stays CLIP's own mean and std."""
+    import numpy as np
+
+    from lseg_ros.preprocess import to_model_input
+
+    imagenet = make_backend("maskclip", normalization="imagenet")
+    assert imagenet.image_mean == pytest.approx((0.485, 0.456, 0.406))
+    assert imagenet.image_std == pytest.approx((0.229, 0.224, 0.225))
+    assert make_backend("maskclip").image_mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    image = np.random.default_rng(0).integers(0, 256, (8, 9, 3), dtype=np.uint8)
+    x = to_model_input([image], (8, 9), imagenet.image_mean, imagenet.image_std, torch.device("cpu"), torch.float32)
+    expected = (image.astype(np.float32) - [123.675, 116.28, 103.53]) / [58.395, 57.12, 57.375]
+    np.testing.assert_allclose(x[0].permute(1, 2, 0).numpy(), expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("field, value, accepted", [("partial_patches", "wrap", "crop, pad"),
+                                                    ("normalization", "openai", "clip, imagenet"),
+                                                    ("image_tower", "timm", "clip, mmseg")])
+def test_unknown_partial_patches_or_normalization_names_the_accepted_values(field, value, accepted):
+    with pytest.raises(ValueError, match=f"dense_clip.{field} '{value}'; accepted: {accepted}"):
+        make_backend(**{field: value})
+
+
+def test_mmseg_image_tower_runs_gelu_and_layer_norm_eps_1e_6_in_the_image_tower_only():
+    """MaskCLIP's mmseg ViT (act_cfg GELU, norm_cfg LN eps 1e-6) on QuickGELU weights: the image
+    tower changes, the text tower (clip.load's, QuickGELU, eps 1e-5) does not."""
+    from open_clip.transformer import QuickGELU
+
+    torch.manual_seed(0)
+    backend = build_dense_clip(SegmenterConfig(model=TINY + "-quickgelu", pretrained="random",
+                                               dense_clip=DenseClipConfig(mode="maskclip", image_tower="mmseg")))
+    visual_norms = [m for m in backend.clip.visual.modules() if isinstance(m, torch.nn.LayerNorm)]
+    text_norms = [m for name, m in backend.clip.named_modules()
+                  if isinstance(m, torch.nn.LayerNorm) and not name.startswith("visual.")]
+    assert visual_norms and {m.eps for m in visual_norms} == {1e-6}
+    assert text_norms and {m.eps for m in text_norms} == {1e-5}
+    activations = [block.mlp.gelu for block in backend.clip.visual.transformer.resblocks]
+    assert all(type(a) is torch.nn.GELU and a.approximate == "none" for a in activations)
+    assert all(isinstance(block.mlp.gelu, QuickGELU) for block in backend.clip.transformer.resblocks)
+    assert "GELU, LayerNorm eps 1e-6" in backend.description
+
+
+def test_mmseg_image_tower_equals_the_gelu_model_with_eps_1e_6_on_the_same_weights():
+    """The QuickGELU model run as mmseg's ViT gives the embeddings of the GELU model with the
+    same weights and its image LayerNorms set to eps 1e-6 by hand."""
+    torch.manual_seed(0)
+    mmseg = build_dense_clip(SegmenterConfig(model=TINY + "-quickgelu", pretrained="random",
+                                             dense_clip=DenseClipConfig(mode="maskclip", image_tower="mmseg")))
+    gelu = make_backend("maskclip")
+    gelu.clip.load_state_dict(mmseg.clip.state_dict())
+    for module in gelu.clip.visual.modules():
+        if isinstance(module, torch.nn.LayerNorm):
+            module.eps = 1e-6
+    as_trained = build_dense_clip(SegmenterConfig(model=TINY + "-quickgelu", pretrained="random",
+                                                  dense_clip=DenseClipConfig(mode="maskclip")))
+    as_trained.clip.load_state_dict(mmseg.clip.state_dict())
+    x = images(48, 64)
+    with torch.inference_mode():
+        torch.testing.assert_close(mmseg(x), gelu(x), rtol=0, atol=0)
+        assert not torch.allclose(mmseg(x), as_trained(x), atol=1e-4)
+
+
 # ---------------------------------------------------------------------- modes
 @pytest.mark.parametrize("mode", DENSE_CLIP_MODES)
 def test_each_mode_equals_its_published_last_block(mode):

@@ -144,6 +144,57 @@ def test_naclip_voc_pipeline_equals_naclip_predict_written_out():
     assert (result.mask == pred.numpy()).mean() > 0.999
 
 
+@pytest.mark.parametrize("name", list(PROFILES))
+def test_only_the_maskclip_profile_pads_normalizes_with_imagenet_statistics_and_runs_mmsegs_vit(name):
+    """MaskCLIP's mmseg ViT pads to whole patches and runs GELU with LayerNorm eps 1e-6, and its
+    configs normalize with ImageNet's mean/std; the others (and the robot default) crop, use
+    CLIP's mean/std and run the weights as trained."""
+    settings = SegmenterConfig.for_profile(name).dense_clip
+    expected = ("pad", "imagenet", "mmseg") if name == "maskclip" else ("crop", "clip", "clip")
+    assert (settings.partial_patches, settings.normalization, settings.image_tower) == expected
+
+
+@pytest.mark.parametrize("name", [name for name, profile in PROFILES.items()
+                                  if profile.settings.get("pretrained") == "openai"])
+def test_profiles_evaluating_openai_weights_run_quickgelu_also_from_a_local_file(name):
+    """OpenAI's weights were trained with QuickGELU: the profile names the QuickGELU model, so
+    that the tag and a local copy of the weights (whose origin the path may not tell) run alike."""
+    from lseg_ros.models.dense_clip import uses_quick_gelu
+
+    for pretrained in ("openai", "/robot/weights/clip_b16.safetensors"):
+        config = SegmenterConfig.for_profile(name, pretrained=pretrained)
+        assert uses_quick_gelu(config.model), (name, config.model)
+    assert not uses_quick_gelu(SegmenterConfig.for_profile(name, model="ViT-B-16").model)  # explicit wins
+
+
+def test_maskclip_pipeline_pads_to_whole_patches_and_resizes_logits_as_encode_decode():
+    """MaskCLIP's whole_inference written out (chongzhou96/MaskCLIP@245d31f): ImageNet
+    normalization of the mmseg-resized image, zero padding at the bottom and right to whole
+    patches, raw cosine logits on the padded grid resized to the unpadded input, then to
+    ori_shape, softmax."""
+    torch.manual_seed(0)
+    segmenter = Segmenter(SegmenterConfig.for_profile("maskclip", model=TINY, pretrained="random", device=TEST_DEVICE,
+                                                      short_side=40, labels=["sky", "person", "door"]))
+    image = np.random.default_rng(2).integers(0, 256, (30, 50, 3), dtype=np.uint8)
+    size = mmseg_input_size(30, 50, 40, 2048)
+    assert size == (40, 67)  # neither side a patch multiple
+    mean = tuple(value / 255 for value in (123.675, 116.28, 103.53))
+    std = tuple(value / 255 for value in (58.395, 57.12, 57.375))
+    inputs = to_model_input([image], size, mean, std, torch.device(TEST_DEVICE), torch.float32, antialias=False,
+                            eight_bit=True)
+    with torch.inference_mode():
+        padded = F.pad(inputs, (0, 80 - 67, 0, 48 - 40))
+        features = F.normalize(segmenter.backend.dense_embeddings(padded), dim=1)  # [1, D, 3, 5]
+        logits = torch.einsum("bdhw,nd->bnhw", features, segmenter.label_set.label_embeddings)
+        logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        logits = F.interpolate(logits, size=(30, 50), mode="bilinear", align_corners=False)
+        expected = logits[0].softmax(0)
+        result = segmenter.segment(image, return_embeddings=True)
+    assert features.shape[-2:] == (3, 5) and result.embeddings.shape[:2] == (3, 5)
+    np.testing.assert_allclose(result.confidences, expected.cpu().numpy(), atol=1e-5)
+    assert (result.mask == expected.argmax(0).cpu().numpy()).all()
+
+
 def test_profile_pipeline_accepts_any_image_size_with_windows():
     segmenter = _tiny_naclip(dense_clip={"window": 32, "stride": 16})
     segmenter.config.short_side = 40

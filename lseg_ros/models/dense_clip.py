@@ -18,7 +18,12 @@ Modes (q, k, v are the last block's projections of ``ln_1(x)``; s = head_dim ** 
 The class token stays in the sequence of the modified attention, as in all four papers;
 only patch tokens are returned. The positional embedding is resized (bicubic, class token
 excluded) to each input grid the way each paper's code does it (see
-:func:`resize_positional_embedding`) and cached per grid size. Inputs larger than
+:func:`resize_positional_embedding`) and cached per grid size. An input that is not a patch
+multiple (``input_resize`` mmseg) loses its last partial row and column of patches
+(``partial_patches`` "crop": CLIP's patch convolution, as NACLIP, SCLIP and ClearCLIP) or is
+zero-padded at the bottom and right to whole patches after normalization (``"pad"``: mmseg's
+``PatchEmbed(padding='corner')`` in MaskCLIP's ViT). ``normalization`` picks the image mean/std:
+the model's own (CLIP's) or ImageNet's (MaskCLIP's configs). Inputs larger than
 ``dense_clip.window`` can be processed in overlapping windows: the Segmenter averages their
 label logits, each resized to its window, as the papers' code does (``window_merge``
 "logits"); ``forward`` itself averages their embeddings on the patch grid ("embeddings").
@@ -47,6 +52,18 @@ from .base import SegmentationBackend, register_backend
 from .clip_text import encode_text_trimmed
 
 DENSE_CLIP_MODES = ("maskclip", "sclip", "clearclip", "naclip")
+#: dense_clip.partial_patches values
+PARTIAL_PATCHES = ("crop", "pad")
+#: dense_clip.normalization values
+NORMALIZATIONS = ("clip", "imagenet")
+#: dense_clip.image_tower values
+IMAGE_TOWERS = ("clip", "mmseg")
+#: LayerNorm eps of mmseg's VisionTransformer as MaskCLIP configures it (norm_cfg LN eps 1e-6)
+MMSEG_LAYER_NORM_EPS = 1e-6
+#: ImageNet mean and std on 0..255 pixels, as mmseg's img_norm_cfg writes them (MaskCLIP's
+#: configs/_base_/datasets/*.py); divided by 255 for inputs on 0..1
+IMAGENET_MEAN_255 = (123.675, 116.28, 103.53)
+IMAGENET_STD_255 = (58.395, 57.12, 57.375)
 #: open_clip JSON model configs shipped with the package (e.g. "lseg-test-tiny-ViT")
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
 open_clip.add_model_config(MODEL_CONFIG_DIR)
@@ -63,7 +80,8 @@ class DenseClipBackend(SegmentationBackend):
 
     def __init__(self, clip: nn.Module, model_name: str, mode: str = "naclip",
                  gaussian_std: float = 5.0, window: int = 0, stride: int = 224,
-                 positional_resize: str = "auto", window_merge: str = "logits") -> None:
+                 positional_resize: str = "auto", window_merge: str = "logits", partial_patches: str = "crop",
+                 normalization: str = "clip") -> None:
         super().__init__()
         visual = getattr(clip, "visual", None)
         _check_supported(visual, model_name)
@@ -84,6 +102,13 @@ class DenseClipBackend(SegmentationBackend):
         if positional_resize == "auto":
             positional_resize = "size" if mode == "maskclip" else "scale_factor"
         self.positional_resize = positional_resize
+        if partial_patches not in PARTIAL_PATCHES:
+            raise ValueError(f"unknown dense_clip.partial_patches {partial_patches!r}; accepted: "
+                             f"{', '.join(PARTIAL_PATCHES)}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"unknown dense_clip.normalization {normalization!r}; accepted: "
+                             f"{', '.join(NORMALIZATIONS)}")
+        self.partial_patches = partial_patches
         self.clip = clip.eval().requires_grad_(False)
         self.model_name = model_name
         self.mode = mode
@@ -91,9 +116,14 @@ class DenseClipBackend(SegmentationBackend):
         self.window = int(window)
         self.stride = int(stride)
         self.input_multiple = patch
-        preprocess = getattr(visual, "preprocess_cfg", {})
-        self.image_mean = tuple(float(m) for m in preprocess.get("mean", self.image_mean))
-        self.image_std = tuple(float(s) for s in preprocess.get("std", self.image_std))
+        self.normalization = normalization
+        if normalization == "imagenet":
+            self.image_mean = tuple(m / 255.0 for m in IMAGENET_MEAN_255)
+            self.image_std = tuple(s / 255.0 for s in IMAGENET_STD_255)
+        else:
+            preprocess = getattr(visual, "preprocess_cfg", {})
+            self.image_mean = tuple(float(m) for m in preprocess.get("mean", self.image_mean))
+            self.image_std = tuple(float(s) for s in preprocess.get("std", self.image_std))
         self.tokenizer = open_clip.get_tokenizer(model_name)
         # per-grid caches, least recently used dropped first (multi-scale evaluation sees many grids)
         self._positional_cache: "OrderedDict[Grid, torch.Tensor]" = OrderedDict()
@@ -127,27 +157,39 @@ class DenseClipBackend(SegmentationBackend):
 
     # ----------------------------------------------------------------- image
     #: inputs need not be patch multiples: a last partial row or column of patches is dropped,
-    #: as CLIP's stride-p patch convolution drops it (the papers' mmseg pipelines rely on it)
+    #: as CLIP's stride-p patch convolution drops it (the papers' mmseg pipelines rely on it),
+    #: or zero-padded to a whole patch (``partial_patches`` "pad", MaskCLIP)
     drops_partial_patches = True
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """Pixel embeddings [B, D, H//p, W//p] from normalized images [B, 3, H, W]."""
+        """Pixel embeddings [B, D, h, w] from normalized images [B, 3, H, W]: (h, w) =
+        (H//p, W//p), or (ceil(H/p), ceil(W/p)) with ``partial_patches`` "pad"."""
         height, width = images.shape[-2:]
         patch = self.input_multiple
-        if height < patch or width < patch:
+        if self.partial_patches == "crop" and (height < patch or width < patch):
             raise ValueError(f"input size {height}x{width} is smaller than the patch size {patch}")
         images = images.to(self.dtype)
         if self.window and (height > self.window or width > self.window):
+            if self.partial_patches == "pad":  # the windows tile the padded input's patch grid
+                images = self.whole_patches(images)
             return self._sliding_window(images)
         return self.dense_embeddings(images)
 
+    def whole_patches(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] -> [B, 3, h*p, w*p]: the last partial patches cropped, or zero-padded at
+        the bottom and right (mmseg's ``AdaptivePadding(padding='corner')``), as
+        ``partial_patches`` says."""
+        patch = self.input_multiple
+        height, width = images.shape[-2:]
+        if self.partial_patches == "pad":
+            return F.pad(images, (0, -width % patch, 0, -height % patch))
+        return images[..., :height // patch * patch, :width // patch * patch]
+
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
-        """One forward over the whole input: [B, 3, H, W] -> [B, D, H/p, W/p]."""
+        """One forward over the whole input: [B, 3, H, W] -> [B, D, h, w] (see :meth:`forward`)."""
         visual = self.visual
         batch = images.shape[0]
-        patch = self.input_multiple
-        images = images[..., :images.shape[-2] // patch * patch, :images.shape[-1] // patch * patch]
-        tokens = visual.conv1(images)  # [B, C, h, w]
+        tokens = visual.conv1(self.whole_patches(images))  # [B, C, h, w]
         grid = (tokens.shape[2], tokens.shape[3])
         tokens = tokens.flatten(2).transpose(1, 2)  # [B, h*w, C]
         class_token = visual.class_embedding.to(tokens.dtype).expand(batch, 1, -1)
@@ -415,16 +457,33 @@ def load_open_clip(model_name: str, pretrained: str) -> Tuple[nn.Module, str, st
     return model, pretrained, pretrained
 
 
+def as_mmseg_vit(visual: nn.Module) -> None:
+    """CLIP's image tower as MaskCLIP's mmseg ``VisionTransformer`` runs it, in place: every MLP
+    activation GELU (``act_cfg=dict(type='GELU')``) and every LayerNorm eps 1e-6 (``norm_cfg``),
+    whatever the weights were trained with (OpenAI's: QuickGELU, eps 1e-5)."""
+    for module in visual.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.eps = MMSEG_LAYER_NORM_EPS
+    for block in visual.transformer.resblocks:
+        block.mlp.gelu = nn.GELU()
+
+
 @register_backend("dense_clip")
 def build_dense_clip(config: SegmenterConfig) -> DenseClipBackend:
     """The dense_clip backend for ``config.model`` with weights ``config.pretrained``."""
     options = config.dense_clip
     if options.mode not in DENSE_CLIP_MODES:
         raise ValueError(f"unknown dense_clip.mode {options.mode!r}; accepted: {', '.join(DENSE_CLIP_MODES)}")
+    if options.image_tower not in IMAGE_TOWERS:
+        raise ValueError(f"unknown dense_clip.image_tower {options.image_tower!r}; accepted: {', '.join(IMAGE_TOWERS)}")
     clip, weights_label, weights_id = load_open_clip(config.model, config.pretrained)
+    if options.image_tower == "mmseg":
+        as_mmseg_vit(clip.visual)
+        weights_label += "; image tower as mmseg's ViT: GELU, LayerNorm eps 1e-6"
     backend = DenseClipBackend(clip, config.model, mode=options.mode, gaussian_std=options.gaussian_std,
                                window=options.window, stride=options.stride,
-                               positional_resize=options.positional_resize, window_merge=options.window_merge)
+                               positional_resize=options.positional_resize, window_merge=options.window_merge,
+                               partial_patches=options.partial_patches, normalization=options.normalization)
     backend.description = f"dense_clip/{options.mode} {config.model} ({weights_label})"
     backend.text_model_id = f"open_clip/{config.model}/{weights_id}"
     return backend
