@@ -7,7 +7,7 @@ from PIL import Image
 
 from lseg_ros.cli import main
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 TINY = ["--backend", "dense_clip", "--model", "lseg-test-tiny-ViT", "--pretrained", "random", "--device", TEST_DEVICE,
         "--short_side", "64"]

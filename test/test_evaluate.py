@@ -16,7 +16,7 @@ from lseg_ros.evaluate import (LSEG_SCALES, evaluate_predictions, evaluate_segme
 from lseg_ros.models.base import SegmentationBackend, register_backend
 from lseg_ros.segmenter import Segmenter
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 PALETTE = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "white": (240, 240, 240)}
 NAMES = list(PALETTE)

@@ -18,7 +18,7 @@ from lseg_ros.export import main as export_main  # noqa: E402
 from lseg_ros.runtime import OnnxImageSide, onnx_providers, read_metadata  # noqa: E402
 from lseg_ros.segmenter import Segmenter  # noqa: E402
 
-from conftest import ON_CUDA, TEST_DEVICE, needs_cuda  # noqa: E402
+from helpers import ON_CUDA, TEST_DEVICE, needs_cuda  # noqa: E402
 
 TINY_CLIP = "lseg-test-tiny-ViT"
 LABELS = ["floor", "wall", "red disk", "blue square", "checkerboard"]

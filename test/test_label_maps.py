@@ -14,7 +14,7 @@ from lseg_ros.config import SegmenterConfig
 from lseg_ros.label_maps import LabelRules, OutputPlan, classify_bands, plan_outputs, upsampled_bands
 from lseg_ros.segmenter import Segmenter
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 MB = 1024 * 1024
 

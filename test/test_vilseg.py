@@ -18,7 +18,7 @@ from lseg_ros.segmenter import Segmenter
 from lseg_ros.train import TrainConfig, Trainer, main
 from lseg_ros.weights import WeightsError
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 
 def tiny_segmenter(**fields) -> Segmenter:
