@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import itertools
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 TEST_DEVICE = os.environ.get("LSEG_TEST_DEVICE", "cpu").strip() or "cpu"
 ON_CUDA = TEST_DEVICE.startswith("cuda")
@@ -73,3 +75,47 @@ def fixed_batch(trainer, count=4):
 
     samples = [trainer.train_set[i] for i in range(count)]
     return {"image": torch.stack([s["image"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples])}
+
+
+# ------------------------------------------------------------- dataset layouts
+#: side of the images and masks of the dataset layouts below
+DATASET_SIZE = 8
+
+
+def write_image(path: Path, size=(DATASET_SIZE, DATASET_SIZE), value=100) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((size[0], size[1], 3), value, np.uint8)).save(path)
+
+
+def write_mask(path: Path, values: np.ndarray, palette: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mask = Image.fromarray(values.astype(np.uint8))
+    if palette:
+        mask = mask.convert("P")
+        mask.putpalette([c for i in range(256) for c in (i, 255 - i, (7 * i) % 256)])
+    mask.save(path)
+
+
+def write_split(path: Path, stems) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{s}\n" for s in stems))
+
+
+def voc_layout(root: Path) -> Path:
+    """One VOC image in VOCdevkit's layout: background, a 255 border, a person square."""
+    values = np.full((DATASET_SIZE, DATASET_SIZE), 255, np.uint8)  # 255 object border all round
+    values[1:-1, 1:-1] = 0
+    values[2:6, 2:6] = 15  # person
+    write_image(root / "JPEGImages" / "2007_000001.jpg")
+    write_mask(root / "SegmentationClass" / "2007_000001.png", values, palette=True)
+    write_split(root / "ImageSets" / "Segmentation" / "val.txt", ["2007_000001"])
+    return root
+
+
+def generic_layout(root: Path, names=("floor", "wall", "cup")) -> Path:
+    """Three images in the generic layout (images/, masks/, labels.txt)."""
+    for i, stem in enumerate(["a", "b", "c"]):
+        write_image(root / "images" / f"{stem}.png")
+        write_mask(root / "masks" / f"{stem}.png", np.full((DATASET_SIZE, DATASET_SIZE), i % len(names)))
+    (root / "labels.txt").write_text("\n".join(names) + "\n")
+    return root

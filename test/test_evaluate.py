@@ -224,7 +224,7 @@ def test_lseg_multiscale_protocol_pads_windows_and_sums_as_lang_seg():
 def test_lseg_eval_runs_a_papers_protocol_with_its_dataset_settings_and_names(tmp_path):
     import json
 
-    from test_datasets import voc_layout
+    from helpers import voc_layout
 
     from lseg_ros.evaluate import main
 

@@ -220,6 +220,7 @@ def lmseg_train_config(root, out, **overrides):
     return config
 
 
+@pytest.mark.slow
 def test_a_few_lmseg_training_steps_lower_the_loss_and_keep_the_text_tower(train_scenes, tmp_path):
     trainer = Trainer(lmseg_train_config(train_scenes, tmp_path, epochs=3, val_split=""))
     backend = trainer.backend
@@ -244,6 +245,7 @@ def test_a_few_lmseg_training_steps_lower_the_loss_and_keep_the_text_tower(train
         torch.testing.assert_close(engine.backend(x.to(engine.device)).cpu(), backend(x.to(trainer.device)).cpu())
 
 
+@pytest.mark.slow
 def test_frozen_encoders_stay_unchanged(train_scenes, tmp_path):
     config = lmseg_train_config(train_scenes, tmp_path, max_steps=2, val_split="")
     config.model.lmseg.freeze_clip = config.model.lmseg.freeze_sam = True
@@ -259,6 +261,7 @@ def test_frozen_encoders_stay_unchanged(train_scenes, tmp_path):
     assert not torch.equal(backend.decoder[0].weight, decoder_before)
 
 
+@pytest.mark.slow
 def test_lseg_train_command_line_trains_lmseg(train_scenes, tmp_path):
     from lseg_ros.train import main
 

@@ -363,6 +363,7 @@ time.sleep(1.0)
 """
 
 
+@pytest.mark.slow
 def test_reliable_1280x720_depth_from_another_process_arrives(mapping):
     """A RealSense-like aligned depth stream (1.8 MB 16UC1 frames, reliable, 10 Hz) from
     another process reaches the node; best effort, most such frames never arrived."""

@@ -20,7 +20,7 @@ from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noq
 
 from helpers import domain_id  # noqa: E402
 
-pytestmark = pytest.mark.ros
+pytestmark = [pytest.mark.ros, pytest.mark.slow]  # each test starts lseg_node as a process
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["-p", "model:=lseg-test-tiny-ViT", "-p", "pretrained:=random", "-p", "device:=cpu", "-p", "short_side:=64"]

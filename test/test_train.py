@@ -21,6 +21,7 @@ from helpers import TEST_DEVICE, fixed_batch, needs_cuda
 from helpers import tiny_train_config as tiny_config
 
 
+@pytest.mark.slow
 def test_a_few_training_steps_lower_the_loss(train_scenes, tmp_path):
     trainer = Trainer(tiny_config(train_scenes, tmp_path, epochs=5, val_split=""))
     batch = fixed_batch(trainer)
@@ -35,6 +36,7 @@ def test_a_few_training_steps_lower_the_loss(train_scenes, tmp_path):
     assert after < 0.8 * before
 
 
+@pytest.mark.slow
 def test_text_tower_stays_frozen_and_image_parts_train(train_scenes, tmp_path):
     trainer = Trainer(tiny_config(train_scenes, tmp_path, max_steps=2, val_split=""))
     text_before = {k: v.clone() for k, v in trainer.backend.net.clip_pretrained.state_dict().items()}
@@ -45,6 +47,7 @@ def test_text_tower_stays_frozen_and_image_parts_train(train_scenes, tmp_path):
     assert not torch.equal(trainer.backend.net.scratch.head1.weight, head_before)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_same_step_with_identical_losses(train_scenes, tmp_path):
     uninterrupted = Trainer(tiny_config(train_scenes, tmp_path / "a", epochs=3, val_split=""))
     uninterrupted.fit()
@@ -56,6 +59,7 @@ def test_resume_continues_from_the_same_step_with_identical_losses(train_scenes,
     np.testing.assert_allclose(resumed.step_losses, uninterrupted.step_losses[3:], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_resume_from_the_command_line_reuses_the_run_config_and_metrics(train_scenes, tmp_path):
     out = tmp_path / "run"
     config = tiny_config(train_scenes, out, epochs=3)
@@ -73,6 +77,7 @@ def test_resume_from_the_command_line_reuses_the_run_config_and_metrics(train_sc
     assert 0.0 <= float(second[3]["val_miou"]) <= 1.0
 
 
+@pytest.mark.slow
 def test_each_epoch_writes_weights_state_config_and_metrics(train_scenes, tmp_path):
     Trainer(tiny_config(train_scenes, tmp_path)).fit()
     for epoch in (1, 2):
@@ -90,6 +95,7 @@ def test_each_epoch_writes_weights_state_config_and_metrics(train_scenes, tmp_pa
     assert inference.pretrained.endswith("epoch_002.safetensors") and inference.labels == SCENE_CLASSES
 
 
+@pytest.mark.slow
 def test_epoch_checkpoint_gives_the_engine_the_trainers_logits(train_scenes, tmp_path):
     trainer = Trainer(tiny_config(train_scenes, tmp_path, epochs=1, val_split=""))
     trainer.fit()
@@ -170,6 +176,7 @@ def _kill_during_training_state_save(monkeypatch):
     monkeypatch.setattr(torch, "save", dying_save)
 
 
+@pytest.mark.slow
 def test_a_kill_while_saving_leaves_the_previous_epoch_complete_and_resumable(train_scenes, tmp_path, monkeypatch):
     out = tmp_path / "run"
     trainer = Trainer(tiny_config(train_scenes, out, epochs=3, val_split=""))
@@ -199,6 +206,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
+@pytest.mark.slow
 def test_temporaries_of_killed_saves_are_removed_on_resume_and_after_a_save(train_scenes, tmp_path):
     out = tmp_path / "run"
     trainer = Trainer(tiny_config(train_scenes, out, epochs=2, val_split=""))
@@ -221,6 +229,7 @@ def test_temporaries_of_killed_saves_are_removed_on_resume_and_after_a_save(trai
     assert not again.exists() and running.exists()
 
 
+@pytest.mark.slow
 def test_a_checkpoint_saved_before_its_metrics_row_gets_the_row_on_resume(train_scenes, tmp_path, monkeypatch):
     out = tmp_path / "run"
     trainer = Trainer(tiny_config(train_scenes, out, epochs=2, val_split=""))
@@ -236,6 +245,7 @@ def test_a_checkpoint_saved_before_its_metrics_row_gets_the_row_on_resume(train_
     assert [int(row["step"]) for row in rows] == [3, 6]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
 def test_a_damaged_training_state_is_refused_in_one_line_naming_it(train_scenes, tmp_path, capsys, damage):
     out = tmp_path / "run"
@@ -261,6 +271,7 @@ def test_demo_training_script_installs_the_epoch_that_model_yaml_names():
     assert "model.yaml" in script and "ls \"$WORK\"/run/epoch_" not in script
 
 
+@pytest.mark.slow
 @needs_cuda
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
 def test_mixed_precision_training_on_cuda_lowers_the_loss(train_scenes, tmp_path, precision):
