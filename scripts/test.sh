@@ -1,28 +1,25 @@
 #!/usr/bin/env bash
 # Set everything up (see setup_env.sh) and run the test suite on the CPU, on both ROS 2
-# distributions the project supports: the whole suite on Kilted (.venv), then every test
-# that touches ROS (rclpy, messages, node, lifecycle, launch, colcon) on Jazzy, the LTS
+# distributions the project supports: the whole suite on Kilted (.venv), then the tests
+# marked `ros` (rclpy, messages, node, lifecycle, launch, colcon) on Jazzy, the LTS
 # (.venv-jazzy). Both passes run even if the first fails; the exit code says if any failed.
 #
 #   bash scripts/test.sh                          both distros
 #   LSEG_TEST_DISTROS=kilted bash scripts/test.sh one distro (kilted | jazzy | "kilted jazzy")
 #   bash scripts/test.sh test/test_node.py -x     these pytest arguments, on each distro
+#   LSEG_TEST_DISTROS=kilted bash scripts/test.sh test -m "not slow"
+#                                                 the quick lane: no process, launch, build or training tests
 #   LSEG_TEST_DEVICE=cuda bash scripts/test.sh    engine, training and node tests on CUDA, plus the
 #                                                 CUDA-only ones (fp16/bf16, pinned staging, CUDA graphs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Never reach a model hub from tests.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-# the tests that touch ROS 2, run again on each further distro
-ROS_TESTS=(test/test_interfaces.py test/test_conversions.py test/test_camera_sim.py test/test_twins.py
-           test/test_node.py test/test_node_mapping.py test/test_node_cameras.py test/test_lifecycle.py
-           test/test_node_process.py test/test_launch.py test/test_colcon.py test/test_vilseg_model.py
-           test/test_lmseg.py)
 failed=()
 for distro in ${LSEG_TEST_DISTROS:-kilted jazzy}; do
   case "$distro" in
     kilted) venv=${LSEG_VENV:-$(pwd)/.venv}; tests=(test) ;;
-    jazzy) venv=$(pwd)/.venv-jazzy; tests=("${ROS_TESTS[@]}") ;;
+    jazzy) venv=$(pwd)/.venv-jazzy; tests=(test -m ros) ;;  # the tests that touch ROS 2 (marker: test/conftest.py)
     *) echo "test.sh: unknown distro '$distro' in LSEG_TEST_DISTROS; accepted: kilted, jazzy" >&2; exit 2 ;;
   esac
   LSEG_ROS_DISTRO=$distro LSEG_VENV=$venv bash scripts/setup_env.sh

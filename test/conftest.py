@@ -1,30 +1,28 @@
-"""The device the engine, training and node tests run on.
+"""Fixtures, markers and the test-device check. Shared helpers are in helpers.py (no ROS) and
+ros_helpers.py (rclpy); no test imports this file or another test module.
 
-    bash scripts/test.sh                               the CPU (the default; CI)
-    LSEG_TEST_DEVICE=cuda bash scripts/test.sh          CUDA: engine, training and node tests there,
-                                                        plus the CUDA-only tests (fp16/bf16, pinned
-                                                        staging, CUDA graphs)
-
-Tests take ``TEST_DEVICE`` for every Segmenter/trainer they build unless they test the CPU
-itself; ``needs_cuda`` marks the CUDA-only ones (skipped on the CPU, saying how to run them).
+Markers (registered here; select with -m):
+    ros    needs rclpy and the built interfaces (the Jazzy pass of scripts/test.sh runs these)
+    slow   starts processes, launches, builds or trains (a quick lane: pytest -m "not slow")
+    cuda   CUDA only (skipped on the CPU; LSEG_TEST_DEVICE=cuda runs them)
 """
 from __future__ import annotations
-
-import os
-import threading
-import time
-from contextlib import contextmanager
 
 import pytest
 import torch
 
-TEST_DEVICE = os.environ.get("LSEG_TEST_DEVICE", "cpu").strip() or "cpu"
-ON_CUDA = TEST_DEVICE.startswith("cuda")
+from helpers import NODE_PARAMETERS, ON_CUDA, TEST_DEVICE, domain_id
 
-needs_cuda = pytest.mark.skipif(not ON_CUDA, reason="CUDA only: run with LSEG_TEST_DEVICE=cuda on a GPU")
+MARKERS = {
+    "ros": "needs rclpy and the built ROS interfaces (the Jazzy pass of scripts/test.sh runs these)",
+    "slow": "starts processes, launches, builds or trains; deselect with -m 'not slow' for a quick lane",
+    "cuda": "CUDA only: skipped on the CPU, run with LSEG_TEST_DEVICE=cuda on a GPU",
+}
 
 
 def pytest_configure(config):
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
     if TEST_DEVICE != "cpu" and not ON_CUDA:
         raise pytest.UsageError(f"LSEG_TEST_DEVICE={TEST_DEVICE!r}; accepted: cpu, cuda, cuda:N")
     if ON_CUDA and not torch.cuda.is_available():
@@ -38,26 +36,38 @@ def pytest_report_header(config):
     return "lseg_ros test device: cpu (LSEG_TEST_DEVICE=cuda for a GPU)"
 
 
-@contextmanager
-def spinning(domain_id: int, make_nodes, threads: int = 3):
-    """rclpy on ``domain_id`` (this host only), the (node, probe) that ``make_nodes()`` builds
-    spun by a multi-threaded executor, half a second to discover each other; yields (node,
-    probe) and tears everything down after."""
-    import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+@pytest.fixture(scope="module")
+def train_scenes(tmp_path_factory):
+    """16 generated scenes of 48x64: 12 for training (3 steps of 4 per epoch), 4 for validation."""
+    from lseg_ros.data.scenes import write_generic_dataset
 
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    rclpy.init(domain_id=domain_id)
-    executor = MultiThreadedExecutor(num_threads=threads)
-    node, probe = make_nodes()
-    executor.add_node(node)
-    executor.add_node(probe.node)
-    threading.Thread(target=executor.spin, daemon=True).start()
-    time.sleep(0.5)
-    try:
-        yield node, probe
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        probe.node.destroy_node()
-        rclpy.try_shutdown()
+    return write_generic_dataset(tmp_path_factory.mktemp("scenes"), 16, seed=0, size=(48, 64), val_fraction=0.25)
+
+
+@pytest.fixture(scope="module")
+def ros():
+    """``start(namespace="camera", **parameters)``: an lseg_node (NODE_PARAMETERS with these
+    changes) in its own namespace and a Probe beside it, spun on a domain of this module's."""
+    from lseg_ros.ros.node import LsegNode
+    from lseg_ros.ros.params import parameter_overrides
+    from ros_helpers import NodeHost, Probe
+
+    host = NodeHost(domain_id())
+
+    def start(namespace="camera", **overrides):
+        values = dict(NODE_PARAMETERS, **overrides)
+        node = LsegNode("lseg_node", namespace=namespace, parameter_overrides=parameter_overrides(values))
+        probe = Probe(namespace)
+        host.add(node, probe.node)
+        return node, probe
+
+    yield start
+    host.close()
+
+
+@pytest.fixture(scope="module")
+def running(ros):
+    """The module's lseg_node in /camera with LABELS active, and its probe."""
+    node, probe = ros()
+    probe.wait_label_info()  # the default labels (LABELS) are active
+    return node, probe

@@ -16,7 +16,7 @@ from lseg_ros.data.scenes import generate_scene, scene_rng
 from lseg_ros.demo_model import demo_model_config
 from lseg_ros.segmenter import Segmenter
 
-from conftest import TEST_DEVICE, needs_cuda
+from helpers import TEST_DEVICE, needs_cuda
 
 TINY = dict(backend="dense_clip", model="lseg-test-tiny-ViT", pretrained="random", short_side=64,
             labels=["floor", "wall", "door"])

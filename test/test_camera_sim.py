@@ -1,6 +1,5 @@
 """The camera simulator's frame sources and camera model."""
 import itertools
-import os
 
 import numpy as np
 import pytest
@@ -9,6 +8,10 @@ from PIL import Image
 pytest.importorskip("rclpy")
 
 from lseg_ros.ros.camera_sim import CameraSimConfig, frame_source, pinhole_camera_info  # noqa: E402
+
+from helpers import domain_id  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 
 def test_generated_scenes_come_with_their_ground_truth():
@@ -58,7 +61,7 @@ def test_camera_sim_and_overlay_recorder_say_at_startup_what_they_publish_and_re
     from lseg_ros.ros.recorder import OverlayRecorder
 
     context = rclpy.Context()
-    rclpy.init(context=context, domain_id=(os.getpid() + 53) % 100 + 1)
+    rclpy.init(context=context, domain_id=domain_id())
     try:
         camera = CameraSim(context=context, parameter_overrides=[Parameter("rate", value=2.0),
                                                                  Parameter("max_frames", value=7)])

@@ -7,7 +7,7 @@ from PIL import Image
 
 from lseg_ros.cli import main
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 TINY = ["--backend", "dense_clip", "--model", "lseg-test-tiny-ViT", "--pretrained", "random", "--device", TEST_DEVICE,
         "--short_side", "64"]
@@ -96,6 +96,7 @@ def test_legend_names_a_synonym_label_by_its_first_name():
     assert _legend_text("door") == "door" and _legend_text("a; ") == "a; "
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", ["lseg_ros.ros.node", "lseg_ros.evaluate", "lseg_ros.train"])
 def test_a_missing_engine_package_stops_the_program_with_one_line_naming_it(module):
     import subprocess

@@ -23,14 +23,16 @@ import time
 
 import pytest
 
+from helpers import domain_id  # noqa: E402
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 VENV = pathlib.Path(sys.prefix)
 COLCON = VENV / "bin" / "colcon"
 EXECUTABLES = ("lseg_node", "lseg_lifecycle_node", "camera_sim", "overlay_recorder")
 
-pytestmark = pytest.mark.skipif(
+pytestmark = [pytest.mark.ros, pytest.mark.slow, pytest.mark.skipif(
     not COLCON.exists() or not (VENV / "share" / "ament_cmake_pytest").is_dir() or shutil.which("cmake") is None,
-    reason="colcon, ament_cmake_pytest or cmake missing: install requirements/dev.txt (scripts/setup_env.sh)")
+    reason="colcon, ament_cmake_pytest or cmake missing: install requirements/dev.txt (scripts/setup_env.sh)")]
 
 
 def _environment():
@@ -132,7 +134,7 @@ def _ros_setup_environment():
     env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONHOME")}
     env.update(PYTHONPATH=str(site_packages), LD_LIBRARY_PATH=":".join(map(str, libraries)),
                AMENT_PREFIX_PATH=str(VENV), CMAKE_PREFIX_PATH=str(VENV), HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
-               ROS_DOMAIN_ID=str(1 + (os.getpid() + 53) % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
+               ROS_DOMAIN_ID=str(domain_id()), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST")
     return env
 
 

@@ -28,6 +28,8 @@ from lseg_ros.ros.conversions import (
     scale_camera_info,
 )
 
+pytestmark = pytest.mark.ros
+
 # A 3x2 (width x height) test picture, RGB.
 RGB_PIXELS = [
     [(255, 0, 0), (0, 255, 0), (0, 0, 255)],

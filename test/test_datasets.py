@@ -9,45 +9,8 @@ from PIL import Image
 from lseg_ros.data import DatasetError, build_dataset, load_class_names
 from lseg_ros.data.transforms import EvalTransform, TrainTransform
 
-SIZE = 8
-
-
-def write_image(path: Path, size=(SIZE, SIZE), value=100) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full((size[0], size[1], 3), value, np.uint8)).save(path)
-
-
-def write_mask(path: Path, values: np.ndarray, palette: bool = False) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mask = Image.fromarray(values.astype(np.uint8))
-    if palette:
-        mask = mask.convert("P")
-        mask.putpalette([c for i in range(256) for c in (i, 255 - i, (7 * i) % 256)])
-    mask.save(path)
-
-
-def write_split(path: Path, stems) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(f"{s}\n" for s in stems))
-
-
-def voc_layout(root: Path) -> Path:
-    values = np.full((SIZE, SIZE), 255, np.uint8)  # 255 object border all round
-    values[1:-1, 1:-1] = 0
-    values[2:6, 2:6] = 15  # person
-    write_image(root / "JPEGImages" / "2007_000001.jpg")
-    write_mask(root / "SegmentationClass" / "2007_000001.png", values, palette=True)
-    write_split(root / "ImageSets" / "Segmentation" / "val.txt", ["2007_000001"])
-    return root
-
-
-def generic_layout(root: Path, names=("floor", "wall", "cup")) -> Path:
-    for i, stem in enumerate(["a", "b", "c"]):
-        write_image(root / "images" / f"{stem}.png")
-        write_mask(root / "masks" / f"{stem}.png", np.full((SIZE, SIZE), i % len(names)))
-    (root / "labels.txt").write_text("\n".join(names) + "\n")
-    return root
-
+from helpers import DATASET_SIZE as SIZE
+from helpers import generic_layout, voc_layout, write_image, write_mask, write_split
 
 def test_shipped_class_lists_have_the_standard_lengths_and_order():
     ade, voc, context = (load_class_names(n) for n in ("ade20k", "voc", "pascal_context59"))

@@ -12,7 +12,7 @@ from lseg_ros.demo_model import DEMO_CONFIG, DEMO_WEIGHTS, demo_model_config
 from lseg_ros.evaluate import evaluate_predictions
 from lseg_ros.segmenter import Segmenter
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 HELD_OUT_SEED = 20240917  # training used seed 0, its check seed 1
 

@@ -15,7 +15,7 @@ from lseg_ros.config import DenseClipConfig, SegmenterConfig
 from lseg_ros.models.dense_clip import DENSE_CLIP_MODES, DenseClipBackend, build_dense_clip
 from lseg_ros.weights import WeightsError
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 TINY = "lseg-test-tiny-ViT"  # patch 16, width 64, 2 layers, 2 heads, embed_dim 32, native 224
 EMBED_DIM = 32

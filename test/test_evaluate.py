@@ -16,7 +16,7 @@ from lseg_ros.evaluate import (LSEG_SCALES, evaluate_predictions, evaluate_segme
 from lseg_ros.models.base import SegmentationBackend, register_backend
 from lseg_ros.segmenter import Segmenter
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 PALETTE = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "white": (240, 240, 240)}
 NAMES = list(PALETTE)
@@ -224,7 +224,7 @@ def test_lseg_multiscale_protocol_pads_windows_and_sums_as_lang_seg():
 def test_lseg_eval_runs_a_papers_protocol_with_its_dataset_settings_and_names(tmp_path):
     import json
 
-    from test_datasets import voc_layout
+    from helpers import voc_layout
 
     from lseg_ros.evaluate import main
 

@@ -18,7 +18,7 @@ from lseg_ros.export import main as export_main  # noqa: E402
 from lseg_ros.runtime import OnnxImageSide, onnx_providers, read_metadata  # noqa: E402
 from lseg_ros.segmenter import Segmenter  # noqa: E402
 
-from conftest import ON_CUDA, TEST_DEVICE, needs_cuda  # noqa: E402
+from helpers import ON_CUDA, TEST_DEVICE, needs_cuda  # noqa: E402
 
 TINY_CLIP = "lseg-test-tiny-ViT"
 LABELS = ["floor", "wall", "red disk", "blue square", "checkerboard"]
@@ -78,6 +78,7 @@ def _assert_same_masks(torch_config, onnx_yaml, height, width):
 
 
 # ------------------------------------------------------------------- each backend
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["naclip", "maskclip", "sclip"])
 def test_dense_clip_export_gives_the_torch_masks(tmp_path, clip_weights, mode, capsys):
     options = ["--backend", "dense_clip", "--model", TINY_CLIP, "--pretrained", clip_weights,
@@ -107,6 +108,7 @@ def test_node_params_file_gives_the_onnxruntime_config(exported_clip):
     assert Segmenter(config).settings["runtime"] == "onnxruntime (CPUExecutionProvider)"
 
 
+@pytest.mark.slow
 def test_dense_clip_sliding_window_exports_one_window_and_merges_as_torch(tmp_path, clip_weights, capsys):
     options = ["--backend", "dense_clip", "--model", TINY_CLIP, "--pretrained", clip_weights,
                "--dense_clip.window", "64", "--dense_clip.stride", "32", "--short_side", "64", "--max_long_side", "160"]
@@ -119,6 +121,7 @@ def test_dense_clip_sliding_window_exports_one_window_and_merges_as_torch(tmp_pa
     _assert_same_masks(torch_config, out.with_suffix(".yaml"), 60, 140)
 
 
+@pytest.mark.slow
 def test_shipped_lseg_demo_model_export_gives_the_torch_masks(tmp_path):
     from lseg_ros.demo_model import demo_model_config
 
@@ -235,6 +238,7 @@ def test_export_cli_refuses_out_of_range_values_with_one_line_naming_them(tmp_pa
     assert not (tmp_path / "missing").exists() and not (tmp_path / "m.onnx").exists()
 
 
+@pytest.mark.slow
 def test_export_command_exits_2_on_a_bad_opset_without_a_traceback(tmp_path):
     result = subprocess.run([sys.executable, "-m", "lseg_ros.export", "--height", "64", "--width", "64",
                              "--out", str(tmp_path / "m.onnx"), "--opset", "999"],

@@ -15,6 +15,8 @@ except ImportError as error:  # pragma: no cover - depends on the environment
 from sensor_msgs.msg import Image
 from std_msgs.msg import ColorRGBA
 
+pytestmark = pytest.mark.ros
+
 
 @pytest.mark.parametrize("message_type, fields", [
     (LabelSpec, {"name": "string", "prompts": "sequence<string>", "threshold": "float"}),

@@ -14,7 +14,7 @@ from lseg_ros.config import SegmenterConfig
 from lseg_ros.label_maps import LabelRules, OutputPlan, classify_bands, plan_outputs, upsampled_bands
 from lseg_ros.segmenter import Segmenter
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 MB = 1024 * 1024
 
@@ -120,6 +120,7 @@ _PEAK_RSS = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("side, labels, budget_mb", [
     (4096, 32, 256),   # a frame at max_image_pixels (4096 x 4096): 2.1 GB of full-size maps
     (1024, 255, 128),  # max_labels: 2.1 GB of logits plus softmax before the budget existed

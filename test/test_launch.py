@@ -19,6 +19,10 @@ import yaml
 from lseg_ros.ros import launch_args
 from lseg_ros.ros.params import declared_fields, render_params_yaml
 
+from helpers import domain_id  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_FILE = ROOT / "launch" / "lseg.launch.py"
 RVIZ_FILE = ROOT / "config" / "lseg.rviz"
@@ -204,7 +208,7 @@ def test_params_file_for_lseg_node_applies_in_any_namespace(tmp_path, monkeypatc
     assert yaml.safe_load(open(rewritten)) == {"/**/lseg_node": {"ros__parameters": {"short_side": 224}}}
 
     context = rclpy.Context()
-    context.init(args=[], domain_id=1 + (os.getpid() + 50) % 100)
+    context.init(args=[], domain_id=domain_id())
     try:
         for namespace in ("/", "/robot1", "/a/b"):
             node = Node("lseg_node", namespace=namespace, context=context,

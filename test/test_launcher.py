@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lseg_ros.ros import launcher
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +58,7 @@ def test_every_program_module_has_a_main():
         assert re.search(r"^def main\(", source, re.M), program
 
 
+@pytest.mark.slow
 def test_the_launcher_runs_a_program_as_a_process():
     result = subprocess.run([sys.executable, "-m", "lseg_ros.ros.launcher", "nothing"], capture_output=True,
                             text=True, timeout=60)

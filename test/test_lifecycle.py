@@ -2,8 +2,6 @@
 `ros2 lifecycle set`) drives it: configure loads the model, activate segments, deactivate
 stops, cleanup releases the model, a failed configure is a failed transition, not a crash."""
 import gc
-import os
-import threading
 import time
 import weakref
 
@@ -15,13 +13,15 @@ pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run script
 
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noqa: E402
 from lseg_ros.ros.lifecycle import LsegLifecycleNode  # noqa: E402
 from lseg_ros.ros.params import parameter_overrides  # noqa: E402
-from test_node import LABELS, NODE_PARAMETERS, Probe, _call, scene  # noqa: E402
+from helpers import LABELS, NODE_PARAMETERS, domain_id, scene  # noqa: E402
+from ros_helpers import NodeHost, Probe, call  # noqa: E402
+
+pytestmark = pytest.mark.ros
 
 
 class Manager:
@@ -33,36 +33,25 @@ class Manager:
         assert self.change.wait_for_service(10.0) and self.get.wait_for_service(10.0)
 
     def transition(self, transition_id, timeout=60.0) -> bool:
-        return _call(self.change, ChangeState.Request(transition=Transition(id=transition_id)), timeout).success
+        return call(self.change, ChangeState.Request(transition=Transition(id=transition_id)), timeout).success
 
     def state(self) -> int:
-        return _call(self.get, GetState.Request(), 20.0).current_state.id
+        return call(self.get, GetState.Request(), 20.0).current_state.id
 
 
 @pytest.fixture(scope="module")
 def ros():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    rclpy.init(domain_id=1 + (os.getpid() + 50) % 100)
-    executor = MultiThreadedExecutor(num_threads=4)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    nodes = []
+    host = NodeHost(domain_id())
 
     def start(namespace, **overrides):
         node = LsegLifecycleNode("lseg_node", namespace=namespace,
                                  parameter_overrides=parameter_overrides(dict(NODE_PARAMETERS, **overrides)))
         probe = Probe(namespace)
-        for each in (node, probe.node):
-            executor.add_node(each)
-            nodes.append(each)
-        if not spinner.is_alive():
-            spinner.start()
+        host.add(node, probe.node)
         return node, probe, Manager(probe, f"/{namespace}/lseg_node")
 
     yield start
-    executor.shutdown()
-    for node in nodes:
-        node.destroy_node()
-    rclpy.try_shutdown()
+    host.close()
 
 
 def _no_mask_for(probe, rgb, seconds=1.5):

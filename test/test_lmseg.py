@@ -2,7 +2,6 @@
 tools (Segmenter, CLI, evaluation, node, training) running it through the registry."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest
@@ -19,11 +18,8 @@ from lseg_ros.segmenter import Segmenter
 from lseg_ros.train import Trainer
 from lseg_ros.weights import WeightsError
 
-import test_train
-from conftest import TEST_DEVICE, spinning
-from test_train import fixed_batch, tiny_config
-
-scenes = test_train.scenes  # the training tests' fixture: 16 generated scenes of 48x64
+from helpers import TEST_DEVICE, domain_id, fixed_batch
+from helpers import tiny_train_config as tiny_config
 
 TINY = PRESETS["lmseg_tiny"]
 
@@ -192,13 +188,15 @@ def test_cli_and_lseg_eval_run_lmseg(tmp_path):
     assert (tmp_path / "eval" / "metrics.json").is_file()
 
 
+@pytest.mark.ros
 def test_node_publishes_the_engines_lmseg_mask():
     pytest.importorskip("rclpy")
     pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
     from lseg_ros.ros.conversions import image_msg_to_array
     from lseg_ros.ros.node import LsegNode
     from lseg_ros.ros.params import parameter_overrides
-    from test_node import NODE_PARAMETERS, Probe
+    from helpers import NODE_PARAMETERS
+    from ros_helpers import Probe, spinning
 
     values = dict(NODE_PARAMETERS, backend="lmseg", model="lmseg_tiny")
 
@@ -206,7 +204,7 @@ def test_node_publishes_the_engines_lmseg_mask():
         node = LsegNode("lseg_node", namespace="lmseg_camera", parameter_overrides=parameter_overrides(values))
         return node, Probe("lmseg_camera")
 
-    with spinning(1 + (os.getpid() + 70) % 100, make_nodes) as (node, probe):
+    with spinning(domain_id(), make_nodes) as (node, probe):
         assert node.segmenter.backend.backend_name == "lmseg"
         probe.wait_label_info()
         rgb = np.random.default_rng(3).integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -222,8 +220,9 @@ def lmseg_train_config(root, out, **overrides):
     return config
 
 
-def test_a_few_lmseg_training_steps_lower_the_loss_and_keep_the_text_tower(scenes, tmp_path):
-    trainer = Trainer(lmseg_train_config(scenes, tmp_path, epochs=3, val_split=""))
+@pytest.mark.slow
+def test_a_few_lmseg_training_steps_lower_the_loss_and_keep_the_text_tower(train_scenes, tmp_path):
+    trainer = Trainer(lmseg_train_config(train_scenes, tmp_path, epochs=3, val_split=""))
     backend = trainer.backend
     text_before = {id(p): p.detach().clone() for p in backend.text_parameters()}
     sam_before = backend.sam.patch_embed.proj.weight.detach().clone()
@@ -246,8 +245,9 @@ def test_a_few_lmseg_training_steps_lower_the_loss_and_keep_the_text_tower(scene
         torch.testing.assert_close(engine.backend(x.to(engine.device)).cpu(), backend(x.to(trainer.device)).cpu())
 
 
-def test_frozen_encoders_stay_unchanged(scenes, tmp_path):
-    config = lmseg_train_config(scenes, tmp_path, max_steps=2, val_split="")
+@pytest.mark.slow
+def test_frozen_encoders_stay_unchanged(train_scenes, tmp_path):
+    config = lmseg_train_config(train_scenes, tmp_path, max_steps=2, val_split="")
     config.model.lmseg.freeze_clip = config.model.lmseg.freeze_sam = True
     trainer = Trainer(config)
     backend = trainer.backend
@@ -261,11 +261,12 @@ def test_frozen_encoders_stay_unchanged(scenes, tmp_path):
     assert not torch.equal(backend.decoder[0].weight, decoder_before)
 
 
-def test_lseg_train_command_line_trains_lmseg(scenes, tmp_path):
+@pytest.mark.slow
+def test_lseg_train_command_line_trains_lmseg(train_scenes, tmp_path):
     from lseg_ros.train import main
 
     out = tmp_path / "run"
-    args = ["--data_root", str(scenes), "--out", str(out), "--crop_size", "32", "--batch_size", "4",
+    args = ["--data_root", str(train_scenes), "--out", str(out), "--crop_size", "32", "--batch_size", "4",
             "--max_steps", "3", "--device", TEST_DEVICE, "--progress", "false", "--val_split", "",
             "--model.backend", "lmseg", "--model.model", "lmseg_tiny", "--model.lmseg.freeze_clip", "false",
             "--model.lmseg.freeze_sam", "false", "--model.short_side", "48", "--model.max_long_side", "64",

@@ -13,7 +13,7 @@ from lseg_ros.models import build_backend
 from lseg_ros.models.lseg import LSegBackend, build_lseg, get_preset
 from lseg_ros.weights import WeightsError
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 
 def tiny_config(pretrained: str = "random", **lseg) -> SegmenterConfig:

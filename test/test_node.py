@@ -4,9 +4,7 @@ The node runs a tiny dense_clip model with random weights (the masks are meaning
 deterministic, so the node's outputs can be compared with the engine's on the same frame).
 Each test run uses its own ROS_DOMAIN_ID and localhost-only discovery.
 """
-import contextlib
 import math
-import os
 import threading
 import time
 
@@ -21,184 +19,17 @@ from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import DurabilityPolicy, QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 
-from lseg_ros.msg import ConfidenceMaps, LabelQuery, LabelSpec, SegmentationInfo  # noqa: E402
+from lseg_ros.msg import LabelQuery, LabelSpec  # noqa: E402
 from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noqa: E402
 from lseg_ros.ros.node import LsegNode  # noqa: E402
 from lseg_ros.ros.params import parameter_overrides  # noqa: E402
 
-from conftest import TEST_DEVICE
+from helpers import LABELS, NODE_PARAMETERS, scene  # noqa: E402
+from ros_helpers import (ParameterClient, Probe, call, diagnosed_node, label_spec, restore_labels,  # noqa: E402
+                         set_labels_client, slow_label_encoding, header_stamp, wait_future)
 
-LABELS = ["floor", "wall", "door"]
-NODE_PARAMETERS = {"backend": "dense_clip", "model": "lseg-test-tiny-ViT", "pretrained": "random",
-                   "device": TEST_DEVICE, "short_side": 64, "max_long_side": 128, "labels": LABELS,
-                   "diagnostics_period": 0.2}
-
-
-class Probe:
-    """A test-side node: publishes frames and queries, collects everything the node sends."""
-
-    def __init__(self, namespace):
-        self.node = rclpy.create_node("probe", namespace=namespace)
-        ns = f"/{namespace}/lseg_node"
-        self.received = {key: [] for key in ("mask", "overlay", "confidence", "confidence_image", "info",
-                                             "camera_info", "diagnostics")}
-        self.arrivals = []  # (key, stamp) of every message, in arrival order
-        self.lock = threading.Lock()
-        latched = QoSProfile(depth=50, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        for key, msg_type, topic, qos in (("mask", Image, f"{ns}/mask", 10), ("overlay", Image, f"{ns}/overlay", 10),
-                                          ("confidence", ConfidenceMaps, f"{ns}/confidence", 10),
-                                          ("confidence_image", Image, f"{ns}/confidence_image", 10),
-                                          ("info", SegmentationInfo, f"{ns}/label_info", latched),
-                                          ("camera_info", CameraInfo, f"{ns}/camera_info", 10),
-                                          # every node of the module publishes here, 5 Hz each: a
-                                          # deep queue keeps the others from pushing out the one
-                                          # message a test waits for while the executor is busy
-                                          ("diagnostics", DiagnosticArray, "/diagnostics", 200)):
-            self.node.create_subscription(msg_type, topic, self._collector(key), qos)
-        self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
-        self.compressed_pub = self.node.create_publisher(CompressedImage, "image/compressed", qos_profile_sensor_data)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=5))  # reliable: depth_qos
-        self.labels_pub = self.node.create_publisher(String, "labels", 10)
-        self.query_pub = self.node.create_publisher(LabelQuery, f"{ns}/label_query", 10)
-        self.stamp_counter = 0
-
-    def _collector(self, key):
-        def collect(msg):
-            with self.lock:
-                self.received[key].append(msg)
-                self.arrivals.append((key, _stamp(msg.header)))
-        return collect
-
-    def clear(self):
-        with self.lock:
-            for messages in self.received.values():
-                messages.clear()
-            self.arrivals.clear()
-
-    def next_header(self, frame_id="camera"):
-        self.stamp_counter += 1
-        header = Header(frame_id=frame_id)
-        header.stamp.sec, header.stamp.nanosec = 1000 + self.stamp_counter, 123
-        return header
-
-    def wait_for(self, key, predicate=lambda msg: True, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for msg in self.received[key]:
-                    if predicate(msg):
-                        return msg
-            time.sleep(0.02)
-        raise AssertionError(f"no matching {key} message within {timeout} s")
-
-    def wait_label_info(self, predicate=lambda msg: True, timeout=20.0):
-        """The first label_info matching ``predicate``. label_info comes with the first frame
-        segmented with a new label set, so frames are sent until it arrives."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.image_pub.publish(rgb_to_image_msg(scene(0), self.next_header()))
-            try:
-                return self.wait_for("info", predicate, timeout=0.3)
-            except AssertionError:
-                continue
-        raise AssertionError(f"no matching label_info within {timeout} s")
-
-    def send_frame(self, rgb, frame_id="camera", publish=None, timeout=20.0):
-        """Publish a frame (again if lost: sensor-data QoS is best effort) and return its mask."""
-        header = self.next_header(frame_id)
-        msg = rgb_to_image_msg(rgb, header) if publish is None else publish(header)
-        same = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec) == (header.stamp.sec, header.stamp.nanosec)  # noqa: E731
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            (self.compressed_pub if isinstance(msg, CompressedImage) else self.image_pub).publish(msg)
-            try:
-                return header, self.wait_for("mask", same, timeout=1.5)
-            except AssertionError:
-                continue
-        raise AssertionError(f"no mask for frame {header.stamp.sec}")
-
-
-class ParameterClient:
-    """set_parameters / set_parameters_atomically over plain service clients: rclpy's
-    AsyncParameterClient does not exist on Humble, these services do (same futures)."""
-
-    def __init__(self, node, target):
-        from rcl_interfaces.srv import SetParameters, SetParametersAtomically
-
-        self._set = node.create_client(SetParameters, f"{target}/set_parameters")
-        self._atomic = node.create_client(SetParametersAtomically, f"{target}/set_parameters_atomically")
-
-    def wait_for_services(self, timeout_sec):
-        return self._set.wait_for_service(timeout_sec) and self._atomic.wait_for_service(timeout_sec)
-
-    def set_parameters(self, parameters):
-        return self._set.call_async(self._set.srv_type.Request(parameters=[p.to_parameter_msg() for p in parameters]))
-
-    def set_parameters_atomically(self, parameters):
-        return self._atomic.call_async(self._atomic.srv_type.Request(
-            parameters=[p.to_parameter_msg() for p in parameters]))
-
-
-def _diagnosed_node(array):
-    """The fully qualified node name a DiagnosticArray's first status reports on."""
-    return next((kv.value for kv in array.status[0].values if kv.key == "node"), None) if array.status else None
-
-
-def _stamp(header):
-    return header.stamp.sec, header.stamp.nanosec
-
-
-@pytest.fixture(scope="module")
-def ros():
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    context_domain = 1 + os.getpid() % 100
-    rclpy.init(domain_id=context_domain)
-    executor = MultiThreadedExecutor(num_threads=4)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    nodes = []
-
-    def start(namespace="camera", **overrides):
-        """An lseg_node in its own namespace (its own input topics) and its probe."""
-        values = dict(NODE_PARAMETERS, **overrides)
-        node = LsegNode("lseg_node", namespace=namespace, parameter_overrides=parameter_overrides(values))
-        probe = Probe(namespace)
-        executor.add_node(node)
-        executor.add_node(probe.node)
-        nodes.extend([node, probe.node])
-        if not spinner.is_alive():
-            spinner.start()
-        return node, probe
-
-    yield start
-    executor.shutdown()
-    for node in nodes:
-        node.destroy_node()
-    rclpy.try_shutdown()
-
-
-@pytest.fixture(scope="module")
-def running(ros):
-    node, probe = ros()
-    probe.wait_label_info()  # the default labels are active
-    return node, probe
-
-
-def scene(seed=0, height=48, width=64):
-    return np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
-
-
-def restore_labels(node, probe):
-    """Back to LABELS without descriptions, waiting for the new label_info (not an old one)."""
-    before = node.segmenter.label_set.generation
-    probe.clear()
-    probe.labels_pub.publish(String(data=", ".join(LABELS)))
-    probe.wait_label_info(lambda m: list(m.labels) == LABELS and m.generation > before)
-    deadline = time.monotonic() + 10
-    while any(node.segmenter.label_set.descriptions) and time.monotonic() < deadline:
-        time.sleep(0.02)
-
+pytestmark = pytest.mark.ros
 
 def test_mask_equals_the_engine_mask_for_the_same_frame(running):
     node, probe = running
@@ -287,17 +118,17 @@ def test_labels_parameter_is_settable_at_run_time_and_rejects_bad_values(running
     client = ParameterClient(probe.node, "/camera/lseg_node")
     assert client.wait_for_services(timeout_sec=10.0)
     future = client.set_parameters([Parameter("labels", value=["sofa", "lamp"])])
-    _wait(future)
+    wait_future(future)
     assert future.result().results[0].successful
     probe.wait_label_info(lambda m: list(m.labels) == ["sofa", "lamp"])
     future = client.set_parameters([Parameter("labels", value=["sofa", "sofa"])])
-    _wait(future)
+    wait_future(future)
     result = future.result().results[0]
     assert not result.successful and "duplicate label 'sofa'" in result.reason
     future = client.set_parameters([Parameter("backend", value="lseg")])
-    _wait(future)
+    wait_future(future)
     assert not future.result().results[0].successful  # read-only: needs a restart
-    _wait(client.set_parameters([Parameter("labels", value=LABELS)]))
+    wait_future(client.set_parameters([Parameter("labels", value=LABELS)]))
     probe.wait_label_info(lambda m: list(m.labels) == LABELS)
 
 
@@ -307,7 +138,7 @@ def test_labels_parameter_of_a_wrong_type_is_rejected_and_the_node_keeps_running
     client = ParameterClient(probe.node, "/camera/lseg_node")
     assert client.wait_for_services(timeout_sec=10.0)
     future = client.set_parameters([Parameter("labels", value=value)])
-    _wait(future)
+    wait_future(future)
     result = future.result().results[0]
     assert not result.successful and "string array" in result.reason
     assert node.segmenter.labels == LABELS
@@ -320,7 +151,7 @@ def test_atomic_parameter_change_with_one_bad_value_changes_nothing(running):
     assert client.wait_for_services(timeout_sec=10.0)
     future = client.set_parameters_atomically([Parameter("labels", value=["sofa", "lamp"]),
                                                Parameter("overlay_alpha", value=5.0)])
-    _wait(future)
+    wait_future(future)
     assert not future.result().result.successful
     probe.send_frame(scene(21))
     assert node.segmenter.labels == LABELS and node.node_config.overlay_alpha == 0.5
@@ -339,22 +170,15 @@ def test_threshold_change_does_not_undo_a_label_query_waiting_to_be_applied(runn
         query.labels = [LabelSpec(name="sofa", threshold=float("nan")), LabelSpec(name="lamp", threshold=0.0)]
         probe.query_pub.publish(query)
         time.sleep(0.1)
-        _wait(client.set_parameters([Parameter("threshold", value=0.1)]))
+        wait_future(client.set_parameters([Parameter("threshold", value=0.1)]))
         probe.wait_label_info(lambda m: list(m.labels) == ["sofa", "lamp"])
         time.sleep(1.5)
         assert node.segmenter.labels == ["sofa", "lamp"]
         assert node.segmenter.label_set.thresholds.tolist() == pytest.approx([0.1, 0.1])
     finally:
         node.segmenter.segment = real_segment
-        _wait(client.set_parameters([Parameter("threshold", value=0.0)]))
+        wait_future(client.set_parameters([Parameter("threshold", value=0.0)]))
         restore_labels(node, probe)
-
-
-def _wait(future, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not future.done() and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert future.done(), "service did not answer"
 
 
 def _bad_images():
@@ -431,7 +255,7 @@ def test_empty_camera_info_is_rejected_and_frames_are_still_processed(running):
 def test_diagnostics_report_counters_labels_and_device(running):
     node, probe = running
     probe.send_frame(scene(10))
-    diagnostics = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/camera/lseg_node" and any(
+    diagnostics = probe.wait_for("diagnostics", lambda m: diagnosed_node(m) == "/camera/lseg_node" and any(
         kv.key == "processed" and int(kv.value) > 0 for kv in m.status[0].values))
     values = {kv.key: kv.value for kv in diagnostics.status[0].values}
     for key in ("frames_in", "dropped", "rejected_frames", "rejected_queries", "inference_ms_mean",
@@ -537,8 +361,8 @@ def test_fast_camera_and_slow_model_process_only_the_newest_frames_with_flat_mem
 
 def _latest_info_for(infos, stamp):
     """The label_info in force for a frame: the latest one stamped no later than it."""
-    earlier = [info for info in infos if _stamp(info.header) <= stamp]
-    return max(earlier, key=lambda info: (_stamp(info.header), info.generation)) if earlier else None
+    earlier = [info for info in infos if header_stamp(info.header) <= stamp]
+    return max(earlier, key=lambda info: (header_stamp(info.header), info.generation)) if earlier else None
 
 
 def test_label_info_is_stamped_with_the_first_frame_of_its_label_set(running):
@@ -548,11 +372,11 @@ def test_label_info_is_stamped_with_the_first_frame_of_its_label_set(running):
     probe.labels_pub.publish(String(data="sofa, lamp, rug"))
     info = probe.wait_label_info(lambda m: list(m.labels) == ["sofa", "lamp", "rug"])
     assert info.generation == node.segmenter.label_set.generation
-    probe.wait_for("mask", lambda m: _stamp(m.header) == _stamp(info.header))
-    first = probe.wait_for("confidence", lambda m: _stamp(m.header) == _stamp(info.header))
+    probe.wait_for("mask", lambda m: header_stamp(m.header) == header_stamp(info.header))
+    first = probe.wait_for("confidence", lambda m: header_stamp(m.header) == header_stamp(info.header))
     assert first.generation == info.generation and list(first.labels) == ["sofa", "lamp", "rug"]
     with probe.lock:
-        earlier = [m for m in probe.received["confidence"] if _stamp(m.header) < _stamp(info.header)]
+        earlier = [m for m in probe.received["confidence"] if header_stamp(m.header) < header_stamp(info.header)]
     assert earlier and all(m.generation < info.generation for m in earlier)  # made with the old set
     restore_labels(node, probe)
 
@@ -581,34 +405,15 @@ def test_with_rapidly_alternating_label_sets_every_output_names_the_labels_it_us
     assert len(masks) >= 5 and len(infos) >= 3 and maps
     by_generation = {info.generation: info for info in infos}
     for mask_msg in masks:
-        info = _latest_info_for(infos, _stamp(mask_msg.header))
+        info = _latest_info_for(infos, header_stamp(mask_msg.header))
         assert info is not None
         values = np.unique(image_msg_to_array(mask_msg))
         assert values.max() < len(info.labels), (values, list(info.labels))
     for maps_msg in maps:
         info = by_generation[maps_msg.generation]
-        assert list(info.labels) == list(maps_msg.labels) and _stamp(info.header) <= _stamp(maps_msg.header)
-        assert _latest_info_for(infos, _stamp(maps_msg.header)).generation == maps_msg.generation
+        assert list(info.labels) == list(maps_msg.labels) and header_stamp(info.header) <= header_stamp(maps_msg.header)
+        assert _latest_info_for(infos, header_stamp(maps_msg.header)).generation == maps_msg.generation
     restore_labels(node, probe)
-
-
-@contextlib.contextmanager
-def slow_label_encoding(node):
-    """Text forwards of 8 prompts taking 50 ms more: 80 prompts per label, 10 forwards each, so
-    a set of 4 labels takes about 2 s to encode."""
-    backend, encoder = node.segmenter.backend, node.segmenter.label_encoder
-    real_encode_text = backend.encode_text
-
-    def slow_encode_text(token_ids):
-        time.sleep(0.05)
-        return real_encode_text(token_ids)
-
-    backend.encode_text, encoder.batch_size = slow_encode_text, 8
-    try:
-        yield
-    finally:
-        del backend.encode_text
-        encoder.batch_size = 256
 
 
 def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersedes_it(running):
@@ -623,7 +428,7 @@ def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersede
         assert node._encoding is not None
         frames_during = [probe.send_frame(scene(40 + i))[1] for i in range(3)]
         assert node._encoding is not None, "the encoding finished too fast to show anything"
-        diagnostics = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/camera/lseg_node" and any(
+        diagnostics = probe.wait_for("diagnostics", lambda m: diagnosed_node(m) == "/camera/lseg_node" and any(
             kv.key == "label_encoding" and kv.value.startswith("4 labels") for kv in m.status[0].values))
         assert "encoding" in diagnostics.status[0].message
         assert node.segmenter.label_set.generation == generation  # still the old set
@@ -641,12 +446,12 @@ def test_unsetting_the_labels_parameter_is_refused_and_it_stays_settable(running
     client = ParameterClient(probe.node, "/camera/lseg_node")
     assert client.wait_for_services(timeout_sec=10.0)
     future = client.set_parameters([Parameter("labels", Parameter.Type.NOT_SET)])
-    _wait(future)
+    wait_future(future)
     result = future.result().results[0]
     assert not result.successful and "cannot be unset" in result.reason
     assert node.has_parameter("labels")
     future = client.set_parameters([Parameter("labels", value=["sofa", "lamp"])])
-    _wait(future)
+    wait_future(future)
     assert future.result().results[0].successful
     probe.wait_label_info(lambda m: list(m.labels) == ["sofa", "lamp"])
     restore_labels(node, probe)
@@ -712,7 +517,7 @@ def test_label_synonyms_from_the_labels_topic_reach_the_engine_and_label_info(ru
 
 def test_diagnostics_warn_about_a_silent_input_topic_and_report_rate_and_stamps(ros):
     node, probe = ros(namespace="quiet", input_timeout=1.5)
-    array = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/quiet/lseg_node"
+    array = probe.wait_for("diagnostics", lambda m: diagnosed_node(m) == "/quiet/lseg_node"
                            and m.status[0].level == b"\x01" and "no frame" in m.status[0].message)
     names = [status.name for status in array.status]
     assert names == ["lseg_node: segmentation", "lseg_node: input frequency", "lseg_node: input timestamps"]
@@ -721,7 +526,7 @@ def test_diagnostics_warn_about_a_silent_input_topic_and_report_rate_and_stamps(
     assert (array.status[2].level, array.status[2].message) == (b"\x01", "No data since last update.")
     probe.clear()
     probe.send_frame(scene(30))  # the probe's stamps are synthetic: 1000 s + n
-    array = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/quiet/lseg_node"
+    array = probe.wait_for("diagnostics", lambda m: diagnosed_node(m) == "/quiet/lseg_node"
                            and m.status[2].message == "Timestamps too far in past seen.")
     assert array.status[2].level == b"\x02"
 
@@ -731,31 +536,13 @@ def test_diagnostics_warn_about_a_silent_input_topic_and_report_rate_and_stamps(
 
     probe.clear()
     probe.send_frame(scene(31), publish=now_stamped)
-    array = probe.wait_for("diagnostics", lambda m: _diagnosed_node(m) == "/quiet/lseg_node"
+    array = probe.wait_for("diagnostics", lambda m: diagnosed_node(m) == "/quiet/lseg_node"
                            and m.status[2].message == "Timestamps are reasonable.")
     assert array.status[1].message == "Desired frequency met" and array.status[1].level == b"\x00"
     assert array.status[0].level == b"\x00"
 
 
 # ------------------------------------------------------------------ latched labels, ~/set_labels
-def _label_spec(name, prompts=(), threshold=float("nan")):
-    return LabelSpec(name=name, prompts=list(prompts), threshold=threshold)
-
-
-def _set_labels_client(probe, target="/camera/lseg_node"):
-    from lseg_ros.srv import SetLabels
-
-    client = probe.node.create_client(SetLabels, f"{target}/set_labels")
-    assert client.wait_for_service(timeout_sec=10.0)
-    return client, SetLabels
-
-
-def _call(client, request, timeout=30.0):
-    future = client.call_async(request)
-    _wait(future, timeout)
-    return future.result()
-
-
 def test_a_latched_label_publisher_started_before_the_node_is_heard(ros):
     """The latched labels arrive without being published again, and every later message of
     that publisher (which reaches both of the node's label subscriptions) is applied once."""
@@ -788,7 +575,7 @@ def test_a_latched_label_query_started_before_the_node_is_heard(ros):
     latched = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL)
     query_pub = publisher_node.create_publisher(LabelQuery, "/latched_query_camera/lseg_node/label_query", latched)
     try:
-        query_pub.publish(LabelQuery(labels=[_label_spec("stairs", ["a staircase"]), _label_spec("ramp")]))
+        query_pub.publish(LabelQuery(labels=[label_spec("stairs", ["a staircase"]), label_spec("ramp")]))
         node, probe = ros("latched_query_camera")
         probe.wait_label_info(lambda m: list(m.labels) == ["stairs", "ramp"])
         assert node.segmenter.label_set.descriptions[0] == ["a staircase"]
@@ -798,10 +585,10 @@ def test_a_latched_label_query_started_before_the_node_is_heard(ros):
 
 def test_set_labels_answers_once_the_labels_are_in_use(running):
     node, probe = running
-    client, SetLabels = _set_labels_client(probe)
+    client, SetLabels = set_labels_client(probe)
     before = node.segmenter.label_set.generation
-    response = _call(client, SetLabels.Request(labels=[_label_spec("sofa", ["a couch"]), _label_spec("lamp", (), 0.4),
-                                                       _label_spec("person; man; woman")]))
+    response = call(client, SetLabels.Request(labels=[label_spec("sofa", ["a couch"]), label_spec("lamp", (), 0.4),
+                                                       label_spec("person; man; woman")]))
     assert response.success, response.message
     assert response.message == ""
     assert list(response.labels) == ["sofa", "lamp", "person; man; woman"]
@@ -824,10 +611,10 @@ def test_set_labels_answers_once_the_labels_are_in_use(running):
 ])
 def test_set_labels_refuses_a_bad_set_with_the_reason_and_keeps_the_labels(running, specs, expected):
     node, probe = running
-    client, SetLabels = _set_labels_client(probe)
+    client, SetLabels = set_labels_client(probe)
     generation = node.segmenter.label_set.generation
     rejected = node.counters.rejected_queries
-    response = _call(client, SetLabels.Request(labels=[_label_spec(*spec) for spec in specs]))
+    response = call(client, SetLabels.Request(labels=[label_spec(*spec) for spec in specs]))
     assert not response.success
     assert expected in response.message
     assert list(response.labels) == LABELS and response.generation == generation
@@ -840,14 +627,14 @@ def test_set_labels_superseded_by_a_newer_request_says_so(running):
     """A call whose set is overtaken (here by a labels message while it encodes) answers
     failure naming the newer source, and reports the labels that are in use."""
     node, probe = running
-    client, SetLabels = _set_labels_client(probe)
+    client, SetLabels = set_labels_client(probe)
     with slow_label_encoding(node):
-        future = client.call_async(SetLabels.Request(labels=[_label_spec(f"slow {i}") for i in range(4)]))
+        future = client.call_async(SetLabels.Request(labels=[label_spec(f"slow {i}") for i in range(4)]))
         deadline = time.monotonic() + 5
         while node._encoding is None and time.monotonic() < deadline:
             time.sleep(0.01)
         probe.labels_pub.publish(String(data="newer one, newer two"))
-        _wait(future, 30.0)
+        wait_future(future, 30.0)
         response = future.result()
         assert not response.success
         assert "superseded" in response.message and "labels topic" in response.message

@@ -6,7 +6,6 @@ validation and one diagnostics status per camera.
 Batching is made deterministic by holding the worker inside a forward (a gate on
 ``segmenter.segment``) while the next frames of both cameras arrive.
 """
-import os
 import threading
 import time
 
@@ -16,19 +15,19 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.qos import QoSProfile, qos_profile_sensor_data  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
-from std_msgs.msg import Header  # noqa: E402
 
+from lseg_ros.msg import ConfidenceMaps  # noqa: E402
 from lseg_ros.ros.cameras import CAMERA_OUTPUTS  # noqa: E402
 from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noqa: E402
 from lseg_ros.ros.node import LsegNode  # noqa: E402
 from lseg_ros.ros.params import NodeConfig, parameter_overrides  # noqa: E402
 
-from test_node import NODE_PARAMETERS, scene  # noqa: E402
+from helpers import NODE_PARAMETERS, domain_id, scene  # noqa: E402
+from ros_helpers import Probe, node_outputs, spinning  # noqa: E402
 
-from conftest import spinning  # noqa: E402
+pytestmark = pytest.mark.ros
 
 CAMERAS = ["left", "right", "idle"]  # idle never sends a frame (its diagnostics say so)
 NAMESPACE = "multi"
@@ -36,61 +35,40 @@ NODE = f"/{NAMESPACE}/lseg_node"
 K = [50.0, 0.0, 32.0, 0.0, 50.0, 24.0, 0.0, 0.0, 1.0]
 
 
-class CamerasProbe:
-    """Publishes each camera's frames and camera_info; collects each camera's masks and /diagnostics."""
+class CamerasProbe(Probe):
+    """Publishes each camera's frames and camera_info; collects each camera's masks
+    ("<camera>/mask") and camera_info ("<camera>/camera_info"), and /diagnostics; each
+    camera's confidence maps ("<camera>/confidence") when subscribed."""
 
     def __init__(self, cameras):
-        self.node = rclpy.create_node("cameras_probe", namespace=NAMESPACE)
-        self.lock = threading.Lock()
-        self.masks = {camera: [] for camera in cameras}
-        self.camera_infos = {camera: [] for camera in cameras}
-        self.diagnostics = []
+        outputs = {"diagnostics": node_outputs(NODE)["diagnostics"]}
+        for camera in cameras:
+            outputs.update({f"{camera}/mask": (Image, f"{NODE}/{camera}/mask", 10),
+                            f"{camera}/camera_info": (CameraInfo, f"{NODE}/{camera}/camera_info", 10),
+                            f"{camera}/confidence": (ConfidenceMaps, f"{NODE}/{camera}/confidence", 10)})
+        super().__init__(NAMESPACE, name="cameras_probe", outputs=outputs, stamp_base=3000,
+                         subscribe=[key for key in outputs if not key.endswith("/confidence")])
         self.image_pubs, self.info_pubs = {}, {}
         for camera in cameras:
             self.image_pubs[camera] = self.node.create_publisher(Image, f"{camera}/image", qos_profile_sensor_data)
             self.info_pubs[camera] = self.node.create_publisher(CameraInfo, f"{camera}/camera_info",
                                                                 QoSProfile(depth=5))  # reliable: depth_qos
-            self.node.create_subscription(Image, f"{NODE}/{camera}/mask", self._collector(self.masks[camera]), 10)
-            self.node.create_subscription(CameraInfo, f"{NODE}/{camera}/camera_info",
-                                          self._collector(self.camera_infos[camera]), 10)
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._collector(self.diagnostics), 200)
-        self.stamp = 0
-
-    def _collector(self, messages):
-        def collect(msg):
-            with self.lock:
-                messages.append(msg)
-        return collect
 
     def frame(self, camera, rgb):
         """A frame message of ``camera`` with a stamp of its own and frame_id '<camera>_optical'."""
-        self.stamp += 1
-        header = Header(frame_id=f"{camera}_optical")
-        header.stamp.sec, header.stamp.nanosec = 3000 + self.stamp, 777
-        return rgb_to_image_msg(rgb, header)
-
-    def wait_for(self, messages, predicate, timeout=20.0, what="message"):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for msg in messages:
-                    if predicate(msg):
-                        return msg
-            time.sleep(0.02)
-        raise AssertionError(f"no matching {what} within {timeout} s")
+        return rgb_to_image_msg(rgb, self.next_header(f"{camera}_optical"))
 
     def publish_until_masked(self, camera, msg, what, timeout=20.0):
         """Publish ``msg`` on ``camera``'s image topic every 0.3 s until its mask arrives (a
         best-effort subscription may miss one publication)."""
         deadline = time.monotonic() + timeout
-        while not any(m.header.stamp == msg.header.stamp for m in self.masks[camera]):
+        while not any(m.header.stamp == msg.header.stamp for m in self.received[f"{camera}/mask"]):
             assert time.monotonic() < deadline, what
             self.image_pubs[camera].publish(msg)
             time.sleep(0.3)
 
     def mask_of(self, camera, header, timeout=20.0):
-        return self.wait_for(self.masks[camera], lambda m: m.header.stamp == header.stamp, timeout,
-                             f"{camera} mask for stamp {header.stamp.sec}")
+        return self.wait_for_stamp(f"{camera}/mask", header, timeout)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +78,7 @@ def cameras():
             dict(NODE_PARAMETERS, cameras=CAMERAS, input_timeout=1.0)))
         return node, CamerasProbe(CAMERAS)
 
-    with spinning(201 + os.getpid() % 30, make_nodes) as pair:
+    with spinning(domain_id(), make_nodes) as pair:
         yield pair
 
 
@@ -200,7 +178,7 @@ def test_each_camera_mask_equals_the_engine_mask_of_its_own_frame_with_its_heade
     # each camera's mask is also the engine's mask of that frame alone
     for camera, seed in (("left", 1), ("right", 2)):
         np.testing.assert_array_equal(image_msg_to_array(masks[camera]), node.segmenter.segment(scene(seed)).mask)
-        info = probe.wait_for(probe.camera_infos[camera], lambda m: m.header.stamp == frames[camera].header.stamp)
+        info = probe.wait_for(f"{camera}/camera_info", lambda m: m.header.stamp == frames[camera].header.stamp)
         assert info.header.frame_id == f"{camera}_optical"
 
 
@@ -219,12 +197,10 @@ def test_frames_of_two_cameras_waiting_together_are_segmented_in_one_forward(cam
 
 
 def test_what_one_camera_subscribes_to_is_computed_in_the_shared_forward(cameras, monkeypatch):
-    from lseg_ros.msg import ConfidenceMaps
 
     node, probe = cameras
-    maps = []
-    subscription = probe.node.create_subscription(ConfidenceMaps, f"{NODE}/right/confidence",
-                                                  lambda msg: maps.append(msg), 10)
+    probe.subscribe("right/confidence")
+    maps = probe.received["right/confidence"]
     try:
         deadline = time.monotonic() + 10
         while not node._streams[1].subscribed("confidence"):
@@ -235,7 +211,7 @@ def test_what_one_camera_subscribes_to_is_computed_in_the_shared_forward(cameras
         frames = {"left": probe.frame("left", scene(11)), "right": probe.frame("right", scene(12))}
         _publish_until_waiting(node, probe, frames)
         held.gate.set()
-        probe.wait_for(maps, lambda m: m.header.stamp == frames["right"].header.stamp, what="right confidence")
+        probe.wait_for("right/confidence", lambda m: m.header.stamp == frames["right"].header.stamp, what="right confidence")
         probe.mask_of("left", frames["left"].header)
         assert held.calls == [2] and held.options[0]["return_confidences"] is True
         monkeypatch.undo()
@@ -244,7 +220,7 @@ def test_what_one_camera_subscribes_to_is_computed_in_the_shared_forward(cameras
         np.testing.assert_allclose(np.stack([image_msg_to_array(m) for m in confidence.maps]), result.confidences,
                                    atol=1e-6)
     finally:
-        probe.node.destroy_subscription(subscription)
+        probe.unsubscribe("right/confidence")
 
 
 def test_a_newer_frame_of_a_camera_replaces_the_waiting_one_and_counts_as_dropped(cameras, monkeypatch):
@@ -260,7 +236,7 @@ def test_a_newer_frame_of_a_camera_replaces_the_waiting_one_and_counts_as_droppe
     held.gate.set()
     probe.mask_of("left", newer.header)
     assert held.calls[0] == 1
-    assert not any(m.header.stamp == first.header.stamp for m in probe.masks["left"])
+    assert not any(m.header.stamp == first.header.stamp for m in probe.received["left/mask"])
 
 
 def test_a_malformed_frame_of_one_camera_does_not_stop_the_other_cameras_frame(cameras, monkeypatch):
@@ -298,7 +274,7 @@ def test_each_camera_has_its_own_diagnostics_status(cameras):
         status = next(s for s in array.status if s.name == name)
         return status, {kv.key: kv.value for kv in status.values}
 
-    array = probe.wait_for(probe.diagnostics, lambda a: ours(a) and int(values_of(
+    array = probe.wait_for("diagnostics", lambda a: ours(a) and int(values_of(
         a, "lseg_node: camera right")[1]["processed"]) > 0 and "no frame" in values_of(a, "lseg_node: camera idle")[0].message,
         what="diagnostics with a status per camera")
     assert [s.name for s in array.status] == ["lseg_node: segmentation"] + [f"lseg_node: camera {c}" for c in CAMERAS]

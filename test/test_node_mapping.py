@@ -6,7 +6,6 @@ engine's logits), depth pairing by stamp, and outputs computed only while subscr
 import os
 import subprocess
 import sys
-import threading
 import time
 
 import numpy as np
@@ -31,13 +30,14 @@ from lseg_ros.ros.node import LsegNode, input_qos, obstacle_indices  # noqa: E40
 from lseg_ros.ros.params import parameter_overrides  # noqa: E402
 from lseg_ros.viz import label_colors  # noqa: E402
 
-from test_node import ParameterClient, _wait, scene  # noqa: E402
+from helpers import TEST_DEVICE, domain_id, scene  # noqa: E402
+from ros_helpers import ParameterClient, Probe, spinning, wait_future  # noqa: E402
 
-from conftest import TEST_DEVICE, spinning
+pytestmark = pytest.mark.ros
 
 
 def _result(future, timeout=30.0):
-    _wait(future, timeout)
+    wait_future(future, timeout)
     return future.result()
 
 LABELS = ["floor", "wall", "door; doorway"]
@@ -51,59 +51,20 @@ OUTPUTS = {"points": (PointCloud2, "points"), "obstacles": (PointCloud2, "obstac
            "embeddings": (FeatureMap, "embeddings"), "mask": (Image, "mask")}
 
 
-class MappingProbe:
+class MappingProbe(Probe):
     """Publishes frames, depth and camera_info; subscribes to the outputs it is asked for."""
 
     def __init__(self, namespace):
-        self.node = rclpy.create_node("mapping_probe", namespace=namespace)
-        self.ns = f"/{namespace}/lseg_node"
-        self.received = {key: [] for key in OUTPUTS}
-        self.subscriptions = {}
-        self.lock = threading.Lock()
-        self.image_pub = self.node.create_publisher(Image, "image", qos_profile_sensor_data)
+        node_path = f"/{namespace}/lseg_node"
+        super().__init__(namespace, name="mapping_probe", stamp_base=2000, subscribe=["mask"],
+                         outputs={key: (msg_type, f"{node_path}/{topic}", 10) for key, (msg_type, topic) in OUTPUTS.items()})
         # depth and camera_info reliable, as camera drivers publish them (the node's depth_qos default)
         self.depth_pub = self.node.create_publisher(Image, "depth", QoSProfile(depth=5))
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", QoSProfile(depth=5))
-        self.stamp = 0
-        self.subscribe("mask")
-
-    def subscribe(self, *keys):
-        for key in keys:
-            if key not in self.subscriptions:
-                msg_type, topic = OUTPUTS[key]
-                self.subscriptions[key] = self.node.create_subscription(
-                    msg_type, f"{self.ns}/{topic}", self._collector(key), 10)
-
-    def unsubscribe(self, *keys):
-        for key in keys:
-            self.node.destroy_subscription(self.subscriptions.pop(key))
-
-    def _collector(self, key):
-        def collect(msg):
-            with self.lock:
-                self.received[key].append(msg)
-        return collect
-
-    def next_header(self):
-        self.stamp += 1
-        header = Header(frame_id="camera_optical")
-        header.stamp.sec, header.stamp.nanosec = 2000 + self.stamp, 5000
-        return header
-
-    def wait_for(self, key, header, timeout=20.0):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                for msg in self.received[key]:
-                    if msg.header.stamp == header.stamp:
-                        return msg
-            time.sleep(0.02)
-        raise AssertionError(f"no {key} message for stamp {header.stamp.sec} within {timeout} s")
 
     def send(self, rgb, depth_msg=None, depth_offset_ns=0, info=True, timeout=20.0):
         """Publish camera_info, depth (stamp shifted by ``depth_offset_ns``) and the frame
         until its mask arrives (best-effort topics); returns the frame's header."""
-        header = self.next_header()
+        header = self.next_header("camera_optical")
         if depth_msg is not None:
             depth_msg.header = Header(frame_id=header.frame_id)
             total = header.stamp.sec * 10**9 + header.stamp.nanosec + depth_offset_ns
@@ -117,7 +78,7 @@ class MappingProbe:
                 time.sleep(0.05)  # the depth is in the node's buffer before the frame is segmented
             self.image_pub.publish(rgb_to_image_msg(rgb, header))
             try:
-                self.wait_for("mask", header, timeout=1.5)
+                self.wait_for_stamp("mask", header, timeout=1.5)
                 return header
             except AssertionError:
                 continue
@@ -130,7 +91,7 @@ def mapping():
         node = LsegNode("lseg_node", namespace="mapcam", parameter_overrides=parameter_overrides(PARAMETERS))
         return node, MappingProbe("mapcam")
 
-    with spinning(101 + os.getpid() % 100, make_nodes) as pair:
+    with spinning(domain_id(), make_nodes) as pair:
         yield pair
 
 
@@ -155,7 +116,7 @@ def test_points_equal_the_core_back_projection_of_the_same_frame(mapping):
     probe.subscribe("points")
     rgb, depth_m = scene(1), ramp_depth()
     header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "16UC1"))
-    cloud = probe.wait_for("points", header)
+    cloud = probe.wait_for_stamp("points", header)
     millimetres = depth_to_metres(np.where(np.isfinite(depth_m), np.rint(depth_m * 1000), 0).astype(np.uint16),
                                   "16UC1")
     _, points = expected_points(node, rgb, millimetres)
@@ -174,7 +135,7 @@ def test_depth_of_another_size_in_metres_within_the_slop_is_paired(mapping):
     probe.subscribe("points")
     rgb, depth_m = scene(2), ramp_depth(24, 32, seed=1)  # half-size 32FC1 depth, registered to the image
     header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"), depth_offset_ns=20_000_000)
-    got = cloud_msg_to_records(probe.wait_for("points", header))
+    got = cloud_msg_to_records(probe.wait_for_stamp("points", header))
     _, points = expected_points(node, rgb, depth_m)
     np.testing.assert_allclose(got["z"], points.xyz[:, 2], rtol=1e-6)
     probe.unsubscribe("points")
@@ -203,7 +164,7 @@ def test_a_bad_depth_image_is_rejected_counted_and_the_next_one_is_used(mapping)
         time.sleep(0.02)
     assert node.counters.rejected_depth > rejected
     header = probe.send(scene(5), metres_to_depth_msg(ramp_depth(), Header(), "32FC1"))
-    assert len(cloud_msg_to_records(probe.wait_for("points", header))) > 2500
+    assert len(cloud_msg_to_records(probe.wait_for_stamp("points", header))) > 2500
     assert node.counters.failed == 0
     probe.unsubscribe("points")
 
@@ -213,7 +174,7 @@ def test_obstacle_points_are_the_points_of_the_obstacle_labels_and_follow_the_pa
     probe.subscribe("obstacles")
     rgb, depth_m = scene(6), ramp_depth()
     header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))
-    cloud = probe.wait_for("obstacles", header)
+    cloud = probe.wait_for_stamp("obstacles", header)
     assert [(f.name, f.offset, f.datatype) for f in cloud.fields] == [("x", 0, 7), ("y", 4, 7), ("z", 8, 7)]
     result, points = expected_points(node, rgb, depth_m)
     indices, missing = obstacle_indices(result.labels, ["doorway"])
@@ -227,7 +188,7 @@ def test_obstacle_points_are_the_points_of_the_obstacle_labels_and_follow_the_pa
     future = client.set_parameters([Parameter("obstacle_labels", value=["floor", "WALL"])])
     assert _result(future).results[0].successful
     header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))
-    got = cloud_msg_to_records(probe.wait_for("obstacles", header))
+    got = cloud_msg_to_records(probe.wait_for_stamp("obstacles", header))
     np.testing.assert_allclose(got["z"], points.xyz[np.isin(points.label, [0, 1]), 2], rtol=1e-6)
     future = client.set_parameters([Parameter("obstacle_labels", value=["ok", "bad\x07"])])
     outcome = _result(future).results[0]
@@ -242,7 +203,7 @@ def test_objects_and_markers_equal_the_core_objects_of_the_same_frame(mapping):
     probe.subscribe("objects", "markers")
     rgb, depth_m = scene(7), ramp_depth()
     header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))
-    objects = probe.wait_for("objects", header)
+    objects = probe.wait_for_stamp("objects", header)
     result = node.segmenter.segment(rgb)
     expected = find_objects(result.mask, 3, result.confidences.max(0), depth_m, Intrinsics.from_k(K, 64, 48),
                             min_pixels=4, depth_band=0.5, min_depth=0.05, max_depth=20.0)
@@ -277,7 +238,7 @@ def test_objects_without_depth_have_nan_positions(mapping):
     node, probe = mapping
     probe.subscribe("objects")
     header = probe.send(scene(8), None)  # no depth near this stamp
-    objects = probe.wait_for("objects", header)
+    objects = probe.wait_for_stamp("objects", header)
     assert not objects.has_depth and objects.objects
     assert all(np.isnan(o.centroid.z) and o.depth_pixel_count == 0 for o in objects.objects)
     probe.unsubscribe("objects")
@@ -292,7 +253,7 @@ def test_embeddings_queried_with_encode_text_give_the_node_logits(mapping):
     probe.subscribe("embeddings")
     rgb = scene(9)
     header = probe.send(rgb)
-    feature_map = probe.wait_for("embeddings", header)
+    feature_map = probe.wait_for_stamp("embeddings", header)
     embeddings = feature_map_to_array(feature_map).astype(np.float32)  # [h, w, D]
     client = probe.node.create_client(EncodeText, f"{probe.ns}/encode_text")
     assert client.wait_for_service(timeout_sec=10.0)
@@ -402,6 +363,7 @@ time.sleep(1.0)
 """
 
 
+@pytest.mark.slow
 def test_reliable_1280x720_depth_from_another_process_arrives(mapping):
     """A RealSense-like aligned depth stream (1.8 MB 16UC1 frames, reliable, 10 Hz) from
     another process reaches the node; best effort, most such frames never arrived."""
@@ -434,7 +396,7 @@ def test_camera_info_that_cannot_be_a_camera_is_rejected_counted_and_the_last_go
         assert node.counters.rejected_camera_info == rejected + 1
     assert list(node._streams[0].camera_info.k) == K
     header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"), info=False)
-    got = cloud_msg_to_records(probe.wait_for("points", header))
+    got = cloud_msg_to_records(probe.wait_for_stamp("points", header))
     _, points = expected_points(node, rgb, depth_m)
     assert np.isfinite(got["x"]).all() and np.abs(got["x"]).max() < 100
     np.testing.assert_allclose(got["x"], points.xyz[:, 0], rtol=1e-6)
@@ -449,8 +411,8 @@ def test_max_points_decimates_the_cloud_by_a_larger_stride(mapping):
     try:
         rgb, depth_m = scene(41), ramp_depth()
         header = probe.send(rgb, metres_to_depth_msg(depth_m, Header(), "32FC1"))
-        got = cloud_msg_to_records(probe.wait_for("points", header))
-        obstacles = cloud_msg_to_records(probe.wait_for("obstacles", header))
+        got = cloud_msg_to_records(probe.wait_for_stamp("points", header))
+        obstacles = cloud_msg_to_records(probe.wait_for_stamp("obstacles", header))
     finally:
         node.node_config.max_points = 1_000_000
         probe.unsubscribe("points", "obstacles")

@@ -18,6 +18,10 @@ from std_msgs.msg import Header  # noqa: E402
 
 from lseg_ros.ros.conversions import image_msg_to_array, rgb_to_image_msg  # noqa: E402
 
+from helpers import domain_id  # noqa: E402
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]  # each test starts lseg_node as a process
+
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["-p", "model:=lseg-test-tiny-ViT", "-p", "pretrained:=random", "-p", "device:=cpu", "-p", "short_side:=64"]
 
@@ -30,7 +34,7 @@ def node_command(*ros_args):
 @pytest.fixture
 def domain_env(monkeypatch):
     monkeypatch.setenv("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")  # for this process's probe too
-    env = dict(os.environ, ROS_DOMAIN_ID=str(1 + (os.getpid() + 37) % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain_id()), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                HF_HUB_OFFLINE="1")
     return env
 

@@ -1,5 +1,5 @@
 """lseg_node's services under load and what diagnostics say about refused requests (in process,
-over real rclpy/DDS; fixtures from test_node)."""
+over real rclpy/DDS; the ros/running fixtures of conftest)."""
 import threading
 import time
 
@@ -12,10 +12,11 @@ from std_msgs.msg import String  # noqa: E402
 
 import lseg_ros.ros.node as node_module  # noqa: E402
 from lseg_ros.ros.node import LabelRequest  # noqa: E402
-from test_node import (LABELS, _diagnosed_node, _label_spec, _set_labels_client, _wait, restore_labels,  # noqa: E402
-                       ros, running, scene, slow_label_encoding)
+from helpers import LABELS, scene  # noqa: E402
+from ros_helpers import (diagnosed_node, label_spec, restore_labels, set_labels_client, slow_label_encoding,  # noqa: E402
+                         wait_future)
 
-__all__ = ["ros", "running"]  # the fixtures, imported for this module
+pytestmark = pytest.mark.ros
 
 
 def _values(status) -> dict:
@@ -24,7 +25,7 @@ def _values(status) -> dict:
 
 def _segmentation_statuses(probe, namespace="/camera/lseg_node"):
     with probe.lock:
-        return [m.status[0] for m in probe.received["diagnostics"] if _diagnosed_node(m) == namespace]
+        return [m.status[0] for m in probe.received["diagnostics"] if diagnosed_node(m) == namespace]
 
 
 def _diagnostics_over(probe, node, seconds):
@@ -41,12 +42,12 @@ def test_a_refused_set_labels_call_keeps_diagnostics_ok_and_is_counted(running):
     """The caller was told (success=false): no node health problem. A label message refused
     on a topic, with nobody to tell, still turns diagnostics WARN."""
     node, probe = running
-    client, SetLabels = _set_labels_client(probe)
+    client, SetLabels = set_labels_client(probe)
     assert all(s.level == b"\x00" for s in _diagnostics_over(probe, node, 0.6)), "not OK before the test"
     refused = node.counters.refused_calls
     probe.clear()
-    future = client.call_async(SetLabels.Request(labels=[_label_spec("door"), _label_spec("door")]))
-    _wait(future, 30.0)
+    future = client.call_async(SetLabels.Request(labels=[label_spec("door"), label_spec("door")]))
+    wait_future(future, 30.0)
     assert not future.result().success
     statuses = _diagnostics_over(probe, node, 1.0)  # 5 diagnostics periods
     assert statuses and all(s.level == b"\x00" for s in statuses), [(s.level, s.message) for s in statuses]
@@ -67,19 +68,19 @@ def test_set_labels_calls_beyond_the_waiting_bound_are_refused_at_once(running, 
     at once ("too many calls waiting") instead of holding an executor thread; the waiting
     call still gets its set."""
     node, probe = running
-    client, SetLabels = _set_labels_client(probe)
+    client, SetLabels = set_labels_client(probe)
     monkeypatch.setattr(node_module, "SET_LABELS_MAX_WAITING", 1)
     with slow_label_encoding(node):
-        waiting = client.call_async(SetLabels.Request(labels=[_label_spec(f"waiting {i}") for i in range(4)]))
+        waiting = client.call_async(SetLabels.Request(labels=[label_spec(f"waiting {i}") for i in range(4)]))
         deadline = time.monotonic() + 10
         while node._waiting_calls == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
         assert node._waiting_calls == 1
-        extra = client.call_async(SetLabels.Request(labels=[_label_spec("extra")]))
-        _wait(extra, 10.0)
+        extra = client.call_async(SetLabels.Request(labels=[label_spec("extra")]))
+        wait_future(extra, 10.0)
         assert not waiting.done(), "the first call's set encoded too fast to show anything"
         assert not extra.result().success and "too many calls waiting" in extra.result().message
-        _wait(waiting, 60.0)
+        wait_future(waiting, 60.0)
         assert waiting.result().success, waiting.result().message
         assert list(waiting.result().labels) == [f"waiting {i}" for i in range(4)]
     assert node._waiting_calls == 0

@@ -18,8 +18,12 @@ from lseg_ros.config import SegmenterConfig, switch_fields  # noqa: E402
 from lseg_ros.ros.params import (DYNAMIC_PARAMETERS, NodeConfig, declare_parameters, declared_fields,  # noqa: E402
                                  declared_metadata, parameter_overrides, read_configs)
 
+from helpers import domain_id  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
 SWITCHES = switch_fields(SegmenterConfig)
-_DOMAIN = [1 + (os.getpid() + 30) % 100]
+_DOMAIN = domain_id()  # one for the module's nodes
 
 
 @contextlib.contextmanager
@@ -27,7 +31,7 @@ def declared_node(cli_args=(), overrides=()):
     """A plain node named lseg_node with lseg_node's parameters declared."""
     os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
     context = rclpy.Context()
-    context.init(args=[], domain_id=_DOMAIN[0])
+    context.init(args=[], domain_id=_DOMAIN)
     try:
         node = Node("lseg_node", context=context, cli_args=["--ros-args", *cli_args] if cli_args else None,
                     parameter_overrides=list(overrides))

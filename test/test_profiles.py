@@ -13,7 +13,7 @@ from lseg_ros.preprocess import mmseg_input_size, to_model_input
 from lseg_ros.profiles import PROFILES, get_profile, profile_fields
 from lseg_ros.segmenter import Segmenter
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 TINY = "lseg-test-tiny-ViT"
 

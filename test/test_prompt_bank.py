@@ -95,6 +95,7 @@ def test_look_up_ignores_case_and_spacing_and_takes_the_first_known_synonym():
     assert bank.descriptions("door", limit=0) == []
 
 
+@pytest.mark.slow
 def test_package_data_ships_the_banks_and_they_are_found_from_the_installed_package(tmp_path):
     """setup.py's package_data copies the banks (a build like pip's), and the installed copy,
     not the source tree, is what the loader reads. (colcon installs the whole package folder.)"""

@@ -9,7 +9,7 @@ from lseg_ros.config import SegmenterConfig
 from lseg_ros.models.base import SegmentationBackend, register_backend
 from lseg_ros.segmenter import Segmenter, parse_label_text
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 EMBED_DIM = 8
 

@@ -13,36 +13,17 @@ import pytest
 import torch
 
 from lseg_ros.config import SegmenterConfig, add_config_arguments, field_docs
-from lseg_ros.data.scenes import SCENE_CLASSES, write_generic_dataset
+from lseg_ros.data.scenes import SCENE_CLASSES
 from lseg_ros.segmenter import Segmenter
 from lseg_ros.train import TrainConfig, Trainer, config_from_args, main
 
-from conftest import TEST_DEVICE, needs_cuda
+from helpers import TEST_DEVICE, fixed_batch, needs_cuda
+from helpers import tiny_train_config as tiny_config
 
 
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    """16 scenes of 48x64: 12 for training (3 steps of 4 per epoch), 4 for validation."""
-    return write_generic_dataset(tmp_path_factory.mktemp("scenes"), 16, seed=0, size=(48, 64), val_fraction=0.25)
-
-
-def tiny_config(root, out, **overrides) -> TrainConfig:
-    config = TrainConfig(out=str(out), data_root=str(root), crop_size=32, scale_range=[0.75, 1.25],
-                         batch_size=4, epochs=2, device=TEST_DEVICE, progress=False, backbone_lr=2e-3,
-                         decoder_lr=5e-3)
-    config.model.short_side, config.model.max_long_side = 48, 64
-    for name, value in overrides.items():
-        setattr(config, name, value)
-    return config
-
-
-def fixed_batch(trainer, count=4):
-    samples = [trainer.train_set[i] for i in range(count)]
-    return {"image": torch.stack([s["image"] for s in samples]), "mask": torch.stack([s["mask"] for s in samples])}
-
-
-def test_a_few_training_steps_lower_the_loss(scenes, tmp_path):
-    trainer = Trainer(tiny_config(scenes, tmp_path, epochs=5, val_split=""))
+@pytest.mark.slow
+def test_a_few_training_steps_lower_the_loss(train_scenes, tmp_path):
+    trainer = Trainer(tiny_config(train_scenes, tmp_path, epochs=5, val_split=""))
     batch = fixed_batch(trainer)
     trainer.backend.eval()
     with torch.no_grad():
@@ -55,8 +36,9 @@ def test_a_few_training_steps_lower_the_loss(scenes, tmp_path):
     assert after < 0.8 * before
 
 
-def test_text_tower_stays_frozen_and_image_parts_train(scenes, tmp_path):
-    trainer = Trainer(tiny_config(scenes, tmp_path, max_steps=2, val_split=""))
+@pytest.mark.slow
+def test_text_tower_stays_frozen_and_image_parts_train(train_scenes, tmp_path):
+    trainer = Trainer(tiny_config(train_scenes, tmp_path, max_steps=2, val_split=""))
     text_before = {k: v.clone() for k, v in trainer.backend.net.clip_pretrained.state_dict().items()}
     head_before = trainer.backend.net.scratch.head1.weight.detach().clone()
     trainer.fit()
@@ -65,10 +47,11 @@ def test_text_tower_stays_frozen_and_image_parts_train(scenes, tmp_path):
     assert not torch.equal(trainer.backend.net.scratch.head1.weight, head_before)
 
 
-def test_resume_continues_from_the_same_step_with_identical_losses(scenes, tmp_path):
-    uninterrupted = Trainer(tiny_config(scenes, tmp_path / "a", epochs=3, val_split=""))
+@pytest.mark.slow
+def test_resume_continues_from_the_same_step_with_identical_losses(train_scenes, tmp_path):
+    uninterrupted = Trainer(tiny_config(train_scenes, tmp_path / "a", epochs=3, val_split=""))
     uninterrupted.fit()
-    resumed = Trainer(tiny_config(scenes, tmp_path / "b", epochs=3, val_split=""),
+    resumed = Trainer(tiny_config(train_scenes, tmp_path / "b", epochs=3, val_split=""),
                       resume=str(tmp_path / "a" / "epoch_001"))
     assert resumed.step == 3 and resumed.epoch == 2
     resumed.fit()
@@ -76,10 +59,11 @@ def test_resume_continues_from_the_same_step_with_identical_losses(scenes, tmp_p
     np.testing.assert_allclose(resumed.step_losses, uninterrupted.step_losses[3:], rtol=1e-6)
 
 
-def test_resume_from_the_command_line_reuses_the_run_config_and_metrics(scenes, tmp_path):
+@pytest.mark.slow
+def test_resume_from_the_command_line_reuses_the_run_config_and_metrics(train_scenes, tmp_path):
     out = tmp_path / "run"
-    config = tiny_config(scenes, out, epochs=3)
-    args = ["--data_root", str(scenes), "--out", str(out), "--crop_size", "32", "--scale_range", "0.75,1.25",
+    config = tiny_config(train_scenes, out, epochs=3)
+    args = ["--data_root", str(train_scenes), "--out", str(out), "--crop_size", "32", "--scale_range", "0.75,1.25",
             "--batch_size", "4", "--epochs", "3", "--device", TEST_DEVICE, "--progress", "false",
             "--model.short_side", "48", "--model.max_long_side", "64",
             "--backbone_lr", str(config.backbone_lr), "--decoder_lr", str(config.decoder_lr)]
@@ -93,8 +77,9 @@ def test_resume_from_the_command_line_reuses_the_run_config_and_metrics(scenes, 
     assert 0.0 <= float(second[3]["val_miou"]) <= 1.0
 
 
-def test_each_epoch_writes_weights_state_config_and_metrics(scenes, tmp_path):
-    Trainer(tiny_config(scenes, tmp_path)).fit()
+@pytest.mark.slow
+def test_each_epoch_writes_weights_state_config_and_metrics(train_scenes, tmp_path):
+    Trainer(tiny_config(train_scenes, tmp_path)).fit()
     for epoch in (1, 2):
         assert (tmp_path / f"epoch_{epoch:03d}.safetensors").is_file()
         state = torch.load(tmp_path / f"epoch_{epoch:03d}.train_state.pt", weights_only=True)
@@ -110,8 +95,9 @@ def test_each_epoch_writes_weights_state_config_and_metrics(scenes, tmp_path):
     assert inference.pretrained.endswith("epoch_002.safetensors") and inference.labels == SCENE_CLASSES
 
 
-def test_epoch_checkpoint_gives_the_engine_the_trainers_logits(scenes, tmp_path):
-    trainer = Trainer(tiny_config(scenes, tmp_path, epochs=1, val_split=""))
+@pytest.mark.slow
+def test_epoch_checkpoint_gives_the_engine_the_trainers_logits(train_scenes, tmp_path):
+    trainer = Trainer(tiny_config(train_scenes, tmp_path, epochs=1, val_split=""))
     trainer.fit()
     engine = Segmenter(SegmenterConfig(backend="lseg", model="lseg_tiny", device=TEST_DEVICE, short_side=48,
                                        max_long_side=64, labels=SCENE_CLASSES,
@@ -124,9 +110,9 @@ def test_epoch_checkpoint_gives_the_engine_the_trainers_logits(scenes, tmp_path)
     np.testing.assert_allclose(engine.segment(image).confidences, trainer_probabilities, atol=1e-5)
 
 
-def test_unseen_classes_are_excluded_from_training_targets(scenes, tmp_path):
+def test_unseen_classes_are_excluded_from_training_targets(train_scenes, tmp_path):
     unseen = ["red disk", "checkerboard"]
-    trainer = Trainer(tiny_config(scenes, tmp_path, unseen_classes=unseen))
+    trainer = Trainer(tiny_config(train_scenes, tmp_path, unseen_classes=unseen))
     assert trainer.train_label_names == [name for name in SCENE_CLASSES if name not in unseen]
     assert trainer.label_embeddings.shape[0] == len(SCENE_CLASSES) - 2
     mask = torch.tensor([[0, 1, 2, 3], [4, 5, 6, 7], [255, 2, 6, 0]])
@@ -139,9 +125,9 @@ def test_unseen_classes_are_excluded_from_training_targets(scenes, tmp_path):
     assert set(targets.unique().tolist()) <= set(range(6)) | {255}
 
 
-def test_unseen_class_names_must_be_dataset_classes(scenes, tmp_path):
+def test_unseen_class_names_must_be_dataset_classes(train_scenes, tmp_path):
     with pytest.raises(ValueError, match="'sofa'"):
-        Trainer(tiny_config(scenes, tmp_path, unseen_classes=["sofa"]))
+        Trainer(tiny_config(train_scenes, tmp_path, unseen_classes=["sofa"]))
 
 
 def test_every_train_config_field_is_documented_and_settable_from_the_command_line(tmp_path):
@@ -190,9 +176,10 @@ def _kill_during_training_state_save(monkeypatch):
     monkeypatch.setattr(torch, "save", dying_save)
 
 
-def test_a_kill_while_saving_leaves_the_previous_epoch_complete_and_resumable(scenes, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_kill_while_saving_leaves_the_previous_epoch_complete_and_resumable(train_scenes, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    trainer = Trainer(tiny_config(scenes, out, epochs=3, val_split=""))
+    trainer = Trainer(tiny_config(train_scenes, out, epochs=3, val_split=""))
     trainer.total_steps = 3  # one epoch
     trainer.fit()
     metrics_before = (out / "metrics.csv").read_text()
@@ -205,7 +192,7 @@ def test_a_kill_while_saving_leaves_the_previous_epoch_complete_and_resumable(sc
     assert not list(out.glob(".*.tmp"))  # the temporary is gone too
     assert (out / "metrics.csv").read_text() == metrics_before
     assert SegmenterConfig.from_yaml(out / "model.yaml").pretrained.endswith("epoch_001.safetensors")
-    resumed = Trainer(tiny_config(scenes, out, epochs=3, val_split=""), resume=str(out))
+    resumed = Trainer(tiny_config(train_scenes, out, epochs=3, val_split=""), resume=str(out))
     assert resumed.step == 3 and resumed.epoch == 2  # the last complete epoch
     resumed.fit()
     rows = list(csv.DictReader(open(out / "metrics.csv")))
@@ -219,9 +206,10 @@ def _dead_pid() -> int:
     return child.pid
 
 
-def test_temporaries_of_killed_saves_are_removed_on_resume_and_after_a_save(scenes, tmp_path):
+@pytest.mark.slow
+def test_temporaries_of_killed_saves_are_removed_on_resume_and_after_a_save(train_scenes, tmp_path):
     out = tmp_path / "run"
-    trainer = Trainer(tiny_config(scenes, out, epochs=2, val_split=""))
+    trainer = Trainer(tiny_config(train_scenes, out, epochs=2, val_split=""))
     trainer.total_steps = 3  # one epoch
     trainer.fit()
     dead = _dead_pid()
@@ -230,7 +218,7 @@ def test_temporaries_of_killed_saves_are_removed_on_resume_and_after_a_save(scen
     running = out / f".epoch_002.safetensors.{os.getppid()}.tmp"  # another live process's write
     for path in killed + [running]:
         path.write_bytes(b"half a file")
-    resumed = Trainer(tiny_config(scenes, out, epochs=2, val_split=""), resume=str(out))
+    resumed = Trainer(tiny_config(train_scenes, out, epochs=2, val_split=""), resume=str(out))
     resumed.fit()
     assert [path for path in killed if path.exists()] == []
     assert running.exists()
@@ -241,25 +229,27 @@ def test_temporaries_of_killed_saves_are_removed_on_resume_and_after_a_save(scen
     assert not again.exists() and running.exists()
 
 
-def test_a_checkpoint_saved_before_its_metrics_row_gets_the_row_on_resume(scenes, tmp_path, monkeypatch):
+@pytest.mark.slow
+def test_a_checkpoint_saved_before_its_metrics_row_gets_the_row_on_resume(train_scenes, tmp_path, monkeypatch):
     out = tmp_path / "run"
-    trainer = Trainer(tiny_config(scenes, out, epochs=2, val_split=""))
+    trainer = Trainer(tiny_config(train_scenes, out, epochs=2, val_split=""))
     monkeypatch.setattr(Trainer, "_append_metrics", lambda self, row, only_if_missing=False: (_ for _ in ()).throw(
         _KilledWhileSaving()) if not only_if_missing else None)
     with pytest.raises(_KilledWhileSaving):
         trainer.fit()  # epoch 1 saved, killed before its metrics row
     monkeypatch.undo()
     assert not (out / "metrics.csv").exists()
-    resumed = Trainer(tiny_config(scenes, out, epochs=2, val_split=""), resume=str(out))
+    resumed = Trainer(tiny_config(train_scenes, out, epochs=2, val_split=""), resume=str(out))
     resumed.fit()
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [int(row["step"]) for row in rows] == [3, 6]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["empty", "truncated"])
-def test_a_damaged_training_state_is_refused_in_one_line_naming_it(scenes, tmp_path, capsys, damage):
+def test_a_damaged_training_state_is_refused_in_one_line_naming_it(train_scenes, tmp_path, capsys, damage):
     out = tmp_path / "run"
-    Trainer(tiny_config(scenes, out, epochs=1, val_split="")).fit()
+    Trainer(tiny_config(train_scenes, out, epochs=1, val_split="")).fit()
     state = out / "epoch_001.train_state.pt"
     state.write_bytes(b"" if damage == "empty" else state.read_bytes()[:200])
     capsys.readouterr()
@@ -270,9 +260,9 @@ def test_a_damaged_training_state_is_refused_in_one_line_naming_it(scenes, tmp_p
     assert str(state) in lines[0] and "damaged" in lines[0]
 
 
-def test_resume_of_a_folder_without_a_complete_epoch_is_refused_clearly(scenes, tmp_path, capsys):
+def test_resume_of_a_folder_without_a_complete_epoch_is_refused_clearly(train_scenes, tmp_path, capsys):
     (tmp_path / "epoch_001.safetensors").write_bytes(b"")  # weights without a training state
-    assert main(["--resume", str(tmp_path), "--data_root", str(scenes)]) == 2
+    assert main(["--resume", str(tmp_path), "--data_root", str(train_scenes)]) == 2
     assert "no complete epoch" in capsys.readouterr().err
 
 
@@ -281,14 +271,15 @@ def test_demo_training_script_installs_the_epoch_that_model_yaml_names():
     assert "model.yaml" in script and "ls \"$WORK\"/run/epoch_" not in script
 
 
+@pytest.mark.slow
 @needs_cuda
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
-def test_mixed_precision_training_on_cuda_lowers_the_loss(scenes, tmp_path, precision):
+def test_mixed_precision_training_on_cuda_lowers_the_loss(train_scenes, tmp_path, precision):
     """Autocast (fp16 with the gradient scaler) through the DPT decoder's conv + BatchNorm units and
     the ViT: finite losses, and the loss still falls as in fp32 training."""
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("this GPU has no bf16")
-    trainer = Trainer(tiny_config(scenes, tmp_path, epochs=5, val_split="", precision=precision))
+    trainer = Trainer(tiny_config(train_scenes, tmp_path, epochs=5, val_split="", precision=precision))
     assert trainer.amp_dtype == {"fp16": torch.float16, "bf16": torch.bfloat16}[precision]
     batch = fixed_batch(trainer)
     trainer.backend.eval()

@@ -4,6 +4,8 @@ import pytest
 
 from lseg_ros.ros.twins import TwinFilter
 
+pytestmark = pytest.mark.ros
+
 
 def test_the_copy_on_the_other_channel_is_recognised_once():
     twins = TwinFilter(window=2.0)

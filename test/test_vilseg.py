@@ -18,7 +18,7 @@ from lseg_ros.segmenter import Segmenter
 from lseg_ros.train import TrainConfig, Trainer, main
 from lseg_ros.weights import WeightsError
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 
 def tiny_segmenter(**fields) -> Segmenter:
@@ -204,6 +204,7 @@ def vilseg_config(caption_data, out, **overrides) -> TrainConfig:
     return config
 
 
+@pytest.mark.slow
 def test_vilseg_training_lowers_its_loss_trains_the_text_tower_and_validates_on_masks(caption_data, tmp_path):
     torch.manual_seed(0)
     trainer = Trainer(vilseg_config(caption_data, tmp_path, epochs=6))
@@ -243,6 +244,7 @@ def test_vilseg_validation_uses_the_current_text_tower_not_a_stale_cache(caption
     assert not torch.allclose(trainer.segmenter.label_encoder.encode(["red disk"]), stale)
 
 
+@pytest.mark.slow
 def test_vilseg_resume_continues_with_identical_losses(caption_data, tmp_path):
     torch.manual_seed(0)
     full = Trainer(vilseg_config(caption_data, tmp_path / "a", epochs=2, val_split=""))

@@ -10,7 +10,7 @@ from lseg_ros.demo_model import VILSEG_CONFIG, VILSEG_WEIGHTS, vilseg_model_conf
 from lseg_ros.evaluate import evaluate_predictions
 from lseg_ros.segmenter import Segmenter
 
-from conftest import TEST_DEVICE
+from helpers import TEST_DEVICE
 
 HELD_OUT_SEED = 20240917  # training used seed 0, validation seed 2, the recipe's check seed 1
 
@@ -34,17 +34,16 @@ def test_vilseg_model_segments_held_out_scenes_with_miou_of_at_least_0_5(segment
     assert summary["miou"] >= 0.5, summary["per_class_iou"]
 
 
+@pytest.mark.ros
 def test_node_publishes_the_shipped_vilseg_models_mask_for_a_scene(segmenter):
     pytest.importorskip("rclpy")
     pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
-    import os
-
     import numpy as np
-    from conftest import spinning
     from lseg_ros.ros.conversions import image_msg_to_array
     from lseg_ros.ros.node import LsegNode
     from lseg_ros.ros.params import parameter_overrides
-    from test_node import NODE_PARAMETERS, Probe
+    from helpers import NODE_PARAMETERS, domain_id
+    from ros_helpers import Probe, spinning
 
     values = dict(NODE_PARAMETERS, backend="vilseg", model="vilseg_tiny", pretrained=str(VILSEG_WEIGHTS),
                   labels=SCENE_CLASSES, prompt_templates="single", short_side=128, max_long_side=160)
@@ -54,7 +53,7 @@ def test_node_publishes_the_shipped_vilseg_models_mask_for_a_scene(segmenter):
         return node, Probe("vilseg_camera")
 
     image, truth = generate_scene(scene_rng(HELD_OUT_SEED, 99), (128, 160))
-    with spinning(1 + (os.getpid() + 80) % 100, make_nodes) as (node, probe):
+    with spinning(domain_id(), make_nodes) as (node, probe):
         assert node.segmenter.backend.backend_name == "vilseg"
         probe.wait_label_info()
         _, mask_msg = probe.send_frame(image)
