@@ -79,16 +79,8 @@ def test_failed_node_start_gives_one_clear_line_and_exit_1(demo_env, tmp_path):
 
 
 def test_ctrl_c_of_the_demo_stops_the_node_process(demo_env, tmp_path):
-    process = subprocess.Popen(demo_command("--frames", "1000", "--timeout", "300", "--out", str(tmp_path)),
-                               env=demo_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    lines = []
+    process, lines = start_streaming_demo(demo_env, tmp_path)
     try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not any(line.startswith("frame ") for line in lines):
-            line = process.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
         assert any(line.startswith("frame ") for line in lines), "".join(lines)  # streaming
         process.send_signal(signal.SIGINT)
         output = "".join(lines) + process.communicate(timeout=60)[0]
@@ -99,3 +91,31 @@ def test_ctrl_c_of_the_demo_stops_the_node_process(demo_env, tmp_path):
     assert process.returncode == 130 and "[demo] interrupted" in output, output
     assert "Traceback" not in output, output
     assert_gone(node_pid(output))
+
+
+def start_streaming_demo(env, out):
+    """The demo streaming (a first "frame" line printed): (process, its output lines so far)."""
+    process = subprocess.Popen(demo_command("--frames", "1000", "--timeout", "300", "--out", str(out)),
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines = []
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not any(line.startswith("frame ") for line in lines):
+        line = process.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+    return process, lines
+
+
+def test_node_process_dying_during_the_stream_ends_the_demo_with_one_line_and_exit_1(demo_env, tmp_path):
+    process, lines = start_streaming_demo(demo_env, tmp_path)
+    try:
+        assert any(line.startswith("frame ") for line in lines), "".join(lines)
+        os.kill(node_pid("".join(lines)), signal.SIGKILL)
+        output = "".join(lines) + process.communicate(timeout=60)[0]  # not the 300 s timeout
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 1, output
+    assert "[demo] lseg_node exited with code -9 during the stream" in output and "Traceback" not in output, output

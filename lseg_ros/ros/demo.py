@@ -257,14 +257,15 @@ def wait_matched(camera, probe, executor, timeout: float) -> bool:
     return False
 
 
-def stream(camera, outputs: Outputs, executor, args) -> float:
-    """Publish the scenes at ``args.rate`` until ``args.frames`` overlays arrived or
-    ``args.timeout`` s passed; the stored outputs are processed just before each frame is
-    stamped, when nothing of the node's is due. The streaming seconds."""
+def stream(camera, outputs: Outputs, executor, args, node: NodeProcess) -> float:
+    """Publish the scenes at ``args.rate`` until ``args.frames`` overlays arrived,
+    ``args.timeout`` s passed or the node process ended; the stored outputs are processed just
+    before each frame is stamped, when nothing of the node's is due. The streaming seconds."""
     period = 1.0 / args.rate
     start = next_at = time.monotonic()
     published = 0
-    while outputs.overlays < args.frames and time.monotonic() - start < args.timeout:
+    while outputs.overlays < args.frames and time.monotonic() - start < args.timeout and \
+            node.process.poll() is None:
         if time.monotonic() >= next_at:
             outputs.process()
             scene_index = published % len(outputs.scenes)
@@ -368,7 +369,13 @@ def run(args, config: SegmenterConfig, out_dir: Path, node: NodeProcess) -> int:
                   file=sys.stderr)
             return 1
         print(f"[demo] {_ready_line(node)}; writing overlays to {out_dir}/", flush=True)
-        elapsed = stream(camera, outputs, executor, args)
+        elapsed = stream(camera, outputs, executor, args, node)
+        if node.process.poll() is not None:
+            node.stop()  # its last lines
+            tail = " | ".join(line for line in node.tail if line.strip())[-600:]
+            print(f"[demo] lseg_node exited with code {node.process.returncode} during the stream: {tail}",
+                  file=sys.stderr)
+            return 1
         wait_final_diagnostics(outputs, executor)
         outputs.process()
     finally:
