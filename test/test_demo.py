@@ -58,6 +58,8 @@ def test_demo_streams_into_a_node_process_and_reports_latency_engine_time_and_ac
     ratio = re.search(r"\[demo\] node latency / engine time: ([\d.]+)x", output)
     assert engine and ratio and float(engine.group(1)) > 0, output
     assert float(ratio.group(1)) == pytest.approx(float(median) / float(engine.group(1)), rel=0.05, abs=0.06)
+    assert re.search(r"the node's diagnostics: inference [\d.]+ ms, frame received to outputs published [\d.]+ ms",
+                     output), output
     accuracy = re.search(r"pixel accuracy against the scenes' ground truth: ([\d.]+) over (\d+) frames", output)
     assert accuracy and float(accuracy.group(1)) > 0.9, output  # the shipped model on its own scenes
     assert re.search(r"3D: \d+ labelled points and [\d.]+ objects per frame", output), output

@@ -158,6 +158,7 @@ class Outputs:
         self.object_counts: List[int] = []
         self.topdown_written = 0
         self._pending_3d: Dict[int, dict] = {}
+        self.subscriptions: list = []  # of the outputs, for wait_matched
 
     def subscribe(self, node) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
@@ -166,9 +167,9 @@ class Outputs:
         from ..msg import ObjectArray
 
         types = {"overlay": Image, "mask": Image, "points": PointCloud2, "objects": ObjectArray}
-        for key in OUTPUTS:
-            node.create_subscription(types[key], f"/lseg_node/{key}",
-                                     lambda msg, key=key: self._arrive(key, msg), 10)
+        self.subscriptions = [node.create_subscription(types[key], f"/lseg_node/{key}",
+                                                       lambda msg, key=key: self._arrive(key, msg), 10)
+                              for key in OUTPUTS]
         node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, 10)
 
     def _arrive(self, key: str, msg) -> None:
@@ -245,13 +246,14 @@ class Outputs:
 
 
 # ------------------------------------------------------------------ streaming
-def wait_matched(camera, probe, executor, timeout: float) -> bool:
-    """Spin until the node subscribes to the camera's image and publishes every output this
-    process subscribes to (so no frame or output is lost to discovery); False on timeout."""
+def wait_matched(camera, outputs: Outputs, executor, timeout: float) -> bool:
+    """Spin until the node's subscriptions match the camera's publishers and its publishers
+    this process's subscriptions (so no frame or output is lost to discovery); False on timeout."""
+    publishers = [pub for pub in (camera.image_pub, camera.info_pub, camera.depth_pub) if pub is not None]
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if camera.image_pub.get_subscription_count() > 0 and \
-                all(probe.count_publishers(f"/lseg_node/{key}") > 0 for key in OUTPUTS):
+        if all(pub.get_subscription_count() > 0 for pub in publishers) and \
+                all(sub.get_publisher_count() > 0 for sub in outputs.subscriptions):
             return True
         executor.spin_once(timeout_sec=0.1)
     return False
@@ -364,7 +366,7 @@ def run(args, config: SegmenterConfig, out_dir: Path, node: NodeProcess) -> int:
         outputs = Outputs(out_dir, scenes, floor)
         outputs.subscribe(probe)
         executor.add_node(probe)
-        if not wait_matched(camera, probe, executor, MATCH_WAIT_S):
+        if not wait_matched(camera, outputs, executor, MATCH_WAIT_S):
             print(f"[demo] lseg_node did not connect to the camera and the demo within {MATCH_WAIT_S:g} s",
                   file=sys.stderr)
             return 1
@@ -404,7 +406,9 @@ def report(outputs: Outputs, elapsed: float, config: SegmenterConfig, scenes: li
                                                   outputs.received_stamps if stamp in outputs.published])
     print(f"[demo] engine: segment() median {engine_ms:.1f} ms on the same {len(latencies)} frames in this "
           f"process ({description})")
-    print(f"[demo] node latency / engine time: {np.median(latencies) / engine_ms:.1f}x (medians)")
+    print(f"[demo] node latency / engine time: {np.median(latencies) / engine_ms:.1f}x (medians); the node's "
+          f"diagnostics: inference {counters.get('inference_ms_mean', '?')} ms, frame received to outputs "
+          f"published {counters.get('end_to_end_ms_mean', '?')} ms (means)")
     if outputs.accuracies:
         print(f"[demo] pixel accuracy against the scenes' ground truth: {np.mean(outputs.accuracies):.3f} "
               f"over {len(outputs.accuracies)} frames")
