@@ -121,3 +121,28 @@ def test_node_process_dying_during_the_stream_ends_the_demo_with_one_line_and_ex
             process.wait()
     assert process.returncode == 1, output
     assert "[demo] lseg_node exited with code -9 during the stream" in output and "Traceback" not in output, output
+
+
+def test_node_process_ends_when_the_demo_is_killed(demo_env, tmp_path):
+    """SIGKILL leaves the demo no chance to stop the node: the kernel's parent-death signal does."""
+    process, lines = start_streaming_demo(demo_env, tmp_path)
+    try:
+        assert any(line.startswith("frame ") for line in lines), "".join(lines)
+        pid = node_pid("".join(lines))
+        process.kill()
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + 20
+    while stat.exists() and time.monotonic() < deadline:
+        try:
+            if stat.read_text().rsplit(")", 1)[1].split()[0] == "Z":  # ended; its new parent reaps it
+                break
+        except OSError:  # reaped meanwhile
+            break
+        time.sleep(0.1)
+    else:
+        assert not stat.exists(), f"lseg_node process {pid} still running after the demo was killed"

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -120,7 +119,8 @@ class NodeProcess:
 
 
 def _end_with_parent() -> None:
-    """In the child before exec (Linux): SIGTERM when the demo dies, even by SIGKILL (no orphan)."""
+    """In the child before exec (Linux): SIGTERM when the demo (its main thread, which starts the node)
+    dies, even by SIGKILL: no orphan."""
     import ctypes
 
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
@@ -323,7 +323,9 @@ def main(argv=None) -> int:
     config = choose_model(args)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # stop the node on SIGTERM too
+    # Ctrl-C and SIGTERM stop the node, also when started from a shell that ignores SIGINT (a & job)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     with tempfile.TemporaryDirectory(prefix="lseg_demo_") as workdir:
         node = NodeProcess(config, Path(workdir))
         print(f"[demo] lseg_node started as process {node.process.pid}", flush=True)
