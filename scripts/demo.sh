@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set everything up (see setup_env.sh) and run the main job offline: a simulated camera
-# streams generated scenes into lseg_node (the small LSeg model shipped with the package),
+# streams generated scenes into lseg_node (its own process; the small LSeg model shipped with the package),
 # a recorder writes the overlays to lseg_demo_out/ and per-frame latency is printed.
 # Extra arguments go to the demo, e.g. --frames 100 --rate 10 --out /tmp/overlays.
 set -euo pipefail

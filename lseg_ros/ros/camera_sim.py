@@ -155,7 +155,12 @@ class CameraSim(Node):
         if self.config.max_frames and self.published >= self.config.max_frames:
             self.done = True
             return
-        rgb, ground_truth, geometry = next(self.frames)
+        self.publish_frame(*next(self.frames))
+
+    def publish_frame(self, rgb: np.ndarray, ground_truth: Optional[np.ndarray] = None,
+                      geometry: Optional[object] = None) -> int:
+        """Publish one frame (depth first, then camera_info, then the image) stamped now; its
+        stamp in ns."""
         header = Header(stamp=self.get_clock().now().to_msg(), frame_id=self.config.frame_id)
         image = rgb_to_image_msg(rgb, header)
         info = pinhole_camera_info(rgb.shape[1], rgb.shape[0], self.config.horizontal_fov_deg)
@@ -171,6 +176,7 @@ class CameraSim(Node):
                 store[key] = value
                 if len(store) > 100:
                     store.pop(next(iter(store)))
+        return key
 
 
 def main(args=None) -> int:

@@ -21,6 +21,19 @@ from .runner import run_node
 from .conversions import image_msg_to_array
 
 
+def topdown_picture(cloud, objects, view_range: float) -> np.ndarray:
+    """The bird's-eye RGB picture [H, W, 3] of a labelled PointCloud2 with an ObjectArray's objects
+    (x across, z ahead, ``view_range`` metres)."""
+    from ..viz import label_colors, topdown_view
+    from .conversions import cloud_msg_to_records
+
+    records = cloud_msg_to_records(cloud)
+    xyz = np.stack([records["x"], records["y"], records["z"]], axis=1)  # [N, 3]
+    count = max([int(records["label"].max(initial=0)) + 1] + [o.label_index + 1 for o in objects.objects])
+    marks = [(o.label, o.label_index, o.centroid.x, o.centroid.z) for o in objects.objects]
+    return topdown_view(xyz, records["label"], label_colors(min(count, 256)), marks, view_range)
+
+
 class OverlayRecorder(Node):
     def __init__(self, node_name: str = "overlay_recorder", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
@@ -67,15 +80,7 @@ class OverlayRecorder(Node):
     def _write_topdown(self, cloud, objects) -> None:
         from PIL import Image as PilImage
 
-        from ..viz import label_colors, topdown_view
-        from .conversions import cloud_msg_to_records
-
-        records = cloud_msg_to_records(cloud)
-        xyz = np.stack([records["x"], records["y"], records["z"]], axis=1)
-        count = max([int(records["label"].max(initial=0)) + 1] + [o.label_index + 1 for o in objects.objects])
-        marks = [(o.label, o.label_index, o.centroid.x, o.centroid.z) for o in objects.objects]
-        picture = topdown_view(xyz, records["label"], label_colors(min(count, 256)), marks,
-                               float(self.get_parameter("topdown_range").value))
+        picture = topdown_picture(cloud, objects, float(self.get_parameter("topdown_range").value))
         PilImage.fromarray(picture).save(self.output_dir / f"topdown_{self.topdown_written:05d}.png")
         self.topdown_written += 1
 
