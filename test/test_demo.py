@@ -12,13 +12,17 @@ import pytest
 pytest.importorskip("rclpy")
 pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
 
+from helpers import domain_id  # noqa: E402
+
+pytestmark = pytest.mark.slow  # each test runs the demo, which starts lseg_node as a process
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def demo_env():
     """This interpreter's environment in a domain of its own (localhost only), offline."""
-    return dict(os.environ, ROS_DOMAIN_ID=str(1 + (os.getpid() + 61) % 100), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+    return dict(os.environ, ROS_DOMAIN_ID=str(domain_id()), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                 HF_HUB_OFFLINE="1", OMP_NUM_THREADS="1",
                 PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
 
@@ -41,6 +45,7 @@ def assert_gone(pid: int) -> None:
     assert not Path(f"/proc/{pid}").exists(), f"lseg_node process {pid} left behind"
 
 
+@pytest.mark.ros  # the demo runs on every distro
 def test_demo_streams_into_a_node_process_and_reports_latency_engine_time_and_accuracy(demo_env, tmp_path):
     out = tmp_path / "overlays"
     result = subprocess.run(demo_command("--frames", "5", "--timeout", "120", "--out", str(out)), env=demo_env,
