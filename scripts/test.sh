@@ -2,10 +2,12 @@
 # Set everything up (see setup_env.sh) and run the test suite on the CPU, on both ROS 2
 # distributions the project supports: the whole suite on Kilted (.venv), then every test
 # that touches ROS (rclpy, messages, node, lifecycle, launch, colcon) on Jazzy, the LTS
-# (.venv-jazzy). Both passes run even if the first fails; the exit code says if any failed.
+# (.venv-jazzy), then the engine, CLI, training, evaluation and export tests without ROS on
+# Python 3.10 with the oldest versions setup.py allows (lane "oldest", .venv-oldest,
+# requirements/oldest.txt). Every pass runs even if one fails; the exit code says if any failed.
 #
-#   bash scripts/test.sh                          both distros
-#   LSEG_TEST_DISTROS=kilted bash scripts/test.sh one distro (kilted | jazzy | "kilted jazzy")
+#   bash scripts/test.sh                          all three lanes
+#   LSEG_TEST_DISTROS=kilted bash scripts/test.sh one lane (kilted | jazzy | oldest | "kilted jazzy")
 #   bash scripts/test.sh test/test_node.py -x     these pytest arguments, on each distro
 #   LSEG_TEST_DEVICE=cuda bash scripts/test.sh    engine, training and node tests on CUDA, plus the
 #                                                 CUDA-only ones (fp16/bf16, pinned staging, CUDA graphs)
@@ -18,12 +20,17 @@ ROS_TESTS=(test/test_interfaces.py test/test_conversions.py test/test_camera_sim
            test/test_node.py test/test_node_mapping.py test/test_node_cameras.py test/test_lifecycle.py
            test/test_node_process.py test/test_launch.py test/test_colcon.py test/test_vilseg_model.py
            test/test_lmseg.py)
+# the tests without ROS that the oldest-dependencies lane runs (engine, CLI, training, evaluation, export)
+OLDEST_TESTS=(test/test_segmenter.py test/test_dense_clip.py test/test_lseg.py test/test_cli.py test/test_train.py
+              test/test_evaluate.py test/test_export.py test/test_weights.py test/test_config.py)
+LANES=${LSEG_TEST_DISTROS:-kilted jazzy oldest}
 failed=()
-for distro in ${LSEG_TEST_DISTROS:-kilted jazzy}; do
+for distro in $LANES; do
   case "$distro" in
     kilted) venv=${LSEG_VENV:-$(pwd)/.venv}; tests=(test) ;;
     jazzy) venv=$(pwd)/.venv-jazzy; tests=("${ROS_TESTS[@]}") ;;
-    *) echo "test.sh: unknown distro '$distro' in LSEG_TEST_DISTROS; accepted: kilted, jazzy" >&2; exit 2 ;;
+    oldest) venv=$(pwd)/.venv-oldest; tests=("${OLDEST_TESTS[@]}") ;;
+    *) echo "test.sh: unknown distro '$distro' in LSEG_TEST_DISTROS; accepted: kilted, jazzy, oldest" >&2; exit 2 ;;
   esac
   LSEG_ROS_DISTRO=$distro LSEG_VENV=$venv bash scripts/setup_env.sh
   if [ $# -gt 0 ]; then
@@ -38,4 +45,4 @@ if [ ${#failed[@]} -gt 0 ]; then
   echo "[test] FAILED on: ${failed[*]}" >&2
   exit 1
 fi
-echo "[test] passed on: ${LSEG_TEST_DISTROS:-kilted jazzy}"
+echo "[test] passed on: $LANES"
