@@ -32,7 +32,8 @@ setup(
         "torchvision>=0.18",
         # 2.26.1: the first with batch-first transformers (dense_clip's blocks, trimmed text encoding)
         "open_clip_torch>=2.26.1",
-        "timm>=0.9",
+        # 0.9.6: the first with dynamic_img_size (ViL-Seg's ViT at any input size)
+        "timm>=0.9.6",
         "numpy>=1.22",
         "pillow>=9",
         # 6.0: 5.4 has no Python 3.10 wheels and its sdist no longer builds (Cython 3)
