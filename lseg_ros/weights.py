@@ -73,7 +73,6 @@ def _placeholders(names) -> list:
             for name in names]
 
 
-
 def _unsafe_globals(path: Path) -> list:
     """The names ("module.Name") the checkpoint's pickle references that torch.load(weights_only=True)
     does not allow: torch.serialization.get_unsafe_globals_in_checkpoint (torch 2.5+); before,
@@ -100,6 +99,7 @@ def _unsafe_globals(path: Path) -> list:
     allowed = _get_allowed_globals()
     found = {str(arg).replace(" ", ".") for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"}
     return sorted(name for name in found if name not in allowed)
+
 
 def _torch_load_weights_only(path: Path):
     try:
