@@ -24,15 +24,20 @@ setup(
     },
     install_requires=[
         # Users bring their own torch build (Jetson, CUDA desktop); dev/CI pins it in requirements/dev.txt.
-        "torch>=2.1",
+        # 2.3: the oldest-deps lane's floor (requirements/oldest.txt); 2.1-2.2 lack
+        # torch.backends.mha.set_fastpath_enabled (ONNX export) and torch.amp.GradScaler. JetPack 6: 2.3+.
+        "torch>=2.3",
         # open_clip imports it and timm needs it; on a Jetson the build matching JetPack's torch
         # (docs/install.md), since PyPI's pulls a PyPI torch over JetPack's.
-        "torchvision>=0.16",
-        "open_clip_torch>=2.24",
-        "timm>=0.9",
+        "torchvision>=0.18",
+        # 2.26.1: the first with batch-first transformers (dense_clip's blocks, trimmed text encoding)
+        "open_clip_torch>=2.26.1",
+        # 0.9.6: the first with dynamic_img_size (ViL-Seg's ViT at any input size)
+        "timm>=0.9.6",
         "numpy>=1.22",
         "pillow>=9",
-        "pyyaml>=5.4",
+        # 6.0: 5.4 has no Python 3.10 wheels and its sdist no longer builds (Cython 3)
+        "pyyaml>=6.0",
         "safetensors>=0.4",
         "tqdm>=4.60",
         "scipy>=1.7",

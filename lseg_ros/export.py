@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import copy as _copy
 import dataclasses
+import inspect
 import json
 import sys
 import warnings
@@ -45,6 +46,9 @@ OPSETS = (14, 20)
 #: largest --height / --width in pixels (an 8K frame fits; a typo like 100000 would trace a
 #: graph for a 100000-pixel frame and allocate tens of GiB)
 MAX_FRAME_SIDE = 8192
+#: torch.onnx.export's TorchScript exporter: chosen by dynamo=False from torch 2.5 on (where the
+#: keyword exists; later torch makes dynamo the default), the only exporter before
+_TORCHSCRIPT_EXPORTER = {"dynamo": False} if "dynamo" in inspect.signature(torch.onnx.export).parameters else {}
 
 
 class _ImageSide(nn.Module):
@@ -110,7 +114,7 @@ def export_image_side(segmenter, height: int, width: int, out: Path, opset: int 
         reference = module(example.to(memory_format=segmenter.memory_format))
         torch.onnx.export(module, (example,), str(out), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
-                          opset_version=opset, do_constant_folding=True, dynamo=False)
+                          opset_version=opset, do_constant_folding=True, **_TORCHSCRIPT_EXPORTER)
     backend = segmenter.backend
     metadata = {"kind": plan["kind"], "input_height": str(plan["input_size"][0]),
                 "input_width": str(plan["input_size"][1]),

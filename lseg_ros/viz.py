@@ -42,13 +42,17 @@ def overlay(image: np.ndarray, mask: np.ndarray, colors: Sequence[Color], alpha:
     return np.where(known, blended, image).astype(np.uint8)
 
 
+def _text_width(font, text: str) -> float:
+    """Width in pixels of ``text`` in ``font`` (the default bitmap font has getlength from Pillow 9.2)."""
+    return font.getlength(text) if hasattr(font, "getlength") else font.getsize(text)[0]
+
 def add_legend(image: np.ndarray, labels: Sequence[str], colors: Sequence[Color]) -> np.ndarray:
     """Append a legend column (color swatch + label name per row) to the right of ``image``;
     a label with synonyms ('person; man; woman') shows its first name and how many more."""
     labels = [_legend_text(label) for label in labels]
     font = ImageFont.load_default()
     row_height = 16
-    width = 24 + max((int(font.getlength(label)) for label in labels), default=0) + 8
+    width = 24 + max((int(_text_width(font, label)) for label in labels), default=0) + 8
     height = max(image.shape[0], row_height * len(labels) + 8)
     canvas = Image.new("RGB", (image.shape[1] + width, height), (255, 255, 255))
     canvas.paste(Image.fromarray(image), (0, 0))

@@ -73,9 +73,37 @@ def _placeholders(names) -> list:
             for name in names]
 
 
+def _unsafe_globals(path: Path) -> list:
+    """The names ("module.Name") the checkpoint's pickle references that torch.load(weights_only=True)
+    does not allow: torch.serialization.get_unsafe_globals_in_checkpoint (torch 2.5+); before,
+    the pickle's GLOBAL opcodes (the protocol torch.save writes) minus torch's allow-list. Only
+    names the messages: the weights-only unpickler itself still refuses whatever is not allowed."""
+    scan = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    if scan is not None:
+        return scan(str(path))
+    import pickletools
+    import zipfile
+
+    from torch._weights_only_unpickler import _get_allowed_globals
+
+    if not zipfile.is_zipfile(path):
+        raise ValueError("not a zip checkpoint of torch.save (legacy format unsupported)")
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if any(name.endswith("constants.pkl") for name in names):
+            raise ValueError("the file is a TorchScript archive")
+        pickle_name = next((name for name in names if name.endswith("data.pkl")), None)
+        if pickle_name is None:
+            raise ValueError("no data.pkl in the archive")
+        data = archive.read(pickle_name)
+    allowed = _get_allowed_globals()
+    found = {str(arg).replace(" ", ".") for op, arg, _ in pickletools.genops(data) if op.name == "GLOBAL"}
+    return sorted(name for name in found if name not in allowed)
+
+
 def _torch_load_weights_only(path: Path):
     try:
-        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+        unsafe = _unsafe_globals(path)
     except Exception as error:
         hint = ""
         if "torchscript" in str(error).lower():
@@ -92,7 +120,14 @@ def _torch_load_weights_only(path: Path):
             f"refusing to load {str(path)!r}: its pickle references {', '.join(sorted(code_globals))}, which "
             "torch.load(weights_only=True) does not allow (unpickling them could run code). Save the "
             "state dict as .safetensors where the file came from, and load that.")
+    if unsafe and not hasattr(torch.serialization, "safe_globals"):
+        raise WeightsError(
+            f"cannot load {str(path)!r} with torch {torch.__version__}: its pickle holds training metadata "
+            f"({', '.join(sorted(unsafe))}), which torch.load(weights_only=True) reads only from torch 2.5 on "
+            "(torch.serialization.safe_globals). Save the state dict as .safetensors, or use torch>=2.5.")
     try:
+        if not unsafe:
+            return torch.load(str(path), map_location="cpu", weights_only=True)
         with torch.serialization.safe_globals(_placeholders(unsafe)):
             return torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as error:

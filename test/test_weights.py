@@ -7,7 +7,11 @@ import types
 import pytest
 import torch
 
-from lseg_ros.weights import WeightsError, extract_state_dict, read_checkpoint
+from lseg_ros.weights import WeightsError, _unsafe_globals, extract_state_dict, read_checkpoint
+
+#: checkpoints whose pickle holds metadata classes load only where torch has safe_globals
+needs_safe_globals = pytest.mark.skipif(not hasattr(torch.serialization, "safe_globals"), reason=(
+    f"torch {torch.__version__}: metadata classes load with weights_only=True from torch 2.5 (safe_globals)"))
 
 
 class RunsCode:
@@ -44,6 +48,7 @@ def lightning_like_modules():
         sys.modules.pop(name, None)
 
 
+@needs_safe_globals
 def test_lightning_checkpoint_with_class_keyed_callbacks_and_hparams_loads(tmp_path, lightning_like_modules):
     checkpoint_cls, _ = lightning_like_modules
     path = tmp_path / "demo_e200.ckpt"
@@ -80,3 +85,43 @@ def test_metadata_that_weights_only_loading_cannot_rebuild_is_refused_clearly(tm
     torch.save({"state_dict": {"w": torch.ones(1)}, "hyper_parameters": attribute_dict(lr=0.1)}, path)
     with pytest.raises(WeightsError, match="odd.ckpt"):
         read_checkpoint(path)
+
+
+def save_lightning_like_checkpoint(path, checkpoint_cls):
+    torch.save({"state_dict": {"w": torch.ones(1)}, "callbacks": {checkpoint_cls: {}},
+                "hparams_namespace": argparse.Namespace(arch_option=0)}, path)
+    return path
+
+
+def test_globals_named_without_torchs_own_scanner_are_the_same(tmp_path, monkeypatch, lightning_like_modules):
+    """torch < 2.5 has no get_unsafe_globals_in_checkpoint: the pickle's own GLOBALs, minus
+    torch's allow-list, name the same classes and callables."""
+    checkpoint_cls, _ = lightning_like_modules
+    metadata = save_lightning_like_checkpoint(tmp_path / "meta.ckpt", checkpoint_cls)
+    evil = tmp_path / "evil.pt"
+    torch.save({"state_dict": {"w": torch.ones(1)}, "payload": RunsCode(tmp_path / "pwned")}, evil)
+    torchs = getattr(torch.serialization, "get_unsafe_globals_in_checkpoint", None)
+    monkeypatch.delattr(torch.serialization, "get_unsafe_globals_in_checkpoint", raising=False)
+    expected = {metadata: ["argparse.Namespace", "pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint"],
+                evil: [f"{os.system.__module__}.system"]}
+    for path, names in expected.items():
+        assert sorted(_unsafe_globals(path)) == names
+        if torchs is not None:
+            assert sorted(torchs(str(path))) == names
+
+
+def test_metadata_checkpoint_on_a_torch_without_safe_globals_is_refused_naming_the_version(
+        tmp_path, monkeypatch, lightning_like_modules):
+    checkpoint_cls, _ = lightning_like_modules
+    path = save_lightning_like_checkpoint(tmp_path / "meta.ckpt", checkpoint_cls)
+    monkeypatch.delattr(torch.serialization, "get_unsafe_globals_in_checkpoint", raising=False)
+    monkeypatch.delattr(torch.serialization, "safe_globals", raising=False)
+    with pytest.raises(WeightsError) as error:
+        read_checkpoint(path)
+    message = str(error.value)
+    assert len(message.splitlines()) == 1 and "meta.ckpt" in message and f"torch {torch.__version__}" in message
+    assert "argparse.Namespace" in message and "torch 2.5" in message and ".safetensors" in message
+    # a plain state dict still loads there
+    plain = tmp_path / "plain.pt"
+    torch.save({"w": torch.ones(2)}, plain)
+    assert torch.equal(read_checkpoint(plain)["w"], torch.ones(2))

@@ -28,6 +28,8 @@ def encode_text_trimmed(clip: nn.Module, token_ids: torch.Tensor) -> torch.Tenso
     x = clip.token_embedding(token_ids).to(cast_dtype) + clip.positional_embedding[:length].to(cast_dtype)
     x = clip.transformer(x, attn_mask=clip.attn_mask[:length, :length])  # [N, L, C]
     x = text_global_pool(clip.ln_final(x), token_ids, "argmax")  # [N, C]
+    if isinstance(x, tuple):  # older open_clip (2.26) returns (pooled, tokens)
+        x = x[0]
     projection = clip.text_projection
     if projection is None:
         return x
