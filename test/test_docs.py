@@ -75,7 +75,8 @@ def test_every_relative_link_resolves_to_a_file_and_heading():
     broken = []
     for path in markdown_files():
         for target, fragment in relative_links(path):
-            where = f"{path.relative_to(ROOT)} -> {target.name}{'#' + fragment if fragment else ''}"
+            shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
+            where = f"{path.relative_to(ROOT)} -> {shown}{'#' + fragment if fragment else ''}"
             if not target.exists():
                 broken.append(f"{where}: no such file")
             elif fragment and target.suffix == ".md" and fragment not in map(anchor, headings(target.read_text())):
@@ -98,3 +99,14 @@ def test_docs_name_no_unnamed_machine_or_session():
     found = [f"{path.relative_to(ROOT)}: {m.group(0)!r}" for path in markdown_files()
              for m in vague.finditer(path.read_text())]
     assert not found, "name the machine (e.g. 'a 2-core Xeon CPU') instead: " + "; ".join(found)
+
+
+def test_every_result_file_follows_the_naming_scheme_and_is_described():
+    scheme = re.compile(r"[a-z0-9_]+_(cpu|cuda)_[a-z0-9]+_\d{4}-\d{2}-\d{2}(_run\d+)?\.(json|csv)")
+    described = (ROOT / "benchmarks" / "README.md").read_text()
+    results = sorted((ROOT / "benchmarks" / "results").iterdir())
+    assert results
+    misnamed = [path.name for path in results if not scheme.fullmatch(path.name)]
+    assert not misnamed, f"rename to <script>[_<variant>]_<device>_<machine>_<YYYY-MM-DD>[_runN].<ext>: {misnamed}"
+    undescribed = [path.name for path in results if path.stem not in described]
+    assert not undescribed, f"say in benchmarks/README.md which command produced: {undescribed}"
