@@ -110,3 +110,26 @@ def test_every_result_file_follows_the_naming_scheme_and_is_described():
     assert not misnamed, f"rename to <script>[_<variant>]_<device>_<machine>_<YYYY-MM-DD>[_runN].<ext>: {misnamed}"
     undescribed = [path.name for path in results if path.stem not in described]
     assert not undescribed, f"say in benchmarks/README.md which command produced: {undescribed}"
+
+
+def test_ros_package_docstring_names_every_module_of_lseg_ros_ros():
+    import lseg_ros.ros
+
+    named = set(re.findall(r":mod:`lseg_ros\.ros\.(\w+)`", lseg_ros.ros.__doc__))
+    files = {path.stem for path in (ROOT / "lseg_ros" / "ros").glob("*.py") if path.stem != "__init__"}
+    assert named == files, f"unlisted: {sorted(files - named)}; listed but absent: {sorted(named - files)}"
+
+
+def test_class_references_in_docstrings_name_classes_the_module_has():
+    import ast
+
+    stale = []
+    for path in sorted((ROOT / "lseg_ros").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        known = {node.name for node in ast.walk(tree) if isinstance(node, (ast.ClassDef, ast.FunctionDef))}
+        known |= {(alias.asname or alias.name).split(".")[0] for node in ast.walk(tree)
+                  if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+        for name in re.findall(r":class:`(\w+)`", path.read_text()):
+            if name not in known:
+                stale.append(f"{path.relative_to(ROOT)}: {name}")
+    assert not stale, "docstrings name classes that do not exist there: " + "; ".join(stale)
