@@ -1,7 +1,7 @@
 """Overload soak of lseg_node as a separate process: frames faster than the model, label
 switches, bad frames and bad queries, for a fixed time; the node's resident memory is sampled.
 
-    python benchmarks/soak_node.py --seconds 600 --rate 60      # the README's figure
+    python benchmarks/soak_node.py --seconds 600 --rate 60      # benchmarks/README.md's figure
     python benchmarks/soak_node.py --seconds 30                 # a quick check
     python benchmarks/soak_node.py --seconds 60 --depth 1280x720 --all-outputs   # with 3D outputs
 

@@ -1,4 +1,4 @@
-"""Per-device speed settings of the engine, each decided from a measurement (README, Performance).
+"""Per-device speed settings of the engine, each decided from a measurement (docs/performance.md).
 
 * :func:`resolve_precision` -- ``precision: auto``: fp16 on CUDA, fp32 on the CPU. bf16 on a
   CPU without native bf16 arithmetic (AVX512-BF16 or AMX) is emulated: warned about.

@@ -166,7 +166,7 @@ class PostprocessConfig:
 class SegmenterConfig:
     profile: str = _doc("Named settings to start from: robot (the node's real-time default) | naclip | "
                         "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
-                        "README's profile table). Fields set explicitly override the profile.", "robot")
+                        "profile table in docs/models.md). Fields set explicitly override the profile.", "robot")
     backend: str = _doc("Registered backend: dense_clip | lseg | lmseg | vilseg.", "dense_clip")
     model: str = _doc("Architecture: an open_clip model name (dense_clip), an LSeg preset "
                       "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny), an LMSeg preset "
@@ -191,7 +191,7 @@ class SegmenterConfig:
                               "backends (lseg) on the CPU, where it measured faster) | contiguous | "
                               "channels_last.", "auto")
     quantize: str = _doc("none | int8: dynamic int8 quantization of the image side's linear layers "
-                         "(CPU only; faster, masks not identical: see the README's figures).", "none")
+                         "(CPU only; faster, masks not identical: see docs/performance.md).", "none")
     compile: str = _doc("none | torch (torch.compile of the image side) | cuda_graphs (the image side "
                         "captured as a CUDA graph per input size: CUDA only, fixed frame size). Set "
                         "warmup_height/warmup_width so the first frame is not slow.", "none")

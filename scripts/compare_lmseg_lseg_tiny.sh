@@ -2,7 +2,7 @@
 # lmseg_tiny vs lseg_tiny trained from random initialization on the same generated scenes,
 # under the same wall-clock budget (both runs concurrently, 1 torch thread each, no loader
 # workers), then each scored on 50 freshly generated held-out scenes (seed 1) with lseg-eval.
-# The README's "### LMSeg" figures come from these commands.
+# The figures of docs/training.md's "LMSeg training" (benchmarks/README.md, Training) come from these commands.
 #
 #   bash scripts/compare_lmseg_lseg_tiny.sh     # WORK=/tmp/lmseg_proof LSEG_EPOCHS=22 LMSEG_EPOCHS=30
 set -euo pipefail

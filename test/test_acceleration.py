@@ -125,7 +125,7 @@ def test_int8_quantizes_the_image_side_only_and_keeps_masks_of_the_demo_model(de
     torch.testing.assert_close(quantized.label_set.label_embeddings, plain.label_set.label_embeddings, rtol=0,
                                atol=0)
     agreement = np.mean([(a.mask == b.mask).mean() for a, b in zip(masks(plain, scenes), masks(quantized, scenes))])
-    assert agreement >= 0.995, agreement  # measured 0.9992 on 8 scenes at 240x320 (README)
+    assert agreement >= 0.995, agreement  # measured 0.9992 on 8 scenes at 240x320 (docs/performance.md)
 
 
 def test_int8_is_refused_off_the_cpu_or_in_half_precision():

@@ -106,7 +106,7 @@ def test_switch_fields_are_every_string_setting_that_accepts_on_or_off():
 
 
 def test_yaml_on_off_reads_as_on_off_for_every_switch_setting(tmp_path):
-    # YAML 1.1 reads the README's `attribute_prompts: on` as the boolean true
+    # YAML 1.1 reads docs/python_api.md's `attribute_prompts: on` as the boolean true
     path = tmp_path / "c.yaml"
     path.write_text("attribute_prompts: on\nmha_fastpath: off\nstage_timings: off\n")
     config = SegmenterConfig.from_yaml(path).validate()

@@ -248,7 +248,7 @@ def test_concurrent_set_labels_calls_are_all_answered_while_frames_flow(domain_e
         executor.add_node(probe)
         probe.create_subscription(Image, "/lseg_node/mask", masks.append, 10)
         publisher = probe.create_publisher(Image, "/image", qos_profile_sensor_data)
-        # a burst of 50 answers needs a client queue that deep (README: ~/set_labels)
+        # a burst of 50 answers needs a client queue that deep (docs/node.md: ~/set_labels)
         client = probe.create_client(SetLabels, "/lseg_node/set_labels", qos_profile=QoSProfile(depth=100))
         assert client.wait_for_service(timeout_sec=20.0)
         rgb = np.random.default_rng(2).integers(0, 256, (48, 64, 3), dtype=np.uint8)

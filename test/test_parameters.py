@@ -43,7 +43,7 @@ def declared_node(cli_args=(), overrides=()):
 
 
 def test_on_off_settings_from_a_params_file_read_as_on_off(tmp_path):
-    # rcl reads an unquoted on/off in a params file as a boolean; the README writes them so
+    # rcl reads an unquoted on/off in a params file as a boolean; docs/python_api.md writes them so
     params_file = tmp_path / "params.yaml"
     params_file.write_text("/**:\n  ros__parameters:\n    attribute_prompts: on\n    mha_fastpath: off\n"
                            "    stage_timings: off\n")

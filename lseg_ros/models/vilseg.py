@@ -11,22 +11,25 @@ Network (``VilSegNet``; its ``state_dict()`` is the checkpoint layout)::
     text.*           open_clip text tower (TextTransformer) -> caption/label embeddings [N, D]
     logit_scale      learned temperature of the cross-modal contrast (CLIP's, log-parametrized)
 
-Training objective (:class:`VilSegLoss`; the paper's three terms, weights in the config):
+Training objective (:class:`VilSegObjective`, below; the paper's three terms, weights in the
+training config's ``vilseg`` section):
 
 * vision-based contrasting: each local crop's pooled embedding against the global view's
   embedding pooled over the same region (InfoNCE over the batch, both directions). (Against
   the whole global view's embedding, as image-level self-distillation has it, a crop would
   be taught to encode what lies outside it, and with a ViT's global attention every patch
-  drifts to encoding the whole image: measured here, per-patch mIoU fell as the caption loss
-  fell. Against its own region it teaches the opposite: a patch encodes what is there.);
+  drifts to encoding the whole image: measured on generated scenes, per-patch mIoU fell as
+  the caption loss fell. Against its own region it teaches the opposite: a patch encodes what is there.);
 * cross-modal contrasting: the pooled image embedding against its caption's embedding
   (symmetric InfoNCE over the batch with the learned temperature, as CLIP);
 * clustering: the mutual information between the cluster assignments of every patch of an
   image and of the same patch in a photometrically augmented view (IIC, Ji et al. 2019),
   maximized.
 
-The pooled image embedding is the mean of the normalized patch embeddings, so the
-cross-modal term shapes every patch embedding, not a separate [CLS] token.
+The pooled image embedding (``vilseg.pooling``) is the mean of the normalized patch
+embeddings (``mean``) or the cluster-balanced mean of the clustering head's soft cluster
+means (``clusters``, as the shipped model was trained), so the cross-modal term shapes every
+patch embedding, not a separate [CLS] token.
 
 Inference (``forward``): patch embeddings -> the clustering head's hard assignment ->
 each cluster's mean embedding (per image) replaces the embeddings of its patches -> the

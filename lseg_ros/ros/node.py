@@ -226,7 +226,7 @@ class LsegCore:
             # are heard (transient local) as well as plain ones (volatile); see twins.py.
             # The latched twin does not match volatile publishers, by design: it says nothing
             # about it (each such publisher still logs once that a subscription requests
-            # incompatible QoS; README: label inputs).
+            # incompatible QoS; docs/node.md: labels from a mission planner).
             quiet = SubscriptionEventCallbacks(incompatible_qos=lambda event: None)
             for channel, qos, events in (("live", LABEL_INPUT_QOS, None),
                                          ("latched", LABEL_INPUT_LATCHED_QOS, quiet)):

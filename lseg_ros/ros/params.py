@@ -320,7 +320,7 @@ def parameter_overrides(values: Dict[str, Any]) -> list:
 
 
 def render_parameter_table() -> str:
-    """The README's parameter table (a test checks the README holds exactly this)."""
+    """The parameter table of docs/parameters.md (a test checks the file holds exactly this)."""
     rows = ["| parameter | default | run-time | description |", "|---|---|---|---|"]
     metadata = declared_metadata()
     for name, (tp, default, doc) in declared_fields().items():
