@@ -146,7 +146,7 @@ class Segmenter:
         fastpath = resolve_mha_fastpath(config.mha_fastpath, self.device)
         apply_mha_fastpath(fastpath)
         backend = build_backend(config)
-        if self.config.input_resize == "mmseg" and not getattr(backend, "drops_partial_patches", False):
+        if self.config.input_resize == "mmseg" and not backend.drops_partial_patches:
             raise ValueError(f"input_resize 'mmseg' needs a backend that takes inputs of any size (dense_clip); "
                              f"backend {self.config.backend!r} needs patch multiples: use input_resize 'snap'")
         check_finite(backend, self.config.pretrained)
@@ -159,7 +159,7 @@ class Segmenter:
         #: the image side as the frame path calls it: images [B, 3, h, w] -> embeddings [B, D, h', w']
         #: (whole input), and per sliding window (dense_embeddings)
         self.image_forward = self.backend
-        self.window_forward = getattr(self.backend, "dense_embeddings", self.backend)
+        self.window_forward = self.backend.dense_embeddings if self.backend.window else self.backend
         if config.compile == "torch":
             self.image_forward = torch.compile(self.image_forward, dynamic=False)
             if self.window_forward is not self.backend:
@@ -514,8 +514,8 @@ class Segmenter:
         """(window, stride) in model-input pixels when the backend's sliding window is to be
         merged as label logits (dense_clip.window_merge "logits") and the input exceeds it;
         (0, 0) otherwise (no window, or the backend averages embeddings itself)."""
-        window = int(getattr(self.backend, "window", 0) or 0)
-        if not window or getattr(self.backend, "window_merge", "embeddings") != "logits":
+        window = int(self.backend.window)
+        if not window or self.backend.window_merge != "logits":
             return 0, 0
         height, width = model_input.shape[-2:]
         if height <= window and width <= window:
@@ -556,6 +556,28 @@ class Segmenter:
         if embeddings_out is None:
             return logits
         return logits, grid_sum / grid_count.clamp_min(1)
+
+    def input_logits(self, model_input: torch.Tensor, label_embeddings: Optional[torch.Tensor] = None,
+                     window: int = 0, stride: int = 0) -> torch.Tensor:
+        """Label logits [B, N, H, W] at the size of ``model_input`` [B, 3, H, W], through the
+        image side as the frame path runs it (``image_forward``: compiled, exported or quantized
+        as configured) and ``classify``: the backend's own sliding window when it merges logits;
+        with ``window`` > 0 and a larger input, that window instead (``stride`` default 2/3 of
+        it), as the references' evaluations slide it. The active labels unless
+        ``label_embeddings`` [N, D] are given. Evaluation and training take their logits here."""
+        if label_embeddings is None:
+            label_embeddings = self.label_set.label_embeddings
+        height, width = model_input.shape[-2:]
+        if window > 0 and (height > window or width > window):
+            multiple = self.backend.input_multiple
+            if window % multiple:
+                raise ValueError(f"window {window} must be a multiple of the backend's input multiple {multiple}")
+            return self.sliding_window_logits(model_input, label_embeddings, window, stride or window * 2 // 3)
+        backend_window, backend_stride = self.backend_window(model_input)
+        if backend_window:
+            return self.sliding_window_logits(model_input, label_embeddings, backend_window, backend_stride)
+        logits = self.classify(self.image_forward(model_input), label_embeddings, model_input)
+        return self.resize_logits(logits, (height, width), model_input)
 
     def classify(self, pixel_embeddings: torch.Tensor, label_embeddings: torch.Tensor,
                  model_input: Optional[torch.Tensor] = None) -> torch.Tensor:

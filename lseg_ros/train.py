@@ -301,7 +301,7 @@ class Trainer:
             model_config.pretrained = str(weights_path)
         self.segmenter = Segmenter(model_config)
         self.backend = self.segmenter.backend
-        if not hasattr(self.backend, "decoder_parameters"):
+        if not self.backend.trainable:
             raise ValueError(f"backend {config.model.backend!r} has no trainable image/decoder parameters; "
                              "accepted for training: lseg, lmseg, vilseg")
         name, value = ("vilseg.image_size", list(config.vilseg.image_size)) if self.vilseg \
@@ -363,15 +363,13 @@ class Trainer:
         return targets
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Training logits [B, N, H, W] for images [B, 3, H, W] in [0, 1]: normalize, backend,
-        the engine's classify, the backend's own upsampling (LSeg: x2, align_corners=True, as
-        upstream trains), bilinear to the image size."""
+        """Training logits [B, N, H, W] for images [B, 3, H, W] in [0, 1]: normalize, then the
+        engine's logits path (Segmenter.input_logits: image side, classify, the backend's own
+        upsampling (LSeg: x2, align_corners=True, as upstream trains), bilinear to the image size)."""
         mean = torch.tensor(self.backend.image_mean, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(self.backend.image_std, device=images.device).view(1, 3, 1, 1)
         model_input = (images - mean) / std
-        pixel_embeddings = self.backend(model_input)  # [B, D, H/2, W/2]
-        logits = self.segmenter.classify(pixel_embeddings, self.label_embeddings, model_input)
-        return self.segmenter.resize_logits(logits, images.shape[-2:], model_input)
+        return self.segmenter.input_logits(model_input, self.label_embeddings)  # [B, N, H, W]
 
     def loss(self, batch: dict) -> torch.Tensor:
         if self.vilseg:

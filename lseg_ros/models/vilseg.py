@@ -227,6 +227,7 @@ class VilSegBackend(SegmentationBackend):
     image_mean = (0.5, 0.5, 0.5)
     image_std = (0.5, 0.5, 0.5)
     default_prompt_templates = "single"
+    trainable = True  # lseg-train
 
     def __init__(self, preset: VilSegPreset, clusters: int = 16, cluster_inference: bool = True) -> None:
         super().__init__()
