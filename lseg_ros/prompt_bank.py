@@ -36,7 +36,7 @@ File format (JSON, read with ``json.load`` only)::
   a user bank, switches the shipped descriptions of that class off.
 * A description is a non-empty string of at most 256 characters without control
   characters, not repeated within its class; a class has at most 32 descriptions in all
-  (:attr:`Segmenter.max_descriptions`). Keep them short (CLIP reads 77 tokens) and name
+  (:attr:`lseg_ros.validation.LabelLimits.max_descriptions`). Keep them short (CLIP reads 77 tokens) and name
   the class or an obvious synonym, so that the text encoder anchors them to it.
 
 Errors are :class:`PromptBankError` (a ``ValueError``) naming the file, the class and the
@@ -61,9 +61,9 @@ from .validation import SYNONYM_SEPARATOR, label_text_problem, shorten, split_sy
 FORMAT = "lseg_ros.prompt_bank/1"
 #: attribute kinds an entry may have, in the order descriptions are interleaved
 ATTRIBUTE_KINDS = ("color", "shape", "material")
-#: most descriptions per class (Segmenter.max_descriptions)
+#: most descriptions per class (LabelLimits.max_descriptions)
 MAX_DESCRIPTIONS = 32
-#: longest description in characters (Segmenter.max_label_chars)
+#: longest description in characters (LabelLimits.max_label_chars)
 MAX_DESCRIPTION_CHARS = 256
 #: largest bank file in bytes (checked before it is read; the shipped banks are < 64 KiB and a
 #: class of 32 longest descriptions is ~9 KB, so this holds ~900 such classes)

@@ -10,12 +10,11 @@ Label embeddings are computed once per label (cached); every frame reuses them.
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -30,7 +29,7 @@ from .postprocess import cluster_pixel_embeddings, pamr
 from .prompt_bank import PromptBank, load_prompt_bank
 from .preprocess import PinnedStaging, mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
 from .text import MAX_LABEL_PROMPTS, LabelEncoder
-from .validation import join_synonyms, label_text_problem, shorten, split_synonyms
+from .validation import LabelLimits, check_labels, check_texts, split_synonyms
 from .validation import SYNONYM_SEPARATOR, parse_label_text  # noqa: F401  (re-exported: lseg_ros.segmenter API)
 from .weights import check_finite
 
@@ -113,10 +112,6 @@ def resolve_device(name: str) -> torch.device:
 class Segmenter:
     """Open-vocabulary semantic segmentation with a registered backend."""
 
-    max_labels = 1024
-    max_names = 4096  # query names, synonyms included
-    max_label_chars = 256
-    max_descriptions = 32  # extra prompts per label
     #: most text prompts (names x templates + descriptions) one set_labels/prepare_labels may
     #: encode: 255 labels x (80 templates + 32 descriptions) fit (benchmarks/bench_text.py)
     max_label_prompts = MAX_LABEL_PROMPTS
@@ -124,8 +119,11 @@ class Segmenter:
     #: 8192 with one (a few seconds with the tiny CLIP on a CPU core; benchmarks/bench_text.py)
     max_text_prompts = 8192
 
-    def __init__(self, config: Optional[SegmenterConfig] = None) -> None:
+    def __init__(self, config: Optional[SegmenterConfig] = None, limits: Optional[LabelLimits] = None) -> None:
         self.config = config = (config or SegmenterConfig()).validate()
+        #: what a label set or text list may hold (the node passes its max_labels, max_label_chars
+        #: and max_prompts_per_label); replace it to change them
+        self.limits = limits or LabelLimits()
         self.device = resolve_device(config.device)
         self.precision, warning = resolve_precision(config.precision, self.device)
         self.dtype = PRECISIONS[self.precision]
@@ -218,6 +216,21 @@ class Segmenter:
         if config.warmup_height and config.warmup_width:
             self.warmup(config.warmup_height, config.warmup_width)
 
+    def set_threshold(self, value: float) -> None:
+        """The confidence threshold of labels without their own, for label sets prepared from
+        now on (a prepared set keeps the thresholds it was checked with); ValueError outside
+        [0, 1]."""
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"threshold {value} out of range; accepted: [0, 1]")
+        self.config.threshold = value
+
+    def stop_encoding_when(self, should_stop: Callable[[], bool]) -> None:
+        """Label and text encoding check ``should_stop()`` between text forward batches and
+        stop with InterruptedError once it is true (a node shutting down; ``lambda: True``
+        stops an encoding in progress)."""
+        self.label_encoder.should_stop = should_stop
+
     def warmup(self, height: int, width: int, batch: int = 1, repeats: int = 2) -> float:
         """Segment a ``height`` x ``width`` gray frame (``batch`` of them) ``repeats`` times, so
         that compilation, CUDA graph capture and kernel selection happen now, not on the first
@@ -241,107 +254,16 @@ class Segmenter:
         return self.backend.description
 
     def validate_labels(self, labels: Sequence[str], descriptions=None, thresholds=None):
-        """Checked copies of (labels, descriptions, thresholds); ValueError names the bad value."""
-        if isinstance(labels, str):
-            raise ValueError(f"labels must be a list of strings, got the string {shorten(labels)}; "
-                             "use parse_label_text() for 'door, chair'")
-        labels = [join_synonyms(label) if isinstance(label, (list, tuple)) else str(label).strip()
-                  for label in labels]
-        if not labels:
-            raise ValueError("empty label list; give at least one label, e.g. ['floor', 'door']")
-        if len(labels) > self.max_labels:
-            raise ValueError(f"{len(labels)} labels requested; at most {self.max_labels} are accepted")
-        for index, label in enumerate(labels):
-            if not label:
-                raise ValueError(f"empty label name at position {index} of {shorten(labels)}")
-            longest = max((len(name) for name in split_synonyms(label, keep_empty=True)), default=0)
-            if longest > self.max_label_chars or len(label) > 4 * self.max_label_chars:
-                raise ValueError(f"label {shorten(label, 40)} is {len(label)} characters long; at most "
-                                 f"{self.max_label_chars} are accepted per name (synonyms separated by ';', "
-                                 f"{4 * self.max_label_chars} in all)")
-            problem = label_text_problem(label)
-            if problem:
-                raise ValueError(f"label {shorten(label, 40)} at position {index} {problem}; labels must be "
-                                 "visible text without control characters")
-            if any(not name for name in split_synonyms(label, keep_empty=True)):
-                raise ValueError(f"label {shorten(label, 40)} at position {index} has an empty name between "
-                                 "its ';' separators; write synonyms as 'person; man; woman'")
-        labels = [join_synonyms(split_synonyms(label)) for label in labels]  # canonical "a; b" spacing
-        # A name may be shared by two labels (SCLIP's COCO-Object background lists 'bed', also a
-        # class); it then counts for both and ties go to the lower index, as in the references.
-        # A label given twice, or a name repeated inside one label, is a mistake.
-        seen_labels = {}
-        names_total = 0
-        for index, label in enumerate(labels):
-            if label in seen_labels:
-                raise ValueError(f"duplicate label {shorten(label, 40)} in {shorten(labels)}: labels "
-                                 f"{seen_labels[label]} and {index}; each label must be unique")
-            seen_labels[label] = index
-            names = split_synonyms(label)
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            if repeated:
-                raise ValueError(f"label {shorten(label, 40)} lists {shorten(repeated[0], 40)} twice")
-            names_total += len(names)
-        if names_total > self.max_names:
-            raise ValueError(f"{names_total} label names (synonyms included) requested; at most {self.max_names} "
-                             "are accepted")
-        below = self.config.threshold_label
-        if below >= len(labels):
-            raise ValueError(f"threshold_label {below} is not a label index: the set has {len(labels)} labels "
-                             f"({shorten(labels)}); use -1 for unknown_value")
-        unknown = self.config.unknown_value
-        if unknown < len(labels):
-            raise ValueError(f"unknown_value {unknown} collides with label index {unknown} "
-                             f"({len(labels)} labels); set unknown_value to 65535")
-        if descriptions is not None and any(isinstance(d, str) for d in descriptions):
-            raise ValueError(f"descriptions must be one list of strings per label, got {shorten(list(descriptions))}")
-        descriptions = [list(d) for d in descriptions] if descriptions is not None else [[] for _ in labels]
-        if len(descriptions) != len(labels):
-            raise ValueError(f"{len(descriptions)} description lists for {len(labels)} labels")
-        for label, desc_list in zip(labels, descriptions):
-            if len(desc_list) > self.max_descriptions:
-                raise ValueError(f"label {shorten(label, 40)} has {len(desc_list)} descriptions; at most "
-                                 f"{self.max_descriptions} are accepted")
-            for desc in desc_list:
-                if not isinstance(desc, str) or not desc.strip() or len(desc) > self.max_label_chars:
-                    raise ValueError(f"invalid description {shorten(desc, 40)}: must be a non-empty string "
-                                     f"of at most {self.max_label_chars} characters")
-                problem = label_text_problem(desc)
-                if problem:
-                    raise ValueError(f"description {shorten(desc, 40)} of label {shorten(label, 40)} {problem}")
-        default = self.config.threshold
-        if thresholds is None:
-            thresholds = [default] * len(labels)
-        if len(thresholds) != len(labels):
-            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
-        checked = []
-        for value in thresholds:
-            value = default if value is None or math.isnan(float(value)) or float(value) == 0 else float(value)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"threshold {value} out of range; accepted: [0, 1] (0 or NaN = default)")
-            checked.append(value)
-        return labels, [[d.strip() for d in ds] for ds in descriptions], checked
+        """Checked copies of (labels, descriptions, thresholds) within :attr:`limits` and this
+        config's threshold, threshold_label and unknown_value; ValueError names the bad value
+        (:func:`lseg_ros.validation.check_labels`)."""
+        return check_labels(labels, descriptions, thresholds, self.limits, default_threshold=self.config.threshold,
+                            threshold_label=self.config.threshold_label, unknown_value=self.config.unknown_value)
 
     def validate_texts(self, texts: Sequence[str]) -> List[str]:
-        """Checked, stripped copies of free texts to embed (:meth:`encode_texts`); ValueError
-        names the bad one. Each text is one phrase (';' is not a synonym separator here)."""
-        if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
-            raise ValueError(f"texts must be a list of strings, got {shorten(texts)}")
-        texts = [text.strip() for text in texts]
-        if not texts:
-            raise ValueError("no texts given; give at least one, e.g. ['door']")
-        if len(texts) > self.max_names:
-            raise ValueError(f"{len(texts)} texts requested; at most {self.max_names} are accepted")
-        for index, text in enumerate(texts):
-            if not text:
-                raise ValueError(f"empty text at position {index} of {shorten(texts)}")
-            if len(text) > self.max_label_chars:
-                raise ValueError(f"text {shorten(text, 40)} is {len(text)} characters long; at most "
-                                 f"{self.max_label_chars} are accepted")
-            problem = label_text_problem(text)
-            if problem:
-                raise ValueError(f"text {shorten(text, 40)} at position {index} {problem}")
-        return texts
+        """Checked, stripped copies of free texts to embed (:meth:`encode_texts`) within
+        :attr:`limits`; ValueError names the bad one (:func:`lseg_ros.validation.check_texts`)."""
+        return check_texts(texts, self.limits)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """[N, D] float32 L2-normalized embeddings of free texts, in the space of the pixel
@@ -381,11 +303,11 @@ class Segmenter:
 
     def bank_descriptions(self, labels: Sequence[str], descriptions: Sequence[Sequence[str]]) -> List[List[str]]:
         """``descriptions`` (checked, one list per label) with the prompt bank's descriptions
-        (at most ``max_descriptions``) for each label given none, when attribute prompts are on;
+        (at most ``limits.max_descriptions``) for each label given none, when attribute prompts are on;
         given descriptions always win."""
         if self.prompt_bank is None:
             return [list(given) for given in descriptions]
-        return [list(given) if given else self.prompt_bank.descriptions(label, self.max_descriptions)
+        return [list(given) if given else self.prompt_bank.descriptions(label, self.limits.max_descriptions)
                 for label, given in zip(labels, descriptions)]
 
     def use_labels(self, label_set: Optional[LabelSet]) -> int:
