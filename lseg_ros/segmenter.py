@@ -20,18 +20,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .acceleration import (PRECISIONS, CudaGraphForward, apply_mha_fastpath, apply_threads, quantize_image_side,
-                           resolve_memory_format, resolve_mha_fastpath, resolve_precision)
+from .build import build_image_side, resolve_runtime
+from .build import resolve_device  # noqa: F401  (re-exported: lseg_ros.segmenter API)
 from .config import SegmenterConfig
 from .label_maps import LabelRules, classify_bands, plan_outputs, resize_logits
-from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
 from .prompt_bank import PromptBank, load_prompt_bank
 from .preprocess import PinnedStaging, mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
 from .text import MAX_LABEL_PROMPTS, LabelEncoder
 from .validation import LabelLimits, check_labels, check_texts, split_synonyms
 from .validation import SYNONYM_SEPARATOR, parse_label_text  # noqa: F401  (re-exported: lseg_ros.segmenter API)
-from .weights import check_finite
 
 
 
@@ -93,22 +91,6 @@ class LabelSet:
         return [name for label in self.names for name in split_synonyms(label)]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"invalid device {name!r}; accepted: auto, cpu, cuda, cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use device:=cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} does not exist; {torch.cuda.device_count()} CUDA device(s) visible")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}; accepted: auto, cpu, cuda, cuda:N")
-    return device
-
-
 class Segmenter:
     """Open-vocabulary semantic segmentation with a registered backend."""
 
@@ -124,72 +106,21 @@ class Segmenter:
         #: what a label set or text list may hold (the node passes its max_labels, max_label_chars
         #: and max_prompts_per_label); replace it to change them
         self.limits = limits or LabelLimits()
-        self.device = resolve_device(config.device)
-        self.precision, warning = resolve_precision(config.precision, self.device)
-        self.dtype = PRECISIONS[self.precision]
+        runtime = resolve_runtime(config)
+        self.device, self.precision, self.dtype = runtime.device, runtime.precision, runtime.dtype
         #: problems with the settings that do not stop the engine (the node logs them)
-        self.warnings: List[str] = []
-        if warning:
-            self.warnings.append(warning)
-            warnings.warn(warning, RuntimeWarning, stacklevel=2)
-        if config.quantize == "int8" and (self.device.type != "cpu" or self.precision != "fp32"):
-            raise ValueError(f"quantize 'int8' runs on the CPU in fp32 (torch.ao dynamic quantization); got device "
-                             f"{self.device} with precision {self.precision}: use quantize none there")
-        if config.compile == "cuda_graphs" and self.device.type != "cuda":
-            raise ValueError(f"compile 'cuda_graphs' needs CUDA, device is {self.device}; use compile none or torch")
-        if config.runtime == "onnxruntime" and (config.compile != "none" or config.quantize != "none"):
-            raise ValueError(f"runtime onnxruntime runs the exported graph as it is: compile {config.compile!r} and "
-                             f"quantize {config.quantize!r} apply to the torch runtime only; set them to none")
-        threads = apply_threads(config.num_threads)
-        fastpath = resolve_mha_fastpath(config.mha_fastpath, self.device)
-        apply_mha_fastpath(fastpath)
-        backend = build_backend(config)
-        if self.config.input_resize == "mmseg" and not backend.drops_partial_patches:
-            raise ValueError(f"input_resize 'mmseg' needs a backend that takes inputs of any size (dense_clip); "
-                             f"backend {self.config.backend!r} needs patch multiples: use input_resize 'snap'")
-        check_finite(backend, self.config.pretrained)
-        backend.requires_grad_(False)
-        self.backend = backend.to(self.device, self.dtype).eval()
-        self.memory_format = resolve_memory_format(config.memory_format, backend, self.device)
-        if self.memory_format == torch.channels_last:
-            self.backend.to(memory_format=torch.channels_last)
-        quantized = quantize_image_side(self.backend) if config.quantize == "int8" else 0
+        self.warnings: List[str] = list(runtime.warnings)
+        side = build_image_side(config, runtime)
+        self.backend = side.backend
+        self.memory_format = side.memory_format
         #: the image side as the frame path calls it: images [B, 3, h, w] -> embeddings [B, D, h', w']
         #: (whole input), and per sliding window (dense_embeddings)
-        self.image_forward = self.backend
-        self.window_forward = self.backend.dense_embeddings if self.backend.window else self.backend
-        if config.compile == "torch":
-            self.image_forward = torch.compile(self.image_forward, dynamic=False)
-            if self.window_forward is not self.backend:
-                self.window_forward = torch.compile(self.window_forward, dynamic=False)
-            else:
-                self.window_forward = self.image_forward
-        elif config.compile == "cuda_graphs":
-            self.image_forward = CudaGraphForward(self.image_forward)
-            self.window_forward = CudaGraphForward(self.window_forward)
+        self.image_forward, self.window_forward = side.image_forward, side.window_forward
         #: torch parameters dropped because another runtime runs the image side
-        self.released_parameters = 0
-        if config.runtime == "onnxruntime":
-            from .runtime import OnnxImageSide  # optional dependency: pip install lseg_ros[onnx]
-
-            # the graph is one forward at one input size: the whole input or one sliding window
-            # (the same computation at that size), checked against this backend's weights
-            self.image_forward = self.window_forward = OnnxImageSide(
-                config.onnx_model, self.device, backend=self.backend, tensorrt_cache_dir=config.tensorrt_cache_dir,
-                num_threads=config.num_threads, fp16=self.precision == "fp16")
-            # the torch weights only the image side uses are not needed any more (device memory)
-            self.released_parameters = self.backend.release_image_side()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+        self.released_parameters = side.released_parameters
         self._staging = PinnedStaging() if self.device.type == "cuda" else None
         #: what each speed setting became on this device ("auto" resolved)
-        self.settings = {"device": str(self.device), "precision": self.precision, "num_threads": threads,
-                         "mha_fastpath": "on" if fastpath else "off",
-                         "memory_format": "channels_last" if self.memory_format == torch.channels_last else
-                         "contiguous", "quantize": f"int8 ({quantized} linear layers)" if quantized else "none",
-                         "compile": config.compile,
-                         "runtime": f"onnxruntime ({self.image_forward.providers[0]})"
-                         if config.runtime == "onnxruntime" else config.runtime}
+        self.settings = side.settings(runtime, config)
         templates = self.config.prompt_templates
         if templates == "default":
             templates = self.backend.default_prompt_templates

@@ -21,7 +21,7 @@ TrainConfig. Every TrainConfig field is an option (``--name value``) and a YAML 
 
 ViL-Seg's objective (``--objective vilseg --model.backend vilseg``) reads a caption dataset
 (:mod:`lseg_ros.data.captions`; no masks) from ``data_root`` and trains image encoder,
-heads and text tower with the losses of :class:`lseg_ros.models.vilseg.VilSegObjective`;
+heads and text tower with the losses of :class:`lseg_ros.vilseg_objective.VilSegObjective`;
 ``val_data_root`` names a labelled dataset whose masks only score validation.
 
 A kill at any moment leaves the run resumable: every file is written to a temporary
@@ -59,7 +59,7 @@ from .config import SegmenterConfig, _doc, add_config_arguments, check_values, f
 from .data import TrainTransform, build_dataset
 from .data.captions import CaptionImageTransform, collate_captions, read_caption_dataset
 from .evaluate import class_indices, evaluate_segmenter
-from .models.vilseg import VilSegObjective
+from .vilseg_objective import VilSegObjective
 from .segmenter import Segmenter, resolve_device
 from .weights import WeightsError
 
