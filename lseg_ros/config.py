@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +53,7 @@ class Range:
         return f"{text} {self.note}" if self.note else text
 
 
-def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, *,
+def setting(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, *,
          bounds: Optional[Range] = None, switch: bool = False):
     """A dataclass field carrying its documentation in metadata['doc'], the accepted range of a
     number in metadata['bounds'] (checked by :func:`range_checks`, published in the ROS
@@ -74,27 +75,27 @@ POSITIONAL_RESIZES = ("auto", "scale_factor", "size")
 
 @dataclass
 class DenseClipConfig:
-    mode: str = _doc("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
-    gaussian_std: float = _doc("naclip: std (in patches) of the neighbourhood prior.", 5.0,
+    mode: str = setting("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
+    gaussian_std: float = setting("naclip: std (in patches) of the neighbourhood prior.", 5.0,
                                bounds=Range(0.0, low_open=True))
-    positional_resize: str = _doc("How the positional embedding is resized to other patch grids "
+    positional_resize: str = setting("How the positional embedding is resized to other patch grids "
                                   "(bicubic): scale_factor (NACLIP, SCLIP, ClearCLIP: scale factor "
                                   "(grid + 0.1) / pretraining grid) | size (MaskCLIP: to the grid size) | "
                                   "auto (size for maskclip, scale_factor otherwise).", "auto")
-    window: int = _doc("Sliding-window size in model-input pixels; 0 disables.", 0,
+    window: int = setting("Sliding-window size in model-input pixels; 0 disables.", 0,
                        bounds=Range(0, 4096, note="(0 disables)"))
-    stride: int = _doc("Sliding-window stride in model-input pixels.", 224, bounds=Range(1, 4096))
-    window_merge: str = _doc("How overlapping windows merge: logits (NACLIP, SCLIP, ClearCLIP: each "
+    stride: int = setting("Sliding-window stride in model-input pixels.", 224, bounds=Range(1, 4096))
+    window_merge: str = setting("How overlapping windows merge: logits (NACLIP, SCLIP, ClearCLIP: each "
                              "window's label logits resized to the window, averaged) | embeddings "
                              "(pixel embeddings averaged on the patch grid; one classification).", "logits")
-    partial_patches: str = _doc("Inputs that are not patch multiples (input_resize mmseg): crop (the last "
+    partial_patches: str = setting("Inputs that are not patch multiples (input_resize mmseg): crop (the last "
                                 "partial row and column of patches are dropped, as CLIP's patch conv drops "
                                 "them: NACLIP, SCLIP, ClearCLIP) | pad (zero-padded at the bottom and right "
                                 "to whole patches after normalization, the positional embedding resized to "
                                 "that grid: MaskCLIP's mmseg PatchEmbed).", "crop")
-    normalization: str = _doc("Image mean/std: clip (the model's own, CLIP's) | imagenet (mean 123.675, "
+    normalization: str = setting("Image mean/std: clip (the model's own, CLIP's) | imagenet (mean 123.675, "
                               "116.28, 103.53, std 58.395, 57.12, 57.375 on 0-255: MaskCLIP's configs).", "clip")
-    image_tower: str = _doc("The image tower as run: clip (as the weights were trained: the model's "
+    image_tower: str = setting("The image tower as run: clip (as the weights were trained: the model's "
                             "activation and LayerNorm eps) | mmseg (MaskCLIP's port of CLIP's ViT to mmseg's "
                             "VisionTransformer: GELU and LayerNorm eps 1e-6 in the image tower, whatever the "
                             "weights were trained with; the text tower unchanged).", "clip")
@@ -102,61 +103,61 @@ class DenseClipConfig:
 
 @dataclass
 class LSegConfig:
-    arch_option: int = _doc("lang-seg's arch_option: the spatial-regularization head after the label "
+    arch_option: int = setting("lang-seg's arch_option: the spatial-regularization head after the label "
                             "logits. 0 none; 1 bottleneck blocks (3x3 conv shared by all label maps plus "
                             "the per-pixel max over labels); 2 depthwise blocks (the 3x3 conv only). "
                             "Must match the checkpoint: 1 and 2 have the same keys.", 0,
                             bounds=Range(0, 2, note="(0 none, 1 bottleneck, 2 depthwise)"))
-    block_depth: int = _doc("Spatial-regularization blocks with arch_option 1 or 2 (as upstream, 0 "
+    block_depth: int = setting("Spatial-regularization blocks with arch_option 1 or 2 (as upstream, 0 "
                             "still runs one block; the last block has no activation).", 0, bounds=Range(0, 16))
-    activation: str = _doc("Activation in the spatial-regularization blocks: lrelu | tanh | relu.", "lrelu")
+    activation: str = setting("Activation in the spatial-regularization blocks: lrelu | tanh | relu.", "lrelu")
 
 
 @dataclass
 class VilSegConfig:
-    clusters: int = _doc("ViL-Seg's online clustering head: number of clusters K (must match the "
+    clusters: int = setting("ViL-Seg's online clustering head: number of clusters K (must match the "
                          "checkpoint).", 16, bounds=Range(2, 1024))
-    cluster_inference: bool = _doc("Classify each cluster's mean embedding (ViL-Seg); false classifies "
+    cluster_inference: bool = setting("Classify each cluster's mean embedding (ViL-Seg); false classifies "
                                    "every patch on its own.", True)
 
 
 @dataclass
 class LMSegConfig:
-    clip_model: str = _doc("open_clip ViT of the CLIP branch (image and text towers); empty = the preset's "
+    clip_model: str = setting("open_clip ViT of the CLIP branch (image and text towers); empty = the preset's "
                            "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l: ViT-B-16).", "")
-    clip_pretrained: str = _doc("CLIP weights when pretrained is 'random' (the network built from its parts): "
+    clip_pretrained: str = setting("CLIP weights when pretrained is 'random' (the network built from its parts): "
                                 "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
                                 "pretrained is an lmseg checkpoint (it holds the whole network).", "random")
-    clip_mode: str = _doc("How dense CLIP features are read from the last block (dense_clip machinery): "
+    clip_mode: str = setting("How dense CLIP features are read from the last block (dense_clip machinery): "
                           "maskclip (value path, residual and FFN kept) | sclip | clearclip | naclip.",
                           "maskclip")
-    sam_model: str = _doc("timm SAM image encoder (samvit_base_patch16, samvit_large_patch16, "
+    sam_model: str = setting("timm SAM image encoder (samvit_base_patch16, samvit_large_patch16, "
                           "samvit_huge_patch16); empty = the preset's (lmseg_tiny: a 2-block samvit).", "")
-    sam_checkpoint: str = _doc("SAM weights when pretrained is 'random': the official segment-anything file "
+    sam_checkpoint: str = setting("SAM weights when pretrained is 'random': the official segment-anything file "
                                "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
                                "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
                                "Ignored when pretrained is an lmseg checkpoint.", "")
-    decoder_width: int = _doc("Channels of the fused features and the decoder; 0 = the preset's.", 0,
+    decoder_width: int = setting("Channels of the fused features and the decoder; 0 = the preset's.", 0,
                               bounds=Range(0, 4096, note="(0 = the preset's)"))
-    fusion_init: float = _doc("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
+    fusion_init: float = setting("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
                               "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5,
                               bounds=Range(0.0, 1.0, low_open=True, high_open=True))
-    freeze_clip: bool = _doc("Training: keep the CLIP image tower frozen (LMSeg does; the text tower is "
+    freeze_clip: bool = setting("Training: keep the CLIP image tower frozen (LMSeg does; the text tower is "
                              "always frozen). Set false for a randomly initialized tower.", True)
-    freeze_sam: bool = _doc("Training: keep the SAM image encoder frozen (LMSeg does). Set false for a "
+    freeze_sam: bool = setting("Training: keep the SAM image encoder frozen (LMSeg does). Set false for a "
                             "randomly initialized encoder.", True)
 
 
 @dataclass
 class PostprocessConfig:
-    cluster_k: int = _doc("ViL-Seg-style clustering: group pixel embeddings into K clusters "
+    cluster_k: int = setting("ViL-Seg-style clustering: group pixel embeddings into K clusters "
                           "and classify each cluster as a whole; 0 disables.", 0,
                           bounds=Range(0, 1024, note="(0 disables)"))
-    cluster_iters: int = _doc("k-means iterations for clustering.", 10, bounds=Range(1, 1000))
-    pamr_iters: int = _doc("PAMR refinement iterations on the logits; 0 disables.", 0,
+    cluster_iters: int = setting("k-means iterations for clustering.", 10, bounds=Range(1, 1000))
+    pamr_iters: int = setting("PAMR refinement iterations on the logits; 0 disables.", 0,
                            bounds=Range(0, 100, note="(0 disables)"))
-    pamr_dilations: List[int] = _doc("PAMR neighbourhood dilations.", factory=lambda: [1, 2], bounds=Range(1, 64))
-    pamr_on: str = _doc("Where PAMR runs: input_probabilities (label probabilities at the model-input "
+    pamr_dilations: List[int] = setting("PAMR neighbourhood dilations.", factory=lambda: [1, 2], bounds=Range(1, 64))
+    pamr_on: str = setting("Where PAMR runs: input_probabilities (label probabilities at the model-input "
                         "resolution: fast) | output_logits (NACLIP: the logits at the output resolution, "
                         "guided by the model input resized to it; memory grows with output size x names).",
                         "input_probabilities")
@@ -164,105 +165,105 @@ class PostprocessConfig:
 
 @dataclass
 class SegmenterConfig:
-    profile: str = _doc("Named settings to start from: robot (the node's real-time default) | naclip | "
+    profile: str = setting("Named settings to start from: robot (the node's real-time default) | naclip | "
                         "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
                         "README's profile table). Fields set explicitly override the profile.", "robot")
-    backend: str = _doc("Registered backend: dense_clip | lseg | lmseg | vilseg.", "dense_clip")
-    model: str = _doc("Architecture: an open_clip model name (dense_clip), an LSeg preset "
+    backend: str = setting("Registered backend: dense_clip | lseg | lmseg | vilseg.", "dense_clip")
+    model: str = setting("Architecture: an open_clip model name (dense_clip), an LSeg preset "
                       "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny), an LMSeg preset "
                       "(lmseg_vitb16_sam_b, lmseg_vitb16_sam_l, lmseg_tiny) or a ViL-Seg preset "
                       "(vilseg_vitb16, vilseg_vits16, vilseg_tiny).", "ViT-B-16")
-    pretrained: str = _doc("Weights: an open_clip pretrained tag (e.g. openai), a local file "
+    pretrained: str = setting("Weights: an open_clip pretrained tag (e.g. openai), a local file "
                            "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only). lmseg: a "
                            "checkpoint written by lseg-train (the whole network), or 'random': built from "
                            "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai")
-    device: str = _doc("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
-    precision: str = _doc("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
+    device: str = setting("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
+    precision: str = setting("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
                           "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
                           "about).", "fp32")
-    num_threads: int = _doc("CPU threads torch uses (torch.set_num_threads; process-wide); 0 = torch's "
+    num_threads: int = setting("CPU threads torch uses (torch.set_num_threads; process-wide); 0 = torch's "
                             "default (one per core). On a robot whose cores are shared with other "
                             "processes, fewer threads can be faster.", 0,
                             bounds=Range(0, 1024, note="(0 = torch's default)"))
-    mha_fastpath: str = _doc("nn.MultiheadAttention's fused inference kernel, which open_clip's blocks "
+    mha_fastpath: str = setting("nn.MultiheadAttention's fused inference kernel, which open_clip's blocks "
                              "take (process-wide): auto (off on the CPU, where the plain path measured "
                              "faster, on for CUDA) | on | off.", "auto", switch=True)
-    memory_format: str = _doc("Tensor layout of the image side: auto (channels_last for conv-heavy "
+    memory_format: str = setting("Tensor layout of the image side: auto (channels_last for conv-heavy "
                               "backends (lseg) on the CPU, where it measured faster) | contiguous | "
                               "channels_last.", "auto")
-    quantize: str = _doc("none | int8: dynamic int8 quantization of the image side's linear layers "
+    quantize: str = setting("none | int8: dynamic int8 quantization of the image side's linear layers "
                          "(CPU only; faster, masks not identical: see the README's figures).", "none")
-    compile: str = _doc("none | torch (torch.compile of the image side) | cuda_graphs (the image side "
+    compile: str = setting("none | torch (torch.compile of the image side) | cuda_graphs (the image side "
                         "captured as a CUDA graph per input size: CUDA only, fixed frame size). Set "
                         "warmup_height/warmup_width so the first frame is not slow.", "none")
-    warmup_height: int = _doc("Height of a frame segmented once at start (compilation, CUDA graph capture, "
+    warmup_height: int = setting("Height of a frame segmented once at start (compilation, CUDA graph capture, "
                               "kernel selection) so the first real frame is not slow; 0 = no warm-up. "
                               "Use the camera's frame size.", 0, bounds=Range(0, 16384, note="(0 = no warm-up)"))
-    warmup_width: int = _doc("Width of the warm-up frame; 0 = no warm-up.", 0,
+    warmup_width: int = setting("Width of the warm-up frame; 0 = no warm-up.", 0,
                              bounds=Range(0, 16384, note="(0 = no warm-up)"))
-    stage_timings: str = _doc("Per-stage times in each result's timings: events (CUDA events, no "
+    stage_timings: str = setting("Per-stage times in each result's timings: events (CUDA events, no "
                               "synchronization; wall clock on the CPU) | sync (synchronize after each "
                               "stage: exact wall times, slower on CUDA) | off (the total only).", "events",
                               switch=True)
-    confidence_dtype: str = _doc("float32 | float16: dtype of the confidence maps copied to the host "
+    confidence_dtype: str = setting("float32 | float16: dtype of the confidence maps copied to the host "
                                  "(float16 halves the copy; values differ by < 5e-4).", "float32")
-    confidence_scale: float = _doc("Confidence maps at this fraction of the output size (0 < s <= 1; the "
+    confidence_scale: float = setting("Confidence maps at this fraction of the output size (0 < s <= 1; the "
                                    "mask stays full size). 10 full-size float32 maps of a 640x480 frame "
                                    "are 12 MB.", 1.0, bounds=Range(0.0, 1.0, low_open=True))
-    runtime: str = _doc("What runs the image side: torch | onnxruntime (the ONNX file onnx_model, written "
+    runtime: str = setting("What runs the image side: torch | onnxruntime (the ONNX file onnx_model, written "
                         "by lseg-export; TensorRT, CUDA or CPU execution provider, in that order, when "
                         "present). The text side always runs in torch.", "torch")
-    onnx_model: str = _doc("runtime onnxruntime: the exported image side (.onnx; relative to the YAML "
+    onnx_model: str = setting("runtime onnxruntime: the exported image side (.onnx; relative to the YAML "
                            "file it is written in).", "")
-    tensorrt_cache_dir: str = _doc("runtime onnxruntime: folder for TensorRT engines (built on the first "
+    tensorrt_cache_dir: str = setting("runtime onnxruntime: folder for TensorRT engines (built on the first "
                                    "run, reused after); empty = no cache.", "")
-    short_side: int = _doc("Model input short side in pixels.", 448, bounds=Range(32, 4096))
-    max_long_side: int = _doc("Cap on the model input long side in pixels.", 896, bounds=Range(32, 8192))
-    input_resize: str = _doc("How images become model inputs: snap (short side to short_side, long side "
+    short_side: int = setting("Model input short side in pixels.", 448, bounds=Range(32, 4096))
+    max_long_side: int = setting("Cap on the model input long side in pixels.", 896, bounds=Range(32, 8192))
+    input_resize: str = setting("How images become model inputs: snap (short side to short_side, long side "
                              "capped, both rounded to the patch multiple, antialiased) | mmseg (the "
                              "papers' Resize(keep_ratio): scale min(short_side/short, max_long_side/long), "
                              "sides int(x*scale+0.5), bilinear without antialiasing, 8-bit; a last "
                              "partial patch is dropped or padded: dense_clip.partial_patches).", "snap")
-    output_height: int = _doc("Output mask height; 0 = the input image height.", 0,
+    output_height: int = setting("Output mask height; 0 = the input image height.", 0,
                               bounds=Range(0, 16384, note="(0 = the input's)"))
-    output_width: int = _doc("Output mask width; 0 = the input image width.", 0,
+    output_width: int = setting("Output mask width; 0 = the input image width.", 0,
                              bounds=Range(0, 16384, note="(0 = the input's)"))
-    memory_budget_mb: int = _doc("Per-frame memory (MB) for upsampling logits to the output size and "
+    memory_budget_mb: int = setting("Per-frame memory (MB) for upsampling logits to the output size and "
                                  "holding confidence maps. Upsampling runs in bands that fit in half "
                                  "of it; confidence maps larger than the other half are returned at a "
                                  "reduced resolution (recorded with them).", 512,
                                  bounds=Range(16, 65536, note="(MB)"))
-    logit_scale: float = _doc("Softmax temperature over labels; 0 = the backend's own "
+    logit_scale: float = setting("Softmax temperature over labels; 0 = the backend's own "
                               "(100 for CLIP, 1/0.07 for LSeg).", 0.0,
                               bounds=Range(0.0, note="(0 = the backend's own)"))
-    threshold: float = _doc("Default minimum confidence; pixels below get unknown_value (or "
+    threshold: float = setting("Default minimum confidence; pixels below get unknown_value (or "
                             "threshold_label).", 0.0, bounds=Range(0.0, 1.0))
-    unknown_value: int = _doc("Mask value for pixels below their label's threshold.", 255, bounds=Range(0, 65535))
-    threshold_label: int = _doc("Label index that pixels below their threshold take instead of "
+    unknown_value: int = setting("Mask value for pixels below their label's threshold.", 255, bounds=Range(0, 65535))
+    threshold_label: int = setting("Label index that pixels below their threshold take instead of "
                                 "unknown_value (the papers' background class, index 0); -1 = "
                                 "unknown_value.", -1, bounds=Range(-1, 65535, note="(-1 = unknown_value)"))
-    area_threshold: float = _doc("SCLIP's area filter: a label (other than threshold_label) whose pixels "
+    area_threshold: float = setting("SCLIP's area filter: a label (other than threshold_label) whose pixels "
                                  "make up less than this fraction of all pixels not given threshold_label "
                                  "is dropped, its pixels taking their next best label; 0 disables.", 0.0,
                                  bounds=Range(0.0, 1.0, high_open=True, note="(0 disables)"))
-    prompt_templates: str = _doc("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
+    prompt_templates: str = setting("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
                                  "the scene.') | default (the backend's own: imagenet for dense_clip "
                                  "and lmseg, none for lseg).", "default")
-    description_pooling: str = _doc("How a label's prompts and descriptions combine: mean | max.", "mean")
-    attribute_prompts: str = _doc("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
+    description_pooling: str = setting("How a label's prompts and descriptions combine: mean | max.", "mean")
+    attribute_prompts: str = setting("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
                                   "the prompt bank's descriptions of its color, shape and material (the shipped "
                                   "bank, with prompt_bank over it): auto (on for backend lmseg, off for the "
                                   "others) | on | off.", "auto", switch=True)
-    prompt_bank: str = _doc("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
+    prompt_bank: str = setting("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
                             "file it is written in) whose classes replace or add to the shipped bank's; "
                             "empty = the shipped bank only.", "")
-    labels: List[str] = _doc("Labels used until a query sets others.",
+    labels: List[str] = setting("Labels used until a query sets others.",
                              factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
-    dense_clip: DenseClipConfig = _doc("dense_clip backend options.", factory=DenseClipConfig)
-    lseg: LSegConfig = _doc("lseg backend options.", factory=LSegConfig)
-    lmseg: LMSegConfig = _doc("lmseg backend options.", factory=LMSegConfig)
-    vilseg: VilSegConfig = _doc("vilseg backend options.", factory=VilSegConfig)
-    postprocess: PostprocessConfig = _doc("Optional post-processing.", factory=PostprocessConfig)
+    dense_clip: DenseClipConfig = setting("dense_clip backend options.", factory=DenseClipConfig)
+    lseg: LSegConfig = setting("lseg backend options.", factory=LSegConfig)
+    lmseg: LMSegConfig = setting("lmseg backend options.", factory=LMSegConfig)
+    vilseg: VilSegConfig = setting("vilseg backend options.", factory=VilSegConfig)
+    postprocess: PostprocessConfig = setting("Optional post-processing.", factory=PostprocessConfig)
 
     # ------------------------------------------------------------------ loading
     @staticmethod
@@ -307,8 +308,6 @@ class SegmenterConfig:
 
     def attribute_prompts_enabled(self) -> bool:
         """Whether ``attribute_prompts`` resolves on: "auto" is on for backend lmseg only."""
-        from .prompt_bank import resolve_attribute_prompts
-
         return resolve_attribute_prompts(self.attribute_prompts, self.backend)
 
     def validate(self) -> "SegmenterConfig":
@@ -378,7 +377,7 @@ def field_bounds(cls) -> Dict[str, "Range"]:
 
 
 def switch_fields(cls) -> List[str]:
-    """Dotted names of the string settings whose values include on/off (see :func:`_doc`)."""
+    """Dotted names of the string settings whose values include on/off (see :func:`setting`)."""
     return [name for name, meta in field_metadata(cls).items() if meta.get("switch")]
 
 
@@ -411,9 +410,18 @@ def check_values(config: Any, checks, what: str = "config value") -> None:
             raise ValueError(f"invalid {what} {name}={value!r}; accepted: {accepted}")
 
 
-def _looks_like_file(pretrained: str) -> bool:
-    from .weights import looks_like_path  # local import: weights imports torch
+#: weights file suffixes: torch.load(weights_only=True) and safetensors (lseg_ros.weights reads them)
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+SAFETENSORS_SUFFIXES = (".safetensors",)
 
+
+def looks_like_path(pretrained: str) -> bool:
+    """True when ``pretrained`` names a file rather than a pretrained tag."""
+    return (os.sep in pretrained or pretrained.startswith((".", "~"))
+            or pretrained.endswith(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES))
+
+
+def _looks_like_file(pretrained: str) -> bool:
     return looks_like_path(pretrained)
 
 
@@ -425,7 +433,7 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _coerce(value: Any, tp: Any, name: str, switch: bool = False) -> Any:
+def coerce(value: Any, tp: Any, name: str, switch: bool = False) -> Any:
     """``value`` as type ``tp`` (field ``name``); for a ``switch`` field (values include on/off)
     a boolean is "on"/"off": YAML 1.1 and ROS read an unquoted on/off/yes/no/true/false as one."""
     origin = typing.get_origin(tp)
@@ -435,7 +443,7 @@ def _coerce(value: Any, tp: Any, name: str, switch: bool = False) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"config field {name} expects a list, got {value!r}")
-        return [_coerce(v, item_tp, name) for v in value]
+        return [coerce(v, item_tp, name) for v in value]
     if tp is bool:
         if isinstance(value, str):
             if value.lower() in ("1", "true", "yes", "on"):
@@ -485,7 +493,7 @@ def from_dict(cls, data: Mapping[str, Any], source: str = "config", prefix: str 
         if _is_dataclass_type(tp):
             kwargs[name] = from_dict(tp, value or {}, source, prefix + name + ".")
         else:
-            kwargs[name] = _coerce(value, tp, prefix + name, switch=bool(metadata[name].get("switch")))
+            kwargs[name] = coerce(value, tp, prefix + name, switch=bool(metadata[name].get("switch")))
     return cls(**kwargs)
 
 
@@ -579,3 +587,20 @@ def config_from_args(args: argparse.Namespace, cls=SegmenterConfig, dataset: Opt
         config = from_dict(cls, deep_merge(beneath, profiles), source="command line")
     config = with_overrides(config, overrides) if overrides else config
     return config.validate() if hasattr(config, "validate") else config
+
+
+#: config attribute_prompts values
+ATTRIBUTE_PROMPT_MODES = ("auto", "on", "off")
+#: backends for which attribute_prompts "auto" means on
+AUTO_ON_BACKENDS = ("lmseg",)
+
+
+def resolve_attribute_prompts(mode: str, backend: str) -> bool:
+    """Whether attribute prompts are used: config ``attribute_prompts`` ``mode`` (auto | on | off)
+    for ``backend``; auto is on for the LMSeg backend only."""
+    if mode not in ATTRIBUTE_PROMPT_MODES:
+        raise ValueError(f"invalid config value attribute_prompts={mode!r}; accepted: "
+                         f"{', '.join(ATTRIBUTE_PROMPT_MODES)}")
+    if mode == "auto":
+        return backend in AUTO_ON_BACKENDS
+    return mode == "on"

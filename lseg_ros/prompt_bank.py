@@ -55,6 +55,7 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .config import ATTRIBUTE_PROMPT_MODES, AUTO_ON_BACKENDS, resolve_attribute_prompts  # noqa: F401  (re-exported)
 from .validation import SYNONYM_SEPARATOR, label_text_problem, shorten, split_synonyms
 
 #: the ``format`` value of version 1 of the bank file format
@@ -68,10 +69,6 @@ MAX_DESCRIPTION_CHARS = 256
 #: largest bank file in bytes (checked before it is read; the shipped banks are < 64 KiB and a
 #: class of 32 longest descriptions is ~9 KB, so this holds ~900 such classes)
 MAX_BANK_BYTES = 8 * 1024 * 1024
-#: values of the config field attribute_prompts
-ATTRIBUTE_PROMPT_MODES = ("auto", "on", "off")
-#: backends for which attribute_prompts "auto" means on
-AUTO_ON_BACKENDS = ("lmseg",)
 
 #: common robot labels the shipped bank covers (besides every class of the shipped class
 #: lists and the synthetic scene classes; a test checks)
@@ -292,12 +289,3 @@ def descriptions_for(label: str, user_banks: Iterable[PathLike] = (), limit: int
     return load_prompt_bank(user_banks).descriptions(label, limit)
 
 
-def resolve_attribute_prompts(mode: str, backend: str) -> bool:
-    """Whether attribute prompts are used: config ``attribute_prompts`` ``mode`` (auto | on | off)
-    for ``backend``; auto is on for the LMSeg backend only."""
-    if mode not in ATTRIBUTE_PROMPT_MODES:
-        raise ValueError(f"invalid config value attribute_prompts={mode!r}; accepted: "
-                         f"{', '.join(ATTRIBUTE_PROMPT_MODES)}")
-    if mode == "auto":
-        return backend in AUTO_ON_BACKENDS
-    return mode == "on"

@@ -160,3 +160,19 @@ def test_every_number_setting_has_bounds_and_its_default_lies_within():
             assert bounds[name].contains(default), name
         if tp is int:  # an integer can allocate memory or time: every one is bounded above
             assert bounds[name].high is not None, name
+
+
+def test_config_is_a_leaf_module_importing_no_other_part_of_the_package_but_profiles():
+    """config.py describes settings only: importing it loads neither torch nor weights,
+    prompt banks or backends."""
+    import ast
+    from pathlib import Path
+
+    import lseg_ros.config
+
+    tree = ast.parse(Path(lseg_ros.config.__file__).read_text())
+    relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0}
+    absolute = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    assert relative <= {"profiles"}, relative
+    assert "torch" not in absolute
