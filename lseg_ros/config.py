@@ -77,188 +77,247 @@ POSITIONAL_RESIZES = ("auto", "scale_factor", "size")
 class DenseClipConfig:
     mode: str = setting("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
     gaussian_std: float = setting("naclip: std (in patches) of the neighbourhood prior.", 5.0,
-                               bounds=Range(0.0, low_open=True))
+                                  bounds=Range(0.0, low_open=True))
     positional_resize: str = setting("How the positional embedding is resized to other patch grids "
-                                  "(bicubic): scale_factor (NACLIP, SCLIP, ClearCLIP: scale factor "
-                                  "(grid + 0.1) / pretraining grid) | size (MaskCLIP: to the grid size) | "
-                                  "auto (size for maskclip, scale_factor otherwise).", "auto")
+                                     "(bicubic): scale_factor (NACLIP, SCLIP, ClearCLIP: scale factor "
+                                     "(grid + 0.1) / pretraining grid) | size (MaskCLIP: to the grid size) | "
+                                     "auto (size for maskclip, scale_factor otherwise).", "auto")
     window: int = setting("Sliding-window size in model-input pixels; 0 disables.", 0,
-                       bounds=Range(0, 4096, note="(0 disables)"))
+                          bounds=Range(0, 4096, note="(0 disables)"))
     stride: int = setting("Sliding-window stride in model-input pixels.", 224, bounds=Range(1, 4096))
     window_merge: str = setting("How overlapping windows merge: logits (NACLIP, SCLIP, ClearCLIP: each "
-                             "window's label logits resized to the window, averaged) | embeddings "
-                             "(pixel embeddings averaged on the patch grid; one classification).", "logits")
+                                "window's label logits resized to the window, averaged) | embeddings "
+                                "(pixel embeddings averaged on the patch grid; one classification).", "logits")
     partial_patches: str = setting("Inputs that are not patch multiples (input_resize mmseg): crop (the last "
-                                "partial row and column of patches are dropped, as CLIP's patch conv drops "
-                                "them: NACLIP, SCLIP, ClearCLIP) | pad (zero-padded at the bottom and right "
-                                "to whole patches after normalization, the positional embedding resized to "
-                                "that grid: MaskCLIP's mmseg PatchEmbed).", "crop")
+                                   "partial row and column of patches are dropped, as CLIP's patch conv drops "
+                                   "them: NACLIP, SCLIP, ClearCLIP) | pad (zero-padded at the bottom and right "
+                                   "to whole patches after normalization, the positional embedding resized to "
+                                   "that grid: MaskCLIP's mmseg PatchEmbed).", "crop")
     normalization: str = setting("Image mean/std: clip (the model's own, CLIP's) | imagenet (mean 123.675, "
-                              "116.28, 103.53, std 58.395, 57.12, 57.375 on 0-255: MaskCLIP's configs).", "clip")
+                                 "116.28, 103.53, std 58.395, 57.12, 57.375 on 0-255: MaskCLIP's configs).", "clip")
     image_tower: str = setting("The image tower as run: clip (as the weights were trained: the model's "
-                            "activation and LayerNorm eps) | mmseg (MaskCLIP's port of CLIP's ViT to mmseg's "
-                            "VisionTransformer: GELU and LayerNorm eps 1e-6 in the image tower, whatever the "
-                            "weights were trained with; the text tower unchanged).", "clip")
+                               "activation and LayerNorm eps) | mmseg (MaskCLIP's port of CLIP's ViT to mmseg's "
+                               "VisionTransformer: GELU and LayerNorm eps 1e-6 in the image tower, whatever the "
+                               "weights were trained with; the text tower unchanged).", "clip")
+
+    def checks(self, prefix: str = "") -> list:
+        """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
+        (SegmenterConfig.validate runs them with the field's name)."""
+        return [
+            (self.mode in ("maskclip", "sclip", "clearclip", "naclip"), prefix + "mode",
+             "maskclip, sclip, clearclip, naclip"),
+            (self.positional_resize in POSITIONAL_RESIZES, prefix + "positional_resize",
+             ", ".join(POSITIONAL_RESIZES)),
+            (self.window_merge in ("logits", "embeddings"), prefix + "window_merge",
+             "logits, embeddings"),
+            (self.partial_patches in ("crop", "pad"), prefix + "partial_patches", "crop, pad"),
+            (self.normalization in ("clip", "imagenet"), prefix + "normalization", "clip, imagenet"),
+            (self.image_tower in ("clip", "mmseg"), prefix + "image_tower", "clip, mmseg"),
+        ]
+
+    def validate(self) -> "DenseClipConfig":
+        check_values(self, range_checks(self) + self.checks())
+        return self
 
 
 @dataclass
 class LSegConfig:
     arch_option: int = setting("lang-seg's arch_option: the spatial-regularization head after the label "
-                            "logits. 0 none; 1 bottleneck blocks (3x3 conv shared by all label maps plus "
-                            "the per-pixel max over labels); 2 depthwise blocks (the 3x3 conv only). "
-                            "Must match the checkpoint: 1 and 2 have the same keys.", 0,
-                            bounds=Range(0, 2, note="(0 none, 1 bottleneck, 2 depthwise)"))
+                               "logits. 0 none; 1 bottleneck blocks (3x3 conv shared by all label maps plus "
+                               "the per-pixel max over labels); 2 depthwise blocks (the 3x3 conv only). "
+                               "Must match the checkpoint: 1 and 2 have the same keys.", 0,
+                               bounds=Range(0, 2, note="(0 none, 1 bottleneck, 2 depthwise)"))
     block_depth: int = setting("Spatial-regularization blocks with arch_option 1 or 2 (as upstream, 0 "
-                            "still runs one block; the last block has no activation).", 0, bounds=Range(0, 16))
+                               "still runs one block; the last block has no activation).", 0, bounds=Range(0, 16))
     activation: str = setting("Activation in the spatial-regularization blocks: lrelu | tanh | relu.", "lrelu")
+
+    def checks(self, prefix: str = "") -> list:
+        """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
+        (SegmenterConfig.validate runs them with the field's name)."""
+        return [
+            (self.arch_option != 0 or self.block_depth == 0, prefix + "arch_option/" + prefix + "block_depth",
+             "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
+             "what block_depth > 0 alone selected before) or 2 (depthwise)"),
+            (self.activation in ("lrelu", "tanh", "relu"), prefix + "activation", "lrelu, tanh, relu"),
+        ]
+
+    def validate(self) -> "LSegConfig":
+        check_values(self, range_checks(self) + self.checks())
+        return self
 
 
 @dataclass
 class VilSegConfig:
     clusters: int = setting("ViL-Seg's online clustering head: number of clusters K (must match the "
-                         "checkpoint).", 16, bounds=Range(2, 1024))
+                            "checkpoint).", 16, bounds=Range(2, 1024))
     cluster_inference: bool = setting("Classify each cluster's mean embedding (ViL-Seg); false classifies "
-                                   "every patch on its own.", True)
+                                      "every patch on its own.", True)
 
 
 @dataclass
 class LMSegConfig:
     clip_model: str = setting("open_clip ViT of the CLIP branch (image and text towers); empty = the preset's "
-                           "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l: ViT-B-16).", "")
+                              "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l: ViT-B-16).", "")
     clip_pretrained: str = setting("CLIP weights when pretrained is 'random' (the network built from its parts): "
-                                "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
-                                "pretrained is an lmseg checkpoint (it holds the whole network).", "random")
+                                   "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
+                                   "pretrained is an lmseg checkpoint (it holds the whole network).", "random")
     clip_mode: str = setting("How dense CLIP features are read from the last block (dense_clip machinery): "
-                          "maskclip (value path, residual and FFN kept) | sclip | clearclip | naclip.",
-                          "maskclip")
+                             "maskclip (value path, residual and FFN kept) | sclip | clearclip | naclip.",
+                             "maskclip")
     sam_model: str = setting("timm SAM image encoder (samvit_base_patch16, samvit_large_patch16, "
-                          "samvit_huge_patch16); empty = the preset's (lmseg_tiny: a 2-block samvit).", "")
+                             "samvit_huge_patch16); empty = the preset's (lmseg_tiny: a 2-block samvit).", "")
     sam_checkpoint: str = setting("SAM weights when pretrained is 'random': the official segment-anything file "
-                               "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
-                               "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
-                               "Ignored when pretrained is an lmseg checkpoint.", "")
+                                  "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
+                                  "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
+                                  "Ignored when pretrained is an lmseg checkpoint.", "")
     decoder_width: int = setting("Channels of the fused features and the decoder; 0 = the preset's.", 0,
-                              bounds=Range(0, 4096, note="(0 = the preset's)"))
+                                 bounds=Range(0, 4096, note="(0 = the preset's)"))
     fusion_init: float = setting("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
-                              "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5,
-                              bounds=Range(0.0, 1.0, low_open=True, high_open=True))
+                                 "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5,
+                                 bounds=Range(0.0, 1.0, low_open=True, high_open=True))
     freeze_clip: bool = setting("Training: keep the CLIP image tower frozen (LMSeg does; the text tower is "
-                             "always frozen). Set false for a randomly initialized tower.", True)
+                                "always frozen). Set false for a randomly initialized tower.", True)
     freeze_sam: bool = setting("Training: keep the SAM image encoder frozen (LMSeg does). Set false for a "
-                            "randomly initialized encoder.", True)
+                               "randomly initialized encoder.", True)
+
+    def checks(self, prefix: str = "") -> list:
+        """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
+        (SegmenterConfig.validate runs them with the field's name)."""
+        return [
+            (self.clip_mode in ("maskclip", "sclip", "clearclip", "naclip"), prefix + "clip_mode",
+             "maskclip, sclip, clearclip, naclip"),
+        ]
+
+    def validate(self) -> "LMSegConfig":
+        check_values(self, range_checks(self) + self.checks())
+        return self
 
 
 @dataclass
 class PostprocessConfig:
     cluster_k: int = setting("ViL-Seg-style clustering: group pixel embeddings into K clusters "
-                          "and classify each cluster as a whole; 0 disables.", 0,
-                          bounds=Range(0, 1024, note="(0 disables)"))
+                             "and classify each cluster as a whole; 0 disables.", 0,
+                             bounds=Range(0, 1024, note="(0 disables)"))
     cluster_iters: int = setting("k-means iterations for clustering.", 10, bounds=Range(1, 1000))
     pamr_iters: int = setting("PAMR refinement iterations on the logits; 0 disables.", 0,
-                           bounds=Range(0, 100, note="(0 disables)"))
+                              bounds=Range(0, 100, note="(0 disables)"))
     pamr_dilations: List[int] = setting("PAMR neighbourhood dilations.", factory=lambda: [1, 2], bounds=Range(1, 64))
     pamr_on: str = setting("Where PAMR runs: input_probabilities (label probabilities at the model-input "
-                        "resolution: fast) | output_logits (NACLIP: the logits at the output resolution, "
-                        "guided by the model input resized to it; memory grows with output size x names).",
-                        "input_probabilities")
+                           "resolution: fast) | output_logits (NACLIP: the logits at the output resolution, "
+                           "guided by the model input resized to it; memory grows with output size x names).",
+                           "input_probabilities")
+
+    def checks(self, prefix: str = "") -> list:
+        """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
+        (SegmenterConfig.validate runs them with the field's name)."""
+        return [
+            (self.pamr_on in ("input_probabilities", "output_logits"), prefix + "pamr_on",
+             "input_probabilities, output_logits"),
+            (bool(self.pamr_dilations), prefix + "pamr_dilations",
+             "a non-empty list of integers in [1, 64]"),
+        ]
+
+    def validate(self) -> "PostprocessConfig":
+        check_values(self, range_checks(self) + self.checks())
+        return self
 
 
 @dataclass
 class SegmenterConfig:
     profile: str = setting("Named settings to start from: robot (the node's real-time default) | naclip | "
-                        "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
-                        "README's profile table). Fields set explicitly override the profile.", "robot")
+                           "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
+                           "README's profile table). Fields set explicitly override the profile.", "robot")
     backend: str = setting("Registered backend: dense_clip | lseg | lmseg | vilseg.", "dense_clip")
     model: str = setting("Architecture: an open_clip model name (dense_clip), an LSeg preset "
-                      "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny), an LMSeg preset "
-                      "(lmseg_vitb16_sam_b, lmseg_vitb16_sam_l, lmseg_tiny) or a ViL-Seg preset "
-                      "(vilseg_vitb16, vilseg_vits16, vilseg_tiny).", "ViT-B-16")
+                         "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny), an LMSeg preset "
+                         "(lmseg_vitb16_sam_b, lmseg_vitb16_sam_l, lmseg_tiny) or a ViL-Seg preset "
+                         "(vilseg_vitb16, vilseg_vits16, vilseg_tiny).", "ViT-B-16")
     pretrained: str = setting("Weights: an open_clip pretrained tag (e.g. openai), a local file "
-                           "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only). lmseg: a "
-                           "checkpoint written by lseg-train (the whole network), or 'random': built from "
-                           "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai")
+                              "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only). lmseg: a "
+                              "checkpoint written by lseg-train (the whole network), or 'random': built from "
+                              "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai")
     device: str = setting("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
     precision: str = setting("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
-                          "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
-                          "about).", "fp32")
+                             "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
+                             "about).", "fp32")
     num_threads: int = setting("CPU threads torch uses (torch.set_num_threads; process-wide); 0 = torch's "
-                            "default (one per core). On a robot whose cores are shared with other "
-                            "processes, fewer threads can be faster.", 0,
-                            bounds=Range(0, 1024, note="(0 = torch's default)"))
+                               "default (one per core). On a robot whose cores are shared with other "
+                               "processes, fewer threads can be faster.", 0,
+                               bounds=Range(0, 1024, note="(0 = torch's default)"))
     mha_fastpath: str = setting("nn.MultiheadAttention's fused inference kernel, which open_clip's blocks "
-                             "take (process-wide): auto (off on the CPU, where the plain path measured "
-                             "faster, on for CUDA) | on | off.", "auto", switch=True)
+                                "take (process-wide): auto (off on the CPU, where the plain path measured "
+                                "faster, on for CUDA) | on | off.", "auto", switch=True)
     memory_format: str = setting("Tensor layout of the image side: auto (channels_last for conv-heavy "
-                              "backends (lseg) on the CPU, where it measured faster) | contiguous | "
-                              "channels_last.", "auto")
+                                 "backends (lseg) on the CPU, where it measured faster) | contiguous | "
+                                 "channels_last.", "auto")
     quantize: str = setting("none | int8: dynamic int8 quantization of the image side's linear layers "
-                         "(CPU only; faster, masks not identical: see the README's figures).", "none")
+                            "(CPU only; faster, masks not identical: see the README's figures).", "none")
     compile: str = setting("none | torch (torch.compile of the image side) | cuda_graphs (the image side "
-                        "captured as a CUDA graph per input size: CUDA only, fixed frame size). Set "
-                        "warmup_height/warmup_width so the first frame is not slow.", "none")
+                           "captured as a CUDA graph per input size: CUDA only, fixed frame size). Set "
+                           "warmup_height/warmup_width so the first frame is not slow.", "none")
     warmup_height: int = setting("Height of a frame segmented once at start (compilation, CUDA graph capture, "
-                              "kernel selection) so the first real frame is not slow; 0 = no warm-up. "
-                              "Use the camera's frame size.", 0, bounds=Range(0, 16384, note="(0 = no warm-up)"))
+                                 "kernel selection) so the first real frame is not slow; 0 = no warm-up. "
+                                 "Use the camera's frame size.", 0, bounds=Range(0, 16384, note="(0 = no warm-up)"))
     warmup_width: int = setting("Width of the warm-up frame; 0 = no warm-up.", 0,
-                             bounds=Range(0, 16384, note="(0 = no warm-up)"))
+                                bounds=Range(0, 16384, note="(0 = no warm-up)"))
     stage_timings: str = setting("Per-stage times in each result's timings: events (CUDA events, no "
-                              "synchronization; wall clock on the CPU) | sync (synchronize after each "
-                              "stage: exact wall times, slower on CUDA) | off (the total only).", "events",
-                              switch=True)
+                                 "synchronization; wall clock on the CPU) | sync (synchronize after each "
+                                 "stage: exact wall times, slower on CUDA) | off (the total only).", "events",
+                                 switch=True)
     confidence_dtype: str = setting("float32 | float16: dtype of the confidence maps copied to the host "
-                                 "(float16 halves the copy; values differ by < 5e-4).", "float32")
+                                    "(float16 halves the copy; values differ by < 5e-4).", "float32")
     confidence_scale: float = setting("Confidence maps at this fraction of the output size (0 < s <= 1; the "
-                                   "mask stays full size). 10 full-size float32 maps of a 640x480 frame "
-                                   "are 12 MB.", 1.0, bounds=Range(0.0, 1.0, low_open=True))
+                                      "mask stays full size). 10 full-size float32 maps of a 640x480 frame "
+                                      "are 12 MB.", 1.0, bounds=Range(0.0, 1.0, low_open=True))
     runtime: str = setting("What runs the image side: torch | onnxruntime (the ONNX file onnx_model, written "
-                        "by lseg-export; TensorRT, CUDA or CPU execution provider, in that order, when "
-                        "present). The text side always runs in torch.", "torch")
+                           "by lseg-export; TensorRT, CUDA or CPU execution provider, in that order, when "
+                           "present). The text side always runs in torch.", "torch")
     onnx_model: str = setting("runtime onnxruntime: the exported image side (.onnx; relative to the YAML "
-                           "file it is written in).", "")
+                              "file it is written in).", "")
     tensorrt_cache_dir: str = setting("runtime onnxruntime: folder for TensorRT engines (built on the first "
-                                   "run, reused after); empty = no cache.", "")
+                                      "run, reused after); empty = no cache.", "")
     short_side: int = setting("Model input short side in pixels.", 448, bounds=Range(32, 4096))
     max_long_side: int = setting("Cap on the model input long side in pixels.", 896, bounds=Range(32, 8192))
     input_resize: str = setting("How images become model inputs: snap (short side to short_side, long side "
-                             "capped, both rounded to the patch multiple, antialiased) | mmseg (the "
-                             "papers' Resize(keep_ratio): scale min(short_side/short, max_long_side/long), "
-                             "sides int(x*scale+0.5), bilinear without antialiasing, 8-bit; a last "
-                             "partial patch is dropped or padded: dense_clip.partial_patches).", "snap")
+                                "capped, both rounded to the patch multiple, antialiased) | mmseg (the "
+                                "papers' Resize(keep_ratio): scale min(short_side/short, max_long_side/long), "
+                                "sides int(x*scale+0.5), bilinear without antialiasing, 8-bit; a last "
+                                "partial patch is dropped or padded: dense_clip.partial_patches).", "snap")
     output_height: int = setting("Output mask height; 0 = the input image height.", 0,
-                              bounds=Range(0, 16384, note="(0 = the input's)"))
+                                 bounds=Range(0, 16384, note="(0 = the input's)"))
     output_width: int = setting("Output mask width; 0 = the input image width.", 0,
-                             bounds=Range(0, 16384, note="(0 = the input's)"))
+                                bounds=Range(0, 16384, note="(0 = the input's)"))
     memory_budget_mb: int = setting("Per-frame memory (MB) for upsampling logits to the output size and "
-                                 "holding confidence maps. Upsampling runs in bands that fit in half "
-                                 "of it; confidence maps larger than the other half are returned at a "
-                                 "reduced resolution (recorded with them).", 512,
-                                 bounds=Range(16, 65536, note="(MB)"))
+                                    "holding confidence maps. Upsampling runs in bands that fit in half "
+                                    "of it; confidence maps larger than the other half are returned at a "
+                                    "reduced resolution (recorded with them).", 512,
+                                    bounds=Range(16, 65536, note="(MB)"))
     logit_scale: float = setting("Softmax temperature over labels; 0 = the backend's own "
-                              "(100 for CLIP, 1/0.07 for LSeg).", 0.0,
-                              bounds=Range(0.0, note="(0 = the backend's own)"))
+                                 "(100 for CLIP, 1/0.07 for LSeg).", 0.0,
+                                 bounds=Range(0.0, note="(0 = the backend's own)"))
     threshold: float = setting("Default minimum confidence; pixels below get unknown_value (or "
-                            "threshold_label).", 0.0, bounds=Range(0.0, 1.0))
+                               "threshold_label).", 0.0, bounds=Range(0.0, 1.0))
     unknown_value: int = setting("Mask value for pixels below their label's threshold.", 255, bounds=Range(0, 65535))
     threshold_label: int = setting("Label index that pixels below their threshold take instead of "
-                                "unknown_value (the papers' background class, index 0); -1 = "
-                                "unknown_value.", -1, bounds=Range(-1, 65535, note="(-1 = unknown_value)"))
+                                   "unknown_value (the papers' background class, index 0); -1 = "
+                                   "unknown_value.", -1, bounds=Range(-1, 65535, note="(-1 = unknown_value)"))
     area_threshold: float = setting("SCLIP's area filter: a label (other than threshold_label) whose pixels "
-                                 "make up less than this fraction of all pixels not given threshold_label "
-                                 "is dropped, its pixels taking their next best label; 0 disables.", 0.0,
-                                 bounds=Range(0.0, 1.0, high_open=True, note="(0 disables)"))
+                                    "make up less than this fraction of all pixels not given threshold_label "
+                                    "is dropped, its pixels taking their next best label; 0 disables.", 0.0,
+                                    bounds=Range(0.0, 1.0, high_open=True, note="(0 disables)"))
     prompt_templates: str = setting("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
-                                 "the scene.') | default (the backend's own: imagenet for dense_clip "
-                                 "and lmseg, none for lseg).", "default")
+                                    "the scene.') | default (the backend's own: imagenet for dense_clip "
+                                    "and lmseg, none for lseg).", "default")
     description_pooling: str = setting("How a label's prompts and descriptions combine: mean | max.", "mean")
     attribute_prompts: str = setting("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
-                                  "the prompt bank's descriptions of its color, shape and material (the shipped "
-                                  "bank, with prompt_bank over it): auto (on for backend lmseg, off for the "
-                                  "others) | on | off.", "auto", switch=True)
+                                     "the prompt bank's descriptions of its color, shape and material (the shipped "
+                                     "bank, with prompt_bank over it): auto (on for backend lmseg, off for the "
+                                     "others) | on | off.", "auto", switch=True)
     prompt_bank: str = setting("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
-                            "file it is written in) whose classes replace or add to the shipped bank's; "
-                            "empty = the shipped bank only.", "")
+                               "file it is written in) whose classes replace or add to the shipped bank's; "
+                               "empty = the shipped bank only.", "")
     labels: List[str] = setting("Labels used until a query sets others.",
-                             factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
+                                factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
     dense_clip: DenseClipConfig = setting("dense_clip backend options.", factory=DenseClipConfig)
     lseg: LSegConfig = setting("lseg backend options.", factory=LSegConfig)
     lmseg: LMSegConfig = setting("lmseg backend options.", factory=LMSegConfig)
@@ -330,30 +389,13 @@ class SegmenterConfig:
             (self.input_resize in ("snap", "mmseg"), "input_resize", "snap, mmseg"),
             (self.prompt_templates in ("none", "single", "imagenet", "maskclip", "default"), "prompt_templates",
              "none, single, imagenet, maskclip, default"),
-            (self.postprocess.pamr_on in ("input_probabilities", "output_logits"), "postprocess.pamr_on",
-             "input_probabilities, output_logits"),
             (self.description_pooling in ("mean", "max"), "description_pooling", "mean, max"),
             (self.attribute_prompts in ("auto", "on", "off"), "attribute_prompts", "auto, on, off"),
             (not self.prompt_bank or self.prompt_bank.lower().endswith(".json"), "prompt_bank",
              "empty or a .json prompt bank file (format lseg_ros.prompt_bank/1)"),
-            (self.dense_clip.mode in ("maskclip", "sclip", "clearclip", "naclip"), "dense_clip.mode",
-             "maskclip, sclip, clearclip, naclip"),
-            (self.dense_clip.positional_resize in POSITIONAL_RESIZES, "dense_clip.positional_resize",
-             ", ".join(POSITIONAL_RESIZES)),
-            (self.dense_clip.window_merge in ("logits", "embeddings"), "dense_clip.window_merge",
-             "logits, embeddings"),
-            (self.dense_clip.partial_patches in ("crop", "pad"), "dense_clip.partial_patches", "crop, pad"),
-            (self.dense_clip.normalization in ("clip", "imagenet"), "dense_clip.normalization", "clip, imagenet"),
-            (self.dense_clip.image_tower in ("clip", "mmseg"), "dense_clip.image_tower", "clip, mmseg"),
-            (self.lseg.arch_option != 0 or self.lseg.block_depth == 0, "lseg.arch_option/lseg.block_depth",
-             "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
-             "what block_depth > 0 alone selected before) or 2 (depthwise)"),
-            (self.lseg.activation in ("lrelu", "tanh", "relu"), "lseg.activation", "lrelu, tanh, relu"),
-            (bool(self.postprocess.pamr_dilations), "postprocess.pamr_dilations",
-             "a non-empty list of integers in [1, 64]"),
-            (self.lmseg.clip_mode in ("maskclip", "sclip", "clearclip", "naclip"), "lmseg.clip_mode",
-             "maskclip, sclip, clearclip, naclip"),
         ]
+        for name in ("dense_clip", "lseg", "lmseg", "postprocess"):  # each sub-config's own checks
+            checks += getattr(self, name).checks(prefix=name + ".")
         check_values(self, checks)
         return self
 

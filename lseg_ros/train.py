@@ -69,13 +69,13 @@ class TrainModelConfig(SegmenterConfig):
     """The model to train: a SegmenterConfig whose defaults are a trainable LSeg."""
 
     backend: str = setting("Registered backend to train: lseg or lmseg (objective lseg), vilseg (objective "
-                        "vilseg).", "lseg")
+                           "vilseg).", "lseg")
     model: str = setting("LSeg preset: lseg_tiny (CPU demos), lseg_vitb32_384, lseg_vitb16_384, "
-                      "lseg_vitl16_384; LMSeg preset (backend lmseg): lmseg_tiny, lmseg_vitb16_sam_b, "
-                      "lmseg_vitb16_sam_l.", "lseg_tiny")
+                         "lseg_vitl16_384; LMSeg preset (backend lmseg): lmseg_tiny, lmseg_vitb16_sam_b, "
+                         "lmseg_vitb16_sam_l.", "lseg_tiny")
     pretrained: str = setting("Initial weights: 'random' or a local checkpoint to fine-tune.", "random")
     labels: List[str] = setting("Ignored in training: the label set is the dataset's class names "
-                             "(minus unseen_classes).", factory=list)
+                                "(minus unseen_classes).", factory=list)
 
 
 @dataclass
@@ -83,46 +83,46 @@ class VilSegTrainConfig:
     """ViL-Seg's objective (``objective: vilseg``): loss weights and views."""
 
     cross_modal_weight: float = setting("Weight of the cross-modal contrast (pooled image embedding vs its "
-                                     "caption's, InfoNCE over the batch).", 1.0)
+                                        "caption's, InfoNCE over the batch).", 1.0)
     vision_weight: float = setting("Weight of the vision-based contrast (global view vs local crops, "
-                                "InfoNCE over the batch).", 0.5)
+                                   "InfoNCE over the batch).", 0.5)
     cluster_weight: float = setting("Weight of the clustering head's loss (negative mutual information of "
-                                 "the cluster assignments of two views, IIC).", 1.0)
+                                    "the cluster assignments of two views, IIC).", 1.0)
     cluster_entropy: float = setting("IIC's lambda: weight of the cluster marginals' entropy in the clustering "
-                                  "loss (1 = plain mutual information; more keeps small classes apart).", 2.0)
+                                     "loss (1 = plain mutual information; more keeps small classes apart).", 2.0)
     local_crops: int = setting("Local crops per image for the vision-based contrast.", 2)
     local_scale: List[float] = setting("Side of a local crop as a fraction of the image's (low, high).",
-                                    factory=lambda: [0.35, 0.65])
+                                       factory=lambda: [0.35, 0.65])
     vision_temperature: float = setting("Temperature of the vision-based contrast.", 0.1)
     pooling: str = setting("Image embedding of the cross-modal contrast: mean (of all patch embeddings: "
-                        "large regions dominate) | clusters (of the clustering head's soft cluster means, "
-                        "each cluster alike, as a caption names each thing once).", "mean")
+                           "large regions dominate) | clusters (of the clustering head's soft cluster means, "
+                           "each cluster alike, as a caption names each thing once).", "mean")
     image_size: List[int] = setting("Training image size (height, width): captioned images are resized to "
-                                 "it whole (a crop could cut away what the caption names); multiples of "
-                                 "the patch size.", factory=lambda: [128, 160])
+                                    "it whole (a crop could cut away what the caption names); multiples of "
+                                    "the patch size.", factory=lambda: [128, 160])
 
 
 @dataclass
 class TrainConfig:
     out: str = setting("Output folder for checkpoints, config.yaml, model.yaml and metrics.csv.", "runs/lseg")
     objective: str = setting("lseg (masks: per-pixel cross-entropy against the frozen text tower's label "
-                          "embeddings) | vilseg (captions only, no masks: ViL-Seg's contrastive and "
-                          "clustering losses; trains the text tower too; needs model.backend vilseg).", "lseg")
+                             "embeddings) | vilseg (captions only, no masks: ViL-Seg's contrastive and "
+                             "clustering losses; trains the text tower too; needs model.backend vilseg).", "lseg")
     dataset: str = setting("Dataset kind: ade20k | voc | pascal_context59 | generic (objective vilseg: the "
-                        "kind of the validation dataset).", "generic")
+                           "kind of the validation dataset).", "generic")
     data_root: str = setting("Dataset root folder (objective vilseg: a caption dataset, see "
-                          "lseg_ros.data.captions).", "")
+                             "lseg_ros.data.captions).", "")
     val_data_root: str = setting("Labelled dataset root for validation; empty = data_root (objective vilseg: "
-                              "empty = no validation, captions have no masks).", "")
+                                 "empty = no validation, captions have no masks).", "")
     train_split: str = setting("Training split (objective vilseg: used when the caption dataset has "
-                            "splits/<split>.txt, else all its images).", "train")
+                               "splits/<split>.txt, else all its images).", "train")
     val_split: str = setting("Validation split, evaluated after each epoch; empty disables.", "val")
     val_max_images: int = setting("Validate on the first N images only; 0 = all.", 0)
     unseen_classes: List[str] = setting("Class names held out of training (ignored pixels, not in the "
-                                     "label set), evaluated as unseen.", factory=list)
+                                        "label set), evaluated as unseen.", factory=list)
     crop_size: int = setting("Square training crop in pixels (a multiple of the patch size).", 128)
     scale_range: List[float] = setting("Random rescale factors (low, high) before cropping.",
-                                    factory=lambda: [0.75, 1.5])
+                                       factory=lambda: [0.75, 1.5])
     flip: bool = setting("Random horizontal flips.", True)
     jitter: float = setting("Brightness/contrast/saturation jitter strength in [0, 1).", 0.2)
     batch_size: int = setting("Images per forward pass.", 8)
@@ -133,23 +133,23 @@ class TrainConfig:
     backbone_lr: float = setting("Learning rate of the ViT backbone (image_parameters).", 1e-3)
     decoder_lr: float = setting("Learning rate of the reassemble stages and decoder (decoder_parameters).", 3e-3)
     text_lr: float = setting("Learning rate of the text tower and contrast temperature (objective vilseg; "
-                          "objective lseg keeps the text tower frozen).", 1e-3)
+                             "objective lseg keeps the text tower frozen).", 1e-3)
     momentum: float = setting("SGD momentum.", 0.9)
     weight_decay: float = setting("Weight decay.", 1e-4)
     lr_power: float = setting("Poly schedule: lr x (1 - step/total)^power.", 0.9)
     warmup_steps: int = setting("Linear warm-up steps before the poly decay.", 0)
     workers: int = setting("DataLoader worker processes (0 = load in the main process).", 0)
     threads: int = setting("CPU threads of torch (torch.set_num_threads); 0 = torch's default. "
-                        "1 is much faster on a busy machine.", 0)
+                           "1 is much faster on a busy machine.", 0)
     seed: int = setting("Seed of initialization, data order and augmentation.", 0)
     device: str = setting("auto | cpu | cuda | cuda:N.", "auto")
     precision: str = setting("fp32 | bf16 | fp16: autocast (fp16 with GradScaler) on CUDA; "
-                          "the CPU always trains in fp32.", "fp32")
+                             "the CPU always trains in fp32.", "fp32")
     progress: bool = setting("Show a tqdm progress bar.", True)
     vilseg: VilSegTrainConfig = setting("ViL-Seg objective settings (objective vilseg).",
-                                     factory=VilSegTrainConfig)
+                                        factory=VilSegTrainConfig)
     model: TrainModelConfig = setting("The model (an inference SegmenterConfig; see model.*).",
-                                   factory=TrainModelConfig)
+                                      factory=TrainModelConfig)
 
     @classmethod
     def from_yaml(cls, path) -> "TrainConfig":

@@ -176,3 +176,19 @@ def test_config_is_a_leaf_module_importing_no_other_part_of_the_package_but_prof
                 for alias in node.names}
     assert relative <= {"profiles"}, relative
     assert "torch" not in absolute
+
+
+def test_each_sub_config_validates_itself_and_the_segmenter_config_names_the_nested_field():
+    from lseg_ros.config import DenseClipConfig, LMSegConfig, LSegConfig, PostprocessConfig
+
+    with pytest.raises(ValueError, match="invalid config value mode='magic'; accepted: maskclip"):
+        DenseClipConfig(mode="magic").validate()
+    with pytest.raises(ValueError, match="invalid config value activation='gelu'"):
+        LSegConfig(activation="gelu").validate()
+    with pytest.raises(ValueError, match="invalid config value clip_mode='x'"):
+        LMSegConfig(clip_mode="x").validate()
+    with pytest.raises(ValueError, match="invalid config value pamr_iters=-1"):
+        PostprocessConfig(pamr_iters=-1).validate()
+    assert DenseClipConfig().validate() == DenseClipConfig()
+    with pytest.raises(ValueError, match="invalid config value dense_clip.mode='magic'"):
+        SegmenterConfig(dense_clip=DenseClipConfig(mode="magic")).validate()

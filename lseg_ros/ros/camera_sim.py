@@ -42,7 +42,7 @@ class CameraSimConfig:
     horizontal_fov_deg: float = setting("Horizontal field of view of the pinhole camera_info.", 60.0)
     qos: str = setting("Publisher QoS: reliable (matches every subscriber) | sensor_data (best effort).", "reliable")
     depth_encoding: str = setting("Depth of generated scenes on `depth`: 16UC1 (millimetres, as RealSense) | "
-                               "32FC1 (metres) | none (no depth).", "16UC1")
+                                  "32FC1 (metres) | none (no depth).", "16UC1")
 
     def validate(self) -> "CameraSimConfig":
         if not self.rate > 0:
