@@ -54,16 +54,21 @@ class Range:
 
 
 def setting(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, *,
-         bounds: Optional[Range] = None, switch: bool = False):
+            bounds: Optional[Range] = None, switch: bool = False, path: str = ""):
     """A dataclass field carrying its documentation in metadata['doc'], the accepted range of a
     number in metadata['bounds'] (checked by :func:`range_checks`, published in the ROS
     parameter descriptors), and metadata['switch'] for a string setting whose values include
-    on/off (a YAML or ROS boolean given for it reads as "on"/"off")."""
+    on/off (a YAML or ROS boolean given for it reads as "on"/"off"). ``path`` marks a field
+    that names a file or folder, resolved against the YAML file it is written in
+    (:func:`load_yaml_config`): "file" (any non-empty value) or "weights" (a value that looks
+    like a path, not a pretrained tag such as "openai")."""
     metadata = {"doc": text}
     if bounds is not None:
         metadata["bounds"] = bounds
     if switch:
         metadata["switch"] = True
+    if path:
+        metadata["path"] = path
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -160,7 +165,7 @@ class LMSegConfig:
                               "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l: ViT-B-16).", "")
     clip_pretrained: str = setting("CLIP weights when pretrained is 'random' (the network built from its parts): "
                                    "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
-                                   "pretrained is an lmseg checkpoint (it holds the whole network).", "random")
+                                   "pretrained is an lmseg checkpoint (it holds the whole network).", "random", path="weights")
     clip_mode: str = setting("How dense CLIP features are read from the last block (dense_clip machinery): "
                              "maskclip (value path, residual and FFN kept) | sclip | clearclip | naclip.",
                              "maskclip")
@@ -169,7 +174,7 @@ class LMSegConfig:
     sam_checkpoint: str = setting("SAM weights when pretrained is 'random': the official segment-anything file "
                                   "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
                                   "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
-                                  "Ignored when pretrained is an lmseg checkpoint.", "")
+                                  "Ignored when pretrained is an lmseg checkpoint.", "", path="weights")
     decoder_width: int = setting("Channels of the fused features and the decoder; 0 = the preset's.", 0,
                                  bounds=Range(0, 4096, note="(0 = the preset's)"))
     fusion_init: float = setting("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
@@ -235,7 +240,7 @@ class SegmenterConfig:
     pretrained: str = setting("Weights: an open_clip pretrained tag (e.g. openai), a local file "
                               "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only). lmseg: a "
                               "checkpoint written by lseg-train (the whole network), or 'random': built from "
-                              "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai")
+                              "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai", path="weights")
     device: str = setting("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
     precision: str = setting("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
                              "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
@@ -273,9 +278,9 @@ class SegmenterConfig:
                            "by lseg-export; TensorRT, CUDA or CPU execution provider, in that order, when "
                            "present). The text side always runs in torch.", "torch")
     onnx_model: str = setting("runtime onnxruntime: the exported image side (.onnx; relative to the YAML "
-                              "file it is written in).", "")
+                              "file it is written in).", "", path="file")
     tensorrt_cache_dir: str = setting("runtime onnxruntime: folder for TensorRT engines (built on the first "
-                                      "run, reused after); empty = no cache.", "")
+                                      "run, reused after); empty = no cache.", "", path="file")
     short_side: int = setting("Model input short side in pixels.", 448, bounds=Range(32, 4096))
     max_long_side: int = setting("Cap on the model input long side in pixels.", 896, bounds=Range(32, 8192))
     input_resize: str = setting("How images become model inputs: snap (short side to short_side, long side "
@@ -315,7 +320,7 @@ class SegmenterConfig:
                                      "others) | on | off.", "auto", switch=True)
     prompt_bank: str = setting("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
                                "file it is written in) whose classes replace or add to the shipped bank's; "
-                               "empty = the shipped bank only.", "")
+                               "empty = the shipped bank only.", "", path="file")
     labels: List[str] = setting("Labels used until a query sets others.",
                                 factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
     dense_clip: DenseClipConfig = setting("dense_clip backend options.", factory=DenseClipConfig)
@@ -328,39 +333,20 @@ class SegmenterConfig:
     @staticmethod
     def profile_base(data: Mapping[str, Any]) -> Dict[str, Any]:
         """``data`` over the settings of its ``profile`` (explicit keys win)."""
-        name = data.get("profile", "robot") if isinstance(data, Mapping) else "robot"
-        if not isinstance(name, str) or name not in PROFILE_NAMES:
-            return dict(data)  # validate() names the bad value
-        return deep_merge(nest(profile_settings(name)), data)
+        return deep_merge(profile_layer(data), data)
 
     @classmethod
     def for_profile(cls, name: str, dataset: Optional[str] = None, **fields) -> "SegmenterConfig":
         """The profile's configuration (with its ``dataset`` settings), then ``fields``."""
-        data = deep_merge(nest(profile_settings(name, dataset)), {"profile": name})
+        data = deep_merge(profile_layer({"profile": name}, dataset), {"profile": name})
         return from_dict(cls, deep_merge(data, fields), source=f"profile {name}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, extra: Optional[Mapping[str, Any]] = None,
                   beneath: Optional[Mapping[str, Any]] = None) -> "SegmenterConfig":
-        """The file's configuration; ``extra`` keys override it, ``beneath`` keys lie under it."""
-        with open(path, "r", encoding="utf-8") as stream:
-            data = yaml.safe_load(stream) or {}
-        if isinstance(data, Mapping):
-            data = deep_merge(deep_merge(beneath or {}, data), extra or {})
-        config = from_dict(cls, data, source=str(path))
-        # a relative weights path in a YAML file is relative to that file, not to the caller
-        pretrained = Path(config.pretrained).expanduser()
-        if _looks_like_file(config.pretrained) and not pretrained.is_absolute():
-            config.pretrained = str(Path(path).resolve().parent / pretrained)
-        for options, name in ((config.lmseg, "clip_pretrained"), (config.lmseg, "sam_checkpoint")):
-            value = getattr(options, name)  # lmseg's part weights, likewise
-            if value and _looks_like_file(value) and not Path(value).expanduser().is_absolute():
-                setattr(options, name, str(Path(path).resolve().parent / Path(value).expanduser()))
-        for name in ("onnx_model", "tensorrt_cache_dir", "prompt_bank"):  # the same for other files
-            value = getattr(config, name)
-            if value and not Path(value).expanduser().is_absolute():
-                setattr(config, name, str(Path(path).resolve().parent / Path(value).expanduser()))
-        return config
+        """The file's configuration; ``extra`` keys override it, ``beneath`` keys lie under it;
+        relative file paths in it are relative to the file (:func:`load_yaml_config`)."""
+        return load_yaml_config(cls, path, extra, beneath)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -463,8 +449,52 @@ def looks_like_path(pretrained: str) -> bool:
             or pretrained.endswith(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES))
 
 
-def _looks_like_file(pretrained: str) -> bool:
-    return looks_like_path(pretrained)
+def profile_layer(data: Mapping[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:
+    """The nested settings of the profile ``data`` names (robot when none), with its settings for
+    ``dataset`` (a dataset kind) when given: the layer every configuration lies on. Empty for
+    an unknown profile name (validate() names it)."""
+    name = data.get("profile", "robot") if isinstance(data, Mapping) else "robot"
+    if not isinstance(name, str) or name not in PROFILE_NAMES:
+        return {}
+    return nest(profile_settings(name, dataset))
+
+
+def read_yaml_mapping(path: str | Path) -> Any:
+    """The YAML file's content ({} for an empty file)."""
+    with open(path, "r", encoding="utf-8") as stream:
+        return yaml.safe_load(stream) or {}
+
+
+def load_yaml_config(cls, path: str | Path, extra: Optional[Mapping[str, Any]] = None,
+                     beneath: Optional[Mapping[str, Any]] = None, relative_to_file: bool = True):
+    """A ``cls`` configuration from the YAML file ``path`` (every config class loads here):
+    ``extra`` keys override the file's, ``beneath`` keys lie under them, and with
+    ``relative_to_file`` the fields marked as paths (``setting(path=...)``) that are relative
+    are made relative to the file's folder, not to the caller's working directory (a training
+    YAML, including a run's config.yaml, keeps them relative to the working directory)."""
+    data = read_yaml_mapping(path)
+    if isinstance(data, Mapping):
+        data = deep_merge(deep_merge(beneath or {}, data), extra or {})
+    config = from_dict(cls, data, source=str(path))
+    if relative_to_file:
+        resolve_relative_paths(config, Path(path).resolve().parent)
+    return config
+
+
+def resolve_relative_paths(config: Any, folder: Path) -> None:
+    """Fields of ``config`` (and its sub-configs) marked ``path`` "file" (when set) or "weights"
+    (when the value looks like a file, not a tag) that are relative become ``folder / value``."""
+    types = _field_types(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if _is_dataclass_type(types[f.name]):
+            resolve_relative_paths(value, folder)
+            continue
+        kind = f.metadata.get("path")
+        if not kind or not value or (kind == "weights" and not looks_like_path(value)):
+            continue
+        if not Path(value).expanduser().is_absolute():
+            setattr(config, f.name, str(folder / Path(value).expanduser()))
 
 
 def _field_types(cls) -> Dict[str, Any]:
@@ -592,14 +622,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls=SegmenterConfig) -
                            help=f"{doc} (default: {default})")
 
 
-def _from_yaml_with(cls, path, extra: Mapping[str, Any]):
-    with open(path, "r", encoding="utf-8") as stream:
-        data = yaml.safe_load(stream) or {}
-    if isinstance(data, Mapping):
-        data = deep_merge(data, extra)
-    return from_dict(cls, data, source=str(path))
-
-
 def _metavar(tp) -> str:
     if typing.get_origin(tp) in (list, List):
         return "A,B,..."
@@ -615,16 +637,12 @@ def config_from_args(args: argparse.Namespace, cls=SegmenterConfig, dataset: Opt
     overrides = {k: v for k, v in overrides.items() if k.split(".")[-1] != "profile"}
     beneath: Dict[str, Any] = {}  # the profile's settings for the dataset, under the file's keys
     if dataset is not None and cls is SegmenterConfig:
-        file_data = {}
-        if path:
-            with open(path, "r", encoding="utf-8") as stream:
-                file_data = yaml.safe_load(stream) or {}
+        file_data = read_yaml_mapping(path) if path else {}
         name = profiles.get("profile") or (file_data.get("profile") if isinstance(file_data, Mapping) else None)
         if name in PROFILE_NAMES:
-            beneath = nest(profile_settings(name, dataset))
+            beneath = profile_layer({"profile": name}, dataset)
     if path:
-        config = cls.from_yaml(path, extra=profiles, beneath=beneath) if cls is SegmenterConfig else \
-            _from_yaml_with(cls, path, profiles)
+        config = load_yaml_config(cls, path, extra=profiles, beneath=beneath)
     else:
         config = from_dict(cls, deep_merge(beneath, profiles), source="command line")
     config = with_overrides(config, overrides) if overrides else config

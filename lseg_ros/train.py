@@ -55,7 +55,8 @@ import torch.nn.functional as F
 import yaml
 
 from . import atomic
-from .config import SegmenterConfig, setting, add_config_arguments, check_values, from_dict, with_overrides
+from .config import (SegmenterConfig, add_config_arguments, check_values, load_yaml_config, setting,
+                     with_overrides)
 from .data import TrainTransform, build_dataset
 from .data.captions import CaptionImageTransform, collate_captions, read_caption_dataset
 from .evaluate import class_indices, evaluate_segmenter
@@ -153,8 +154,9 @@ class TrainConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "TrainConfig":
-        with open(path, "r", encoding="utf-8") as stream:
-            return from_dict(cls, yaml.safe_load(stream) or {}, source=str(path))
+        """The file's training configuration (:func:`lseg_ros.config.load_yaml_config`); its paths
+        stay relative to the working directory, as lseg-train has always read them."""
+        return load_yaml_config(cls, path, relative_to_file=False)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

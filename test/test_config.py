@@ -192,3 +192,23 @@ def test_each_sub_config_validates_itself_and_the_segmenter_config_names_the_nes
     assert DenseClipConfig().validate() == DenseClipConfig()
     with pytest.raises(ValueError, match="invalid config value dense_clip.mode='magic'"):
         SegmenterConfig(dense_clip=DenseClipConfig(mode="magic")).validate()
+
+
+def test_one_yaml_loader_resolves_marked_paths_against_the_file_and_a_training_yaml_keeps_them(tmp_path):
+    """SegmenterConfig files: relative weights files, prompt banks, ONNX files and the LMSeg part
+    weights are relative to the file (tags such as 'openai' stay tags); a TrainConfig file keeps
+    its paths relative to the working directory, as lseg-train reads them."""
+    from lseg_ros.train import TrainConfig
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "model.yaml").write_text("pretrained: weights/model.safetensors\nprompt_bank: bank.json\n"
+                                       "lmseg:\n  clip_pretrained: openai\n  sam_checkpoint: sam/sam_vit_b.pth\n")
+    config = SegmenterConfig.from_yaml(folder / "model.yaml")
+    assert config.pretrained == str(folder / "weights" / "model.safetensors")
+    assert config.prompt_bank == str(folder / "bank.json")
+    assert config.lmseg.sam_checkpoint == str(folder / "sam" / "sam_vit_b.pth")
+    assert config.lmseg.clip_pretrained == "openai"
+    (folder / "train.yaml").write_text("data_root: data/scenes\nmodel:\n  pretrained: runs/a.safetensors\n")
+    train = TrainConfig.from_yaml(folder / "train.yaml")
+    assert (train.data_root, train.model.pretrained) == ("data/scenes", "runs/a.safetensors")
