@@ -94,7 +94,7 @@ def resolve_memory_format(setting: str, backend: nn.Module, device: torch.device
         return torch.channels_last
     if setting == "contiguous":
         return torch.contiguous_format
-    if getattr(backend, "conv_heavy", False) and device.type == "cpu":
+    if backend.conv_heavy and device.type == "cpu":
         return torch.channels_last
     return torch.contiguous_format
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,17 +53,22 @@ class Range:
         return f"{text} {self.note}" if self.note else text
 
 
-def _doc(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, *,
-         bounds: Optional[Range] = None, switch: bool = False):
+def setting(text: str, default: Any = dataclasses.MISSING, factory: Any = dataclasses.MISSING, *,
+            bounds: Optional[Range] = None, switch: bool = False, path: str = ""):
     """A dataclass field carrying its documentation in metadata['doc'], the accepted range of a
     number in metadata['bounds'] (checked by :func:`range_checks`, published in the ROS
     parameter descriptors), and metadata['switch'] for a string setting whose values include
-    on/off (a YAML or ROS boolean given for it reads as "on"/"off")."""
+    on/off (a YAML or ROS boolean given for it reads as "on"/"off"). ``path`` marks a field
+    that names a file or folder, resolved against the YAML file it is written in
+    (:func:`load_yaml_config`): "file" (any non-empty value) or "weights" (a value that looks
+    like a path, not a pretrained tag such as "openai")."""
     metadata = {"doc": text}
     if bounds is not None:
         metadata["bounds"] = bounds
     if switch:
         metadata["switch"] = True
+    if path:
+        metadata["path"] = path
     if factory is not dataclasses.MISSING:
         return field(default_factory=factory, metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -74,241 +80,279 @@ POSITIONAL_RESIZES = ("auto", "scale_factor", "size")
 
 @dataclass
 class DenseClipConfig:
-    mode: str = _doc("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
-    gaussian_std: float = _doc("naclip: std (in patches) of the neighbourhood prior.", 5.0,
-                               bounds=Range(0.0, low_open=True))
-    positional_resize: str = _doc("How the positional embedding is resized to other patch grids "
-                                  "(bicubic): scale_factor (NACLIP, SCLIP, ClearCLIP: scale factor "
-                                  "(grid + 0.1) / pretraining grid) | size (MaskCLIP: to the grid size) | "
-                                  "auto (size for maskclip, scale_factor otherwise).", "auto")
-    window: int = _doc("Sliding-window size in model-input pixels; 0 disables.", 0,
-                       bounds=Range(0, 4096, note="(0 disables)"))
-    stride: int = _doc("Sliding-window stride in model-input pixels.", 224, bounds=Range(1, 4096))
-    window_merge: str = _doc("How overlapping windows merge: logits (NACLIP, SCLIP, ClearCLIP: each "
-                             "window's label logits resized to the window, averaged) | embeddings "
-                             "(pixel embeddings averaged on the patch grid; one classification).", "logits")
-    partial_patches: str = _doc("Inputs that are not patch multiples (input_resize mmseg): crop (the last "
-                                "partial row and column of patches are dropped, as CLIP's patch conv drops "
-                                "them: NACLIP, SCLIP, ClearCLIP) | pad (zero-padded at the bottom and right "
-                                "to whole patches after normalization, the positional embedding resized to "
-                                "that grid: MaskCLIP's mmseg PatchEmbed).", "crop")
-    normalization: str = _doc("Image mean/std: clip (the model's own, CLIP's) | imagenet (mean 123.675, "
-                              "116.28, 103.53, std 58.395, 57.12, 57.375 on 0-255: MaskCLIP's configs).", "clip")
-    image_tower: str = _doc("The image tower as run: clip (as the weights were trained: the model's "
-                            "activation and LayerNorm eps) | mmseg (MaskCLIP's port of CLIP's ViT to mmseg's "
-                            "VisionTransformer: GELU and LayerNorm eps 1e-6 in the image tower, whatever the "
-                            "weights were trained with; the text tower unchanged).", "clip")
+    mode: str = setting("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
+    gaussian_std: float = setting("naclip: std (in patches) of the neighbourhood prior.", 5.0,
+                                  bounds=Range(0.0, low_open=True))
+    positional_resize: str = setting("How the positional embedding is resized to other patch grids "
+                                     "(bicubic): scale_factor (NACLIP, SCLIP, ClearCLIP: scale factor "
+                                     "(grid + 0.1) / pretraining grid) | size (MaskCLIP: to the grid size) | "
+                                     "auto (size for maskclip, scale_factor otherwise).", "auto")
+    window: int = setting("Sliding-window size in model-input pixels; 0 disables.", 0,
+                          bounds=Range(0, 4096, note="(0 disables)"))
+    stride: int = setting("Sliding-window stride in model-input pixels.", 224, bounds=Range(1, 4096))
+    window_merge: str = setting("How overlapping windows merge: logits (NACLIP, SCLIP, ClearCLIP: each "
+                                "window's label logits resized to the window, averaged) | embeddings "
+                                "(pixel embeddings averaged on the patch grid; one classification).", "logits")
+    partial_patches: str = setting("Inputs that are not patch multiples (input_resize mmseg): crop (the last "
+                                   "partial row and column of patches are dropped, as CLIP's patch conv drops "
+                                   "them: NACLIP, SCLIP, ClearCLIP) | pad (zero-padded at the bottom and right "
+                                   "to whole patches after normalization, the positional embedding resized to "
+                                   "that grid: MaskCLIP's mmseg PatchEmbed).", "crop")
+    normalization: str = setting("Image mean/std: clip (the model's own, CLIP's) | imagenet (mean 123.675, "
+                                 "116.28, 103.53, std 58.395, 57.12, 57.375 on 0-255: MaskCLIP's configs).", "clip")
+    image_tower: str = setting("The image tower as run: clip (as the weights were trained: the model's "
+                               "activation and LayerNorm eps) | mmseg (MaskCLIP's port of CLIP's ViT to mmseg's "
+                               "VisionTransformer: GELU and LayerNorm eps 1e-6 in the image tower, whatever the "
+                               "weights were trained with; the text tower unchanged).", "clip")
+
+    def checks(self, prefix: str = "") -> list:
+        """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
+        (SegmenterConfig.validate runs them with the field's name)."""
+        return [
+            (self.mode in ("maskclip", "sclip", "clearclip", "naclip"), prefix + "mode",
+             "maskclip, sclip, clearclip, naclip"),
+            (self.positional_resize in POSITIONAL_RESIZES, prefix + "positional_resize",
+             ", ".join(POSITIONAL_RESIZES)),
+            (self.window_merge in ("logits", "embeddings"), prefix + "window_merge",
+             "logits, embeddings"),
+            (self.partial_patches in ("crop", "pad"), prefix + "partial_patches", "crop, pad"),
+            (self.normalization in ("clip", "imagenet"), prefix + "normalization", "clip, imagenet"),
+            (self.image_tower in ("clip", "mmseg"), prefix + "image_tower", "clip, mmseg"),
+        ]
+
+    def validate(self) -> "DenseClipConfig":
+        check_values(self, range_checks(self) + self.checks())
+        return self
 
 
 @dataclass
 class LSegConfig:
-    arch_option: int = _doc("lang-seg's arch_option: the spatial-regularization head after the label "
-                            "logits. 0 none; 1 bottleneck blocks (3x3 conv shared by all label maps plus "
-                            "the per-pixel max over labels); 2 depthwise blocks (the 3x3 conv only). "
-                            "Must match the checkpoint: 1 and 2 have the same keys.", 0,
-                            bounds=Range(0, 2, note="(0 none, 1 bottleneck, 2 depthwise)"))
-    block_depth: int = _doc("Spatial-regularization blocks with arch_option 1 or 2 (as upstream, 0 "
-                            "still runs one block; the last block has no activation).", 0, bounds=Range(0, 16))
-    activation: str = _doc("Activation in the spatial-regularization blocks: lrelu | tanh | relu.", "lrelu")
+    arch_option: int = setting("lang-seg's arch_option: the spatial-regularization head after the label "
+                               "logits. 0 none; 1 bottleneck blocks (3x3 conv shared by all label maps plus "
+                               "the per-pixel max over labels); 2 depthwise blocks (the 3x3 conv only). "
+                               "Must match the checkpoint: 1 and 2 have the same keys.", 0,
+                               bounds=Range(0, 2, note="(0 none, 1 bottleneck, 2 depthwise)"))
+    block_depth: int = setting("Spatial-regularization blocks with arch_option 1 or 2 (as upstream, 0 "
+                               "still runs one block; the last block has no activation).", 0, bounds=Range(0, 16))
+    activation: str = setting("Activation in the spatial-regularization blocks: lrelu | tanh | relu.", "lrelu")
+
+    def checks(self, prefix: str = "") -> list:
+        """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
+        (SegmenterConfig.validate runs them with the field's name)."""
+        return [
+            (self.arch_option != 0 or self.block_depth == 0, prefix + "arch_option/" + prefix + "block_depth",
+             "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
+             "what block_depth > 0 alone selected before) or 2 (depthwise)"),
+            (self.activation in ("lrelu", "tanh", "relu"), prefix + "activation", "lrelu, tanh, relu"),
+        ]
+
+    def validate(self) -> "LSegConfig":
+        check_values(self, range_checks(self) + self.checks())
+        return self
 
 
 @dataclass
 class VilSegConfig:
-    clusters: int = _doc("ViL-Seg's online clustering head: number of clusters K (must match the "
-                         "checkpoint).", 16, bounds=Range(2, 1024))
-    cluster_inference: bool = _doc("Classify each cluster's mean embedding (ViL-Seg); false classifies "
-                                   "every patch on its own.", True)
+    clusters: int = setting("ViL-Seg's online clustering head: number of clusters K (must match the "
+                            "checkpoint).", 16, bounds=Range(2, 1024))
+    cluster_inference: bool = setting("Classify each cluster's mean embedding (ViL-Seg); false classifies "
+                                      "every patch on its own.", True)
 
 
 @dataclass
 class LMSegConfig:
-    clip_model: str = _doc("open_clip ViT of the CLIP branch (image and text towers); empty = the preset's "
-                           "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l: ViT-B-16).", "")
-    clip_pretrained: str = _doc("CLIP weights when pretrained is 'random' (the network built from its parts): "
-                                "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
-                                "pretrained is an lmseg checkpoint (it holds the whole network).", "random")
-    clip_mode: str = _doc("How dense CLIP features are read from the last block (dense_clip machinery): "
-                          "maskclip (value path, residual and FFN kept) | sclip | clearclip | naclip.",
-                          "maskclip")
-    sam_model: str = _doc("timm SAM image encoder (samvit_base_patch16, samvit_large_patch16, "
-                          "samvit_huge_patch16); empty = the preset's (lmseg_tiny: a 2-block samvit).", "")
-    sam_checkpoint: str = _doc("SAM weights when pretrained is 'random': the official segment-anything file "
-                               "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
-                               "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
-                               "Ignored when pretrained is an lmseg checkpoint.", "")
-    decoder_width: int = _doc("Channels of the fused features and the decoder; 0 = the preset's.", 0,
-                              bounds=Range(0, 4096, note="(0 = the preset's)"))
-    fusion_init: float = _doc("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
-                              "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5,
-                              bounds=Range(0.0, 1.0, low_open=True, high_open=True))
-    freeze_clip: bool = _doc("Training: keep the CLIP image tower frozen (LMSeg does; the text tower is "
-                             "always frozen). Set false for a randomly initialized tower.", True)
-    freeze_sam: bool = _doc("Training: keep the SAM image encoder frozen (LMSeg does). Set false for a "
-                            "randomly initialized encoder.", True)
+    clip_model: str = setting("open_clip ViT of the CLIP branch (image and text towers); empty = the preset's "
+                              "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l: ViT-B-16).", "")
+    clip_pretrained: str = setting("CLIP weights when pretrained is 'random' (the network built from its parts): "
+                                   "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
+                                   "pretrained is an lmseg checkpoint (it holds the whole network).", "random", path="weights")
+    clip_mode: str = setting("How dense CLIP features are read from the last block (dense_clip machinery): "
+                             "maskclip (value path, residual and FFN kept) | sclip | clearclip | naclip.",
+                             "maskclip")
+    sam_model: str = setting("timm SAM image encoder (samvit_base_patch16, samvit_large_patch16, "
+                             "samvit_huge_patch16); empty = the preset's (lmseg_tiny: a 2-block samvit).", "")
+    sam_checkpoint: str = setting("SAM weights when pretrained is 'random': the official segment-anything file "
+                                  "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
+                                  "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
+                                  "Ignored when pretrained is an lmseg checkpoint.", "", path="weights")
+    decoder_width: int = setting("Channels of the fused features and the decoder; 0 = the preset's.", 0,
+                                 bounds=Range(0, 4096, note="(0 = the preset's)"))
+    fusion_init: float = setting("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
+                                 "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5,
+                                 bounds=Range(0.0, 1.0, low_open=True, high_open=True))
+    freeze_clip: bool = setting("Training: keep the CLIP image tower frozen (LMSeg does; the text tower is "
+                                "always frozen). Set false for a randomly initialized tower.", True)
+    freeze_sam: bool = setting("Training: keep the SAM image encoder frozen (LMSeg does). Set false for a "
+                               "randomly initialized encoder.", True)
+
+    def checks(self, prefix: str = "") -> list:
+        """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
+        (SegmenterConfig.validate runs them with the field's name)."""
+        return [
+            (self.clip_mode in ("maskclip", "sclip", "clearclip", "naclip"), prefix + "clip_mode",
+             "maskclip, sclip, clearclip, naclip"),
+        ]
+
+    def validate(self) -> "LMSegConfig":
+        check_values(self, range_checks(self) + self.checks())
+        return self
 
 
 @dataclass
 class PostprocessConfig:
-    cluster_k: int = _doc("ViL-Seg-style clustering: group pixel embeddings into K clusters "
-                          "and classify each cluster as a whole; 0 disables.", 0,
-                          bounds=Range(0, 1024, note="(0 disables)"))
-    cluster_iters: int = _doc("k-means iterations for clustering.", 10, bounds=Range(1, 1000))
-    pamr_iters: int = _doc("PAMR refinement iterations on the logits; 0 disables.", 0,
-                           bounds=Range(0, 100, note="(0 disables)"))
-    pamr_dilations: List[int] = _doc("PAMR neighbourhood dilations.", factory=lambda: [1, 2], bounds=Range(1, 64))
-    pamr_on: str = _doc("Where PAMR runs: input_probabilities (label probabilities at the model-input "
-                        "resolution: fast) | output_logits (NACLIP: the logits at the output resolution, "
-                        "guided by the model input resized to it; memory grows with output size x names).",
-                        "input_probabilities")
+    cluster_k: int = setting("ViL-Seg-style clustering: group pixel embeddings into K clusters "
+                             "and classify each cluster as a whole; 0 disables.", 0,
+                             bounds=Range(0, 1024, note="(0 disables)"))
+    cluster_iters: int = setting("k-means iterations for clustering.", 10, bounds=Range(1, 1000))
+    pamr_iters: int = setting("PAMR refinement iterations on the logits; 0 disables.", 0,
+                              bounds=Range(0, 100, note="(0 disables)"))
+    pamr_dilations: List[int] = setting("PAMR neighbourhood dilations.", factory=lambda: [1, 2], bounds=Range(1, 64))
+    pamr_on: str = setting("Where PAMR runs: input_probabilities (label probabilities at the model-input "
+                           "resolution: fast) | output_logits (NACLIP: the logits at the output resolution, "
+                           "guided by the model input resized to it; memory grows with output size x names).",
+                           "input_probabilities")
+
+    def checks(self, prefix: str = "") -> list:
+        """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
+        (SegmenterConfig.validate runs them with the field's name)."""
+        return [
+            (self.pamr_on in ("input_probabilities", "output_logits"), prefix + "pamr_on",
+             "input_probabilities, output_logits"),
+            (bool(self.pamr_dilations), prefix + "pamr_dilations",
+             "a non-empty list of integers in [1, 64]"),
+        ]
+
+    def validate(self) -> "PostprocessConfig":
+        check_values(self, range_checks(self) + self.checks())
+        return self
 
 
 @dataclass
 class SegmenterConfig:
-    profile: str = _doc("Named settings to start from: robot (the node's real-time default) | naclip | "
-                        "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
-                        "profile table in docs/models.md). Fields set explicitly override the profile.", "robot")
-    backend: str = _doc("Registered backend: dense_clip | lseg | lmseg | vilseg.", "dense_clip")
-    model: str = _doc("Architecture: an open_clip model name (dense_clip), an LSeg preset "
-                      "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny), an LMSeg preset "
-                      "(lmseg_vitb16_sam_b, lmseg_vitb16_sam_l, lmseg_tiny) or a ViL-Seg preset "
-                      "(vilseg_vitb16, vilseg_vits16, vilseg_tiny).", "ViT-B-16")
-    pretrained: str = _doc("Weights: an open_clip pretrained tag (e.g. openai), a local file "
-                           "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only). lmseg: a "
-                           "checkpoint written by lseg-train (the whole network), or 'random': built from "
-                           "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai")
-    device: str = _doc("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
-    precision: str = _doc("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
-                          "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
-                          "about).", "fp32")
-    num_threads: int = _doc("CPU threads torch uses (torch.set_num_threads; process-wide); 0 = torch's "
-                            "default (one per core). On a robot whose cores are shared with other "
-                            "processes, fewer threads can be faster.", 0,
-                            bounds=Range(0, 1024, note="(0 = torch's default)"))
-    mha_fastpath: str = _doc("nn.MultiheadAttention's fused inference kernel, which open_clip's blocks "
-                             "take (process-wide): auto (off on the CPU, where the plain path measured "
-                             "faster, on for CUDA) | on | off.", "auto", switch=True)
-    memory_format: str = _doc("Tensor layout of the image side: auto (channels_last for conv-heavy "
-                              "backends (lseg) on the CPU, where it measured faster) | contiguous | "
-                              "channels_last.", "auto")
-    quantize: str = _doc("none | int8: dynamic int8 quantization of the image side's linear layers "
-                         "(CPU only; faster, masks not identical: see docs/performance.md).", "none")
-    compile: str = _doc("none | torch (torch.compile of the image side) | cuda_graphs (the image side "
-                        "captured as a CUDA graph per input size: CUDA only, fixed frame size). Set "
-                        "warmup_height/warmup_width so the first frame is not slow.", "none")
-    warmup_height: int = _doc("Height of a frame segmented once at start (compilation, CUDA graph capture, "
-                              "kernel selection) so the first real frame is not slow; 0 = no warm-up. "
-                              "Use the camera's frame size.", 0, bounds=Range(0, 16384, note="(0 = no warm-up)"))
-    warmup_width: int = _doc("Width of the warm-up frame; 0 = no warm-up.", 0,
-                             bounds=Range(0, 16384, note="(0 = no warm-up)"))
-    stage_timings: str = _doc("Per-stage times in each result's timings: events (CUDA events, no "
-                              "synchronization; wall clock on the CPU) | sync (synchronize after each "
-                              "stage: exact wall times, slower on CUDA) | off (the total only).", "events",
-                              switch=True)
-    confidence_dtype: str = _doc("float32 | float16: dtype of the confidence maps copied to the host "
-                                 "(float16 halves the copy; values differ by < 5e-4).", "float32")
-    confidence_scale: float = _doc("Confidence maps at this fraction of the output size (0 < s <= 1; the "
-                                   "mask stays full size). 10 full-size float32 maps of a 640x480 frame "
-                                   "are 12 MB.", 1.0, bounds=Range(0.0, 1.0, low_open=True))
-    runtime: str = _doc("What runs the image side: torch | onnxruntime (the ONNX file onnx_model, written "
-                        "by lseg-export; TensorRT, CUDA or CPU execution provider, in that order, when "
-                        "present). The text side always runs in torch.", "torch")
-    onnx_model: str = _doc("runtime onnxruntime: the exported image side (.onnx; relative to the YAML "
-                           "file it is written in).", "")
-    tensorrt_cache_dir: str = _doc("runtime onnxruntime: folder for TensorRT engines (built on the first "
-                                   "run, reused after); empty = no cache.", "")
-    short_side: int = _doc("Model input short side in pixels.", 448, bounds=Range(32, 4096))
-    max_long_side: int = _doc("Cap on the model input long side in pixels.", 896, bounds=Range(32, 8192))
-    input_resize: str = _doc("How images become model inputs: snap (short side to short_side, long side "
-                             "capped, both rounded to the patch multiple, antialiased) | mmseg (the "
-                             "papers' Resize(keep_ratio): scale min(short_side/short, max_long_side/long), "
-                             "sides int(x*scale+0.5), bilinear without antialiasing, 8-bit; a last "
-                             "partial patch is dropped or padded: dense_clip.partial_patches).", "snap")
-    output_height: int = _doc("Output mask height; 0 = the input image height.", 0,
-                              bounds=Range(0, 16384, note="(0 = the input's)"))
-    output_width: int = _doc("Output mask width; 0 = the input image width.", 0,
-                             bounds=Range(0, 16384, note="(0 = the input's)"))
-    memory_budget_mb: int = _doc("Per-frame memory (MB) for upsampling logits to the output size and "
-                                 "holding confidence maps. Upsampling runs in bands that fit in half "
-                                 "of it; confidence maps larger than the other half are returned at a "
-                                 "reduced resolution (recorded with them).", 512,
-                                 bounds=Range(16, 65536, note="(MB)"))
-    logit_scale: float = _doc("Softmax temperature over labels; 0 = the backend's own "
-                              "(100 for CLIP, 1/0.07 for LSeg).", 0.0,
-                              bounds=Range(0.0, note="(0 = the backend's own)"))
-    threshold: float = _doc("Default minimum confidence; pixels below get unknown_value (or "
-                            "threshold_label).", 0.0, bounds=Range(0.0, 1.0))
-    unknown_value: int = _doc("Mask value for pixels below their label's threshold.", 255, bounds=Range(0, 65535))
-    threshold_label: int = _doc("Label index that pixels below their threshold take instead of "
-                                "unknown_value (the papers' background class, index 0); -1 = "
-                                "unknown_value.", -1, bounds=Range(-1, 65535, note="(-1 = unknown_value)"))
-    area_threshold: float = _doc("SCLIP's area filter: a label (other than threshold_label) whose pixels "
-                                 "make up less than this fraction of all pixels not given threshold_label "
-                                 "is dropped, its pixels taking their next best label; 0 disables.", 0.0,
-                                 bounds=Range(0.0, 1.0, high_open=True, note="(0 disables)"))
-    prompt_templates: str = _doc("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
-                                 "the scene.') | default (the backend's own: imagenet for dense_clip "
-                                 "and lmseg, none for lseg).", "default")
-    description_pooling: str = _doc("How a label's prompts and descriptions combine: mean | max.", "mean")
-    attribute_prompts: str = _doc("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
-                                  "the prompt bank's descriptions of its color, shape and material (the shipped "
-                                  "bank, with prompt_bank over it): auto (on for backend lmseg, off for the "
-                                  "others) | on | off.", "auto", switch=True)
-    prompt_bank: str = _doc("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
-                            "file it is written in) whose classes replace or add to the shipped bank's; "
-                            "empty = the shipped bank only.", "")
-    labels: List[str] = _doc("Labels used until a query sets others.",
-                             factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
-    dense_clip: DenseClipConfig = _doc("dense_clip backend options.", factory=DenseClipConfig)
-    lseg: LSegConfig = _doc("lseg backend options.", factory=LSegConfig)
-    lmseg: LMSegConfig = _doc("lmseg backend options.", factory=LMSegConfig)
-    vilseg: VilSegConfig = _doc("vilseg backend options.", factory=VilSegConfig)
-    postprocess: PostprocessConfig = _doc("Optional post-processing.", factory=PostprocessConfig)
+    profile: str = setting("Named settings to start from: robot (the node's real-time default) | naclip | "
+                           "sclip | clearclip | maskclip | lseg (a paper's evaluation settings; see the "
+                           "profile table in docs/models.md). Fields set explicitly override the profile.", "robot")
+    backend: str = setting("Registered backend: dense_clip | lseg | lmseg | vilseg.", "dense_clip")
+    model: str = setting("Architecture: an open_clip model name (dense_clip), an LSeg preset "
+                         "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny), an LMSeg preset "
+                         "(lmseg_vitb16_sam_b, lmseg_vitb16_sam_l, lmseg_tiny) or a ViL-Seg preset "
+                         "(vilseg_vitb16, vilseg_vits16, vilseg_tiny).", "ViT-B-16")
+    pretrained: str = setting("Weights: an open_clip pretrained tag (e.g. openai), a local file "
+                              "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only). lmseg: a "
+                              "checkpoint written by lseg-train (the whole network), or 'random': built from "
+                              "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai", path="weights")
+    device: str = setting("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
+    precision: str = setting("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
+                             "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
+                             "about).", "fp32")
+    num_threads: int = setting("CPU threads torch uses (torch.set_num_threads; process-wide); 0 = torch's "
+                               "default (one per core). On a robot whose cores are shared with other "
+                               "processes, fewer threads can be faster.", 0,
+                               bounds=Range(0, 1024, note="(0 = torch's default)"))
+    mha_fastpath: str = setting("nn.MultiheadAttention's fused inference kernel, which open_clip's blocks "
+                                "take (process-wide): auto (off on the CPU, where the plain path measured "
+                                "faster, on for CUDA) | on | off.", "auto", switch=True)
+    memory_format: str = setting("Tensor layout of the image side: auto (channels_last for conv-heavy "
+                                 "backends (lseg) on the CPU, where it measured faster) | contiguous | "
+                                 "channels_last.", "auto")
+    quantize: str = setting("none | int8: dynamic int8 quantization of the image side's linear layers "
+                            "(CPU only; faster, masks not identical: see docs/performance.md).", "none")
+    compile: str = setting("none | torch (torch.compile of the image side) | cuda_graphs (the image side "
+                           "captured as a CUDA graph per input size: CUDA only, fixed frame size). Set "
+                           "warmup_height/warmup_width so the first frame is not slow.", "none")
+    warmup_height: int = setting("Height of a frame segmented once at start (compilation, CUDA graph capture, "
+                                 "kernel selection) so the first real frame is not slow; 0 = no warm-up. "
+                                 "Use the camera's frame size.", 0, bounds=Range(0, 16384, note="(0 = no warm-up)"))
+    warmup_width: int = setting("Width of the warm-up frame; 0 = no warm-up.", 0,
+                                bounds=Range(0, 16384, note="(0 = no warm-up)"))
+    stage_timings: str = setting("Per-stage times in each result's timings: events (CUDA events, no "
+                                 "synchronization; wall clock on the CPU) | sync (synchronize after each "
+                                 "stage: exact wall times, slower on CUDA) | off (the total only).", "events",
+                                 switch=True)
+    confidence_dtype: str = setting("float32 | float16: dtype of the confidence maps copied to the host "
+                                    "(float16 halves the copy; values differ by < 5e-4).", "float32")
+    confidence_scale: float = setting("Confidence maps at this fraction of the output size (0 < s <= 1; the "
+                                      "mask stays full size). 10 full-size float32 maps of a 640x480 frame "
+                                      "are 12 MB.", 1.0, bounds=Range(0.0, 1.0, low_open=True))
+    runtime: str = setting("What runs the image side: torch | onnxruntime (the ONNX file onnx_model, written "
+                           "by lseg-export; TensorRT, CUDA or CPU execution provider, in that order, when "
+                           "present). The text side always runs in torch.", "torch")
+    onnx_model: str = setting("runtime onnxruntime: the exported image side (.onnx; relative to the YAML "
+                              "file it is written in).", "", path="file")
+    tensorrt_cache_dir: str = setting("runtime onnxruntime: folder for TensorRT engines (built on the first "
+                                      "run, reused after); empty = no cache.", "", path="file")
+    short_side: int = setting("Model input short side in pixels.", 448, bounds=Range(32, 4096))
+    max_long_side: int = setting("Cap on the model input long side in pixels.", 896, bounds=Range(32, 8192))
+    input_resize: str = setting("How images become model inputs: snap (short side to short_side, long side "
+                                "capped, both rounded to the patch multiple, antialiased) | mmseg (the "
+                                "papers' Resize(keep_ratio): scale min(short_side/short, max_long_side/long), "
+                                "sides int(x*scale+0.5), bilinear without antialiasing, 8-bit; a last "
+                                "partial patch is dropped or padded: dense_clip.partial_patches).", "snap")
+    output_height: int = setting("Output mask height; 0 = the input image height.", 0,
+                                 bounds=Range(0, 16384, note="(0 = the input's)"))
+    output_width: int = setting("Output mask width; 0 = the input image width.", 0,
+                                bounds=Range(0, 16384, note="(0 = the input's)"))
+    memory_budget_mb: int = setting("Per-frame memory (MB) for upsampling logits to the output size and "
+                                    "holding confidence maps. Upsampling runs in bands that fit in half "
+                                    "of it; confidence maps larger than the other half are returned at a "
+                                    "reduced resolution (recorded with them).", 512,
+                                    bounds=Range(16, 65536, note="(MB)"))
+    logit_scale: float = setting("Softmax temperature over labels; 0 = the backend's own "
+                                 "(100 for CLIP, 1/0.07 for LSeg).", 0.0,
+                                 bounds=Range(0.0, note="(0 = the backend's own)"))
+    threshold: float = setting("Default minimum confidence; pixels below get unknown_value (or "
+                               "threshold_label).", 0.0, bounds=Range(0.0, 1.0))
+    unknown_value: int = setting("Mask value for pixels below their label's threshold.", 255, bounds=Range(0, 65535))
+    threshold_label: int = setting("Label index that pixels below their threshold take instead of "
+                                   "unknown_value (the papers' background class, index 0); -1 = "
+                                   "unknown_value.", -1, bounds=Range(-1, 65535, note="(-1 = unknown_value)"))
+    area_threshold: float = setting("SCLIP's area filter: a label (other than threshold_label) whose pixels "
+                                    "make up less than this fraction of all pixels not given threshold_label "
+                                    "is dropped, its pixels taking their next best label; 0 disables.", 0.0,
+                                    bounds=Range(0.0, 1.0, high_open=True, note="(0 disables)"))
+    prompt_templates: str = setting("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
+                                    "the scene.') | default (the backend's own: imagenet for dense_clip "
+                                    "and lmseg, none for lseg).", "default")
+    description_pooling: str = setting("How a label's prompts and descriptions combine: mean | max.", "mean")
+    attribute_prompts: str = setting("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
+                                     "the prompt bank's descriptions of its color, shape and material (the shipped "
+                                     "bank, with prompt_bank over it): auto (on for backend lmseg, off for the "
+                                     "others) | on | off.", "auto", switch=True)
+    prompt_bank: str = setting("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
+                               "file it is written in) whose classes replace or add to the shipped bank's; "
+                               "empty = the shipped bank only.", "", path="file")
+    labels: List[str] = setting("Labels used until a query sets others.",
+                                factory=lambda: ["floor", "wall", "door", "chair", "table", "person"])
+    dense_clip: DenseClipConfig = setting("dense_clip backend options.", factory=DenseClipConfig)
+    lseg: LSegConfig = setting("lseg backend options.", factory=LSegConfig)
+    lmseg: LMSegConfig = setting("lmseg backend options.", factory=LMSegConfig)
+    vilseg: VilSegConfig = setting("vilseg backend options.", factory=VilSegConfig)
+    postprocess: PostprocessConfig = setting("Optional post-processing.", factory=PostprocessConfig)
 
     # ------------------------------------------------------------------ loading
     @staticmethod
     def profile_base(data: Mapping[str, Any]) -> Dict[str, Any]:
         """``data`` over the settings of its ``profile`` (explicit keys win)."""
-        name = data.get("profile", "robot") if isinstance(data, Mapping) else "robot"
-        if not isinstance(name, str) or name not in PROFILE_NAMES:
-            return dict(data)  # validate() names the bad value
-        return deep_merge(nest(profile_settings(name)), data)
+        return deep_merge(profile_layer(data), data)
 
     @classmethod
     def for_profile(cls, name: str, dataset: Optional[str] = None, **fields) -> "SegmenterConfig":
         """The profile's configuration (with its ``dataset`` settings), then ``fields``."""
-        data = deep_merge(nest(profile_settings(name, dataset)), {"profile": name})
+        data = deep_merge(profile_layer({"profile": name}, dataset), {"profile": name})
         return from_dict(cls, deep_merge(data, fields), source=f"profile {name}")
 
     @classmethod
     def from_yaml(cls, path: str | Path, extra: Optional[Mapping[str, Any]] = None,
                   beneath: Optional[Mapping[str, Any]] = None) -> "SegmenterConfig":
-        """The file's configuration; ``extra`` keys override it, ``beneath`` keys lie under it."""
-        with open(path, "r", encoding="utf-8") as stream:
-            data = yaml.safe_load(stream) or {}
-        if isinstance(data, Mapping):
-            data = deep_merge(deep_merge(beneath or {}, data), extra or {})
-        config = from_dict(cls, data, source=str(path))
-        # a relative weights path in a YAML file is relative to that file, not to the caller
-        pretrained = Path(config.pretrained).expanduser()
-        if _looks_like_file(config.pretrained) and not pretrained.is_absolute():
-            config.pretrained = str(Path(path).resolve().parent / pretrained)
-        for options, name in ((config.lmseg, "clip_pretrained"), (config.lmseg, "sam_checkpoint")):
-            value = getattr(options, name)  # lmseg's part weights, likewise
-            if value and _looks_like_file(value) and not Path(value).expanduser().is_absolute():
-                setattr(options, name, str(Path(path).resolve().parent / Path(value).expanduser()))
-        for name in ("onnx_model", "tensorrt_cache_dir", "prompt_bank"):  # the same for other files
-            value = getattr(config, name)
-            if value and not Path(value).expanduser().is_absolute():
-                setattr(config, name, str(Path(path).resolve().parent / Path(value).expanduser()))
-        return config
+        """The file's configuration; ``extra`` keys override it, ``beneath`` keys lie under it;
+        relative file paths in it are relative to the file (:func:`load_yaml_config`)."""
+        return load_yaml_config(cls, path, extra, beneath)
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     def attribute_prompts_enabled(self) -> bool:
         """Whether ``attribute_prompts`` resolves on: "auto" is on for backend lmseg only."""
-        from .prompt_bank import resolve_attribute_prompts
-
         return resolve_attribute_prompts(self.attribute_prompts, self.backend)
 
     def validate(self) -> "SegmenterConfig":
@@ -331,30 +375,13 @@ class SegmenterConfig:
             (self.input_resize in ("snap", "mmseg"), "input_resize", "snap, mmseg"),
             (self.prompt_templates in ("none", "single", "imagenet", "maskclip", "default"), "prompt_templates",
              "none, single, imagenet, maskclip, default"),
-            (self.postprocess.pamr_on in ("input_probabilities", "output_logits"), "postprocess.pamr_on",
-             "input_probabilities, output_logits"),
             (self.description_pooling in ("mean", "max"), "description_pooling", "mean, max"),
             (self.attribute_prompts in ("auto", "on", "off"), "attribute_prompts", "auto, on, off"),
             (not self.prompt_bank or self.prompt_bank.lower().endswith(".json"), "prompt_bank",
              "empty or a .json prompt bank file (format lseg_ros.prompt_bank/1)"),
-            (self.dense_clip.mode in ("maskclip", "sclip", "clearclip", "naclip"), "dense_clip.mode",
-             "maskclip, sclip, clearclip, naclip"),
-            (self.dense_clip.positional_resize in POSITIONAL_RESIZES, "dense_clip.positional_resize",
-             ", ".join(POSITIONAL_RESIZES)),
-            (self.dense_clip.window_merge in ("logits", "embeddings"), "dense_clip.window_merge",
-             "logits, embeddings"),
-            (self.dense_clip.partial_patches in ("crop", "pad"), "dense_clip.partial_patches", "crop, pad"),
-            (self.dense_clip.normalization in ("clip", "imagenet"), "dense_clip.normalization", "clip, imagenet"),
-            (self.dense_clip.image_tower in ("clip", "mmseg"), "dense_clip.image_tower", "clip, mmseg"),
-            (self.lseg.arch_option != 0 or self.lseg.block_depth == 0, "lseg.arch_option/lseg.block_depth",
-             "block_depth 0 with arch_option 0; for regularization blocks set arch_option 1 (bottleneck, "
-             "what block_depth > 0 alone selected before) or 2 (depthwise)"),
-            (self.lseg.activation in ("lrelu", "tanh", "relu"), "lseg.activation", "lrelu, tanh, relu"),
-            (bool(self.postprocess.pamr_dilations), "postprocess.pamr_dilations",
-             "a non-empty list of integers in [1, 64]"),
-            (self.lmseg.clip_mode in ("maskclip", "sclip", "clearclip", "naclip"), "lmseg.clip_mode",
-             "maskclip, sclip, clearclip, naclip"),
         ]
+        for name in ("dense_clip", "lseg", "lmseg", "postprocess"):  # each sub-config's own checks
+            checks += getattr(self, name).checks(prefix=name + ".")
         check_values(self, checks)
         return self
 
@@ -378,7 +405,7 @@ def field_bounds(cls) -> Dict[str, "Range"]:
 
 
 def switch_fields(cls) -> List[str]:
-    """Dotted names of the string settings whose values include on/off (see :func:`_doc`)."""
+    """Dotted names of the string settings whose values include on/off (see :func:`setting`)."""
     return [name for name, meta in field_metadata(cls).items() if meta.get("switch")]
 
 
@@ -411,10 +438,63 @@ def check_values(config: Any, checks, what: str = "config value") -> None:
             raise ValueError(f"invalid {what} {name}={value!r}; accepted: {accepted}")
 
 
-def _looks_like_file(pretrained: str) -> bool:
-    from .weights import looks_like_path  # local import: weights imports torch
+#: weights file suffixes: torch.load(weights_only=True) and safetensors (lseg_ros.weights reads them)
+TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
+SAFETENSORS_SUFFIXES = (".safetensors",)
 
-    return looks_like_path(pretrained)
+
+def looks_like_path(pretrained: str) -> bool:
+    """True when ``pretrained`` names a file rather than a pretrained tag."""
+    return (os.sep in pretrained or pretrained.startswith((".", "~"))
+            or pretrained.endswith(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES))
+
+
+def profile_layer(data: Mapping[str, Any], dataset: Optional[str] = None) -> Dict[str, Any]:
+    """The nested settings of the profile ``data`` names (robot when none), with its settings for
+    ``dataset`` (a dataset kind) when given: the layer every configuration lies on. Empty for
+    an unknown profile name (validate() names it)."""
+    name = data.get("profile", "robot") if isinstance(data, Mapping) else "robot"
+    if not isinstance(name, str) or name not in PROFILE_NAMES:
+        return {}
+    return nest(profile_settings(name, dataset))
+
+
+def read_yaml_mapping(path: str | Path) -> Any:
+    """The YAML file's content ({} for an empty file)."""
+    with open(path, "r", encoding="utf-8") as stream:
+        return yaml.safe_load(stream) or {}
+
+
+def load_yaml_config(cls, path: str | Path, extra: Optional[Mapping[str, Any]] = None,
+                     beneath: Optional[Mapping[str, Any]] = None, relative_to_file: bool = True):
+    """A ``cls`` configuration from the YAML file ``path`` (every config class loads here):
+    ``extra`` keys override the file's, ``beneath`` keys lie under them, and with
+    ``relative_to_file`` the fields marked as paths (``setting(path=...)``) that are relative
+    are made relative to the file's folder, not to the caller's working directory (a training
+    YAML, including a run's config.yaml, keeps them relative to the working directory)."""
+    data = read_yaml_mapping(path)
+    if isinstance(data, Mapping):
+        data = deep_merge(deep_merge(beneath or {}, data), extra or {})
+    config = from_dict(cls, data, source=str(path))
+    if relative_to_file:
+        resolve_relative_paths(config, Path(path).resolve().parent)
+    return config
+
+
+def resolve_relative_paths(config: Any, folder: Path) -> None:
+    """Fields of ``config`` (and its sub-configs) marked ``path`` "file" (when set) or "weights"
+    (when the value looks like a file, not a tag) that are relative become ``folder / value``."""
+    types = _field_types(type(config))
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if _is_dataclass_type(types[f.name]):
+            resolve_relative_paths(value, folder)
+            continue
+        kind = f.metadata.get("path")
+        if not kind or not value or (kind == "weights" and not looks_like_path(value)):
+            continue
+        if not Path(value).expanduser().is_absolute():
+            setattr(config, f.name, str(folder / Path(value).expanduser()))
 
 
 def _field_types(cls) -> Dict[str, Any]:
@@ -425,7 +505,7 @@ def _is_dataclass_type(tp: Any) -> bool:
     return isinstance(tp, type) and dataclasses.is_dataclass(tp)
 
 
-def _coerce(value: Any, tp: Any, name: str, switch: bool = False) -> Any:
+def coerce(value: Any, tp: Any, name: str, switch: bool = False) -> Any:
     """``value`` as type ``tp`` (field ``name``); for a ``switch`` field (values include on/off)
     a boolean is "on"/"off": YAML 1.1 and ROS read an unquoted on/off/yes/no/true/false as one."""
     origin = typing.get_origin(tp)
@@ -435,7 +515,7 @@ def _coerce(value: Any, tp: Any, name: str, switch: bool = False) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"config field {name} expects a list, got {value!r}")
-        return [_coerce(v, item_tp, name) for v in value]
+        return [coerce(v, item_tp, name) for v in value]
     if tp is bool:
         if isinstance(value, str):
             if value.lower() in ("1", "true", "yes", "on"):
@@ -485,7 +565,7 @@ def from_dict(cls, data: Mapping[str, Any], source: str = "config", prefix: str 
         if _is_dataclass_type(tp):
             kwargs[name] = from_dict(tp, value or {}, source, prefix + name + ".")
         else:
-            kwargs[name] = _coerce(value, tp, prefix + name, switch=bool(metadata[name].get("switch")))
+            kwargs[name] = coerce(value, tp, prefix + name, switch=bool(metadata[name].get("switch")))
     return cls(**kwargs)
 
 
@@ -542,14 +622,6 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls=SegmenterConfig) -
                            help=f"{doc} (default: {default})")
 
 
-def _from_yaml_with(cls, path, extra: Mapping[str, Any]):
-    with open(path, "r", encoding="utf-8") as stream:
-        data = yaml.safe_load(stream) or {}
-    if isinstance(data, Mapping):
-        data = deep_merge(data, extra)
-    return from_dict(cls, data, source=str(path))
-
-
 def _metavar(tp) -> str:
     if typing.get_origin(tp) in (list, List):
         return "A,B,..."
@@ -565,17 +637,30 @@ def config_from_args(args: argparse.Namespace, cls=SegmenterConfig, dataset: Opt
     overrides = {k: v for k, v in overrides.items() if k.split(".")[-1] != "profile"}
     beneath: Dict[str, Any] = {}  # the profile's settings for the dataset, under the file's keys
     if dataset is not None and cls is SegmenterConfig:
-        file_data = {}
-        if path:
-            with open(path, "r", encoding="utf-8") as stream:
-                file_data = yaml.safe_load(stream) or {}
+        file_data = read_yaml_mapping(path) if path else {}
         name = profiles.get("profile") or (file_data.get("profile") if isinstance(file_data, Mapping) else None)
         if name in PROFILE_NAMES:
-            beneath = nest(profile_settings(name, dataset))
+            beneath = profile_layer({"profile": name}, dataset)
     if path:
-        config = cls.from_yaml(path, extra=profiles, beneath=beneath) if cls is SegmenterConfig else \
-            _from_yaml_with(cls, path, profiles)
+        config = load_yaml_config(cls, path, extra=profiles, beneath=beneath)
     else:
         config = from_dict(cls, deep_merge(beneath, profiles), source="command line")
     config = with_overrides(config, overrides) if overrides else config
     return config.validate() if hasattr(config, "validate") else config
+
+
+#: config attribute_prompts values
+ATTRIBUTE_PROMPT_MODES = ("auto", "on", "off")
+#: backends for which attribute_prompts "auto" means on
+AUTO_ON_BACKENDS = ("lmseg",)
+
+
+def resolve_attribute_prompts(mode: str, backend: str) -> bool:
+    """Whether attribute prompts are used: config ``attribute_prompts`` ``mode`` (auto | on | off)
+    for ``backend``; auto is on for the LMSeg backend only."""
+    if mode not in ATTRIBUTE_PROMPT_MODES:
+        raise ValueError(f"invalid config value attribute_prompts={mode!r}; accepted: "
+                         f"{', '.join(ATTRIBUTE_PROMPT_MODES)}")
+    if mode == "auto":
+        return backend in AUTO_ON_BACKENDS
+    return mode == "on"

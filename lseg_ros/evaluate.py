@@ -100,22 +100,11 @@ def predict_probabilities(segmenter, image: np.ndarray, scales: Sequence[float] 
 
 
 def window_logits(segmenter, model_input: torch.Tensor, window: int = 0, stride: int = 0) -> torch.Tensor:
-    """Label logits [1, N, h, w] at model-input resolution; with ``window`` > 0 and a larger
-    input, the references' sliding window (:meth:`Segmenter.sliding_window_logits`,
-    ``stride`` default 2/3 of the window); otherwise the segmenter's own path (which may
-    slide the backend's configured window)."""
-    height, width = model_input.shape[-2:]
-    label_embeddings = segmenter.label_set.label_embeddings
-    if window <= 0 or (height <= window and width <= window):
-        backend_window, backend_stride = segmenter.backend_window(model_input)
-        if backend_window:
-            return segmenter.sliding_window_logits(model_input, label_embeddings, backend_window, backend_stride)
-        logits = segmenter.classify(segmenter.backend(model_input), label_embeddings, model_input)
-        return segmenter.resize_logits(logits, (height, width), model_input)
-    multiple = segmenter.backend.input_multiple
-    if window % multiple:
-        raise ValueError(f"window {window} must be a multiple of the backend's input multiple {multiple}")
-    return segmenter.sliding_window_logits(model_input, label_embeddings, window, stride or window * 2 // 3)
+    """Label logits [1, N, h, w] at model-input resolution (:meth:`Segmenter.input_logits`):
+    with ``window`` > 0 and a larger input, the references' sliding window (``stride`` default
+    2/3 of the window); otherwise the segmenter's own path (which may slide the backend's
+    configured window)."""
+    return segmenter.input_logits(model_input, window=window, stride=stride)
 
 
 #: lang-seg's evaluation sizes (test_lseg.py --base-size 520 --crop-size 480) and scales
@@ -153,8 +142,7 @@ def lseg_multiscale_logits(segmenter, image: np.ndarray, scales: Sequence[float]
 
     def network(img):  # module_inference: LSegNet.forward (logits at input size), plus the flip
         def once(view):
-            logits = segmenter.classify(backend(view), labels, view)
-            return segmenter.resize_logits(logits, view.shape[-2:], view)
+            return segmenter.input_logits(view, labels)
         out = once(img)
         return out + once(img.flip(-1)).flip(-1) if flip else out
 

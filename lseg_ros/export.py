@@ -35,6 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .build import use_onnx_image_side
 from .config import SegmenterConfig, add_config_arguments, config_from_args
 from .runtime import INPUT_NAME, META_PREFIX, OUTPUT_NAME, image_side_fingerprint
 
@@ -170,11 +171,8 @@ def verify_export(segmenter, onnx_segmenter, frames: List[np.ndarray], labels: L
 def with_onnx_image_side(segmenter, onnx_path: Path):
     """A shallow copy of ``segmenter`` (same backend, text side and settings) whose image side
     runs ``onnx_path`` with ONNX Runtime on its device."""
-    from .runtime import OnnxImageSide
-
     copy = _copy.copy(segmenter)
-    copy.image_forward = copy.window_forward = OnnxImageSide(onnx_path, segmenter.device, backend=segmenter.backend,
-                                                             num_threads=segmenter.config.num_threads)
+    use_onnx_image_side(copy, onnx_path, segmenter.device, segmenter.backend, num_threads=segmenter.config.num_threads)
     return copy
 
 

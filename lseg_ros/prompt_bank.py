@@ -36,7 +36,7 @@ File format (JSON, read with ``json.load`` only)::
   a user bank, switches the shipped descriptions of that class off.
 * A description is a non-empty string of at most 256 characters without control
   characters, not repeated within its class; a class has at most 32 descriptions in all
-  (:attr:`Segmenter.max_descriptions`). Keep them short (CLIP reads 77 tokens) and name
+  (:attr:`lseg_ros.validation.LabelLimits.max_descriptions`). Keep them short (CLIP reads 77 tokens) and name
   the class or an obvious synonym, so that the text encoder anchors them to it.
 
 Errors are :class:`PromptBankError` (a ``ValueError``) naming the file, the class and the
@@ -55,23 +55,20 @@ import json
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .config import ATTRIBUTE_PROMPT_MODES, AUTO_ON_BACKENDS, resolve_attribute_prompts  # noqa: F401  (re-exported)
 from .validation import SYNONYM_SEPARATOR, label_text_problem, shorten, split_synonyms
 
 #: the ``format`` value of version 1 of the bank file format
 FORMAT = "lseg_ros.prompt_bank/1"
 #: attribute kinds an entry may have, in the order descriptions are interleaved
 ATTRIBUTE_KINDS = ("color", "shape", "material")
-#: most descriptions per class (Segmenter.max_descriptions)
+#: most descriptions per class (LabelLimits.max_descriptions)
 MAX_DESCRIPTIONS = 32
-#: longest description in characters (Segmenter.max_label_chars)
+#: longest description in characters (LabelLimits.max_label_chars)
 MAX_DESCRIPTION_CHARS = 256
 #: largest bank file in bytes (checked before it is read; the shipped banks are < 64 KiB and a
 #: class of 32 longest descriptions is ~9 KB, so this holds ~900 such classes)
 MAX_BANK_BYTES = 8 * 1024 * 1024
-#: values of the config field attribute_prompts
-ATTRIBUTE_PROMPT_MODES = ("auto", "on", "off")
-#: backends for which attribute_prompts "auto" means on
-AUTO_ON_BACKENDS = ("lmseg",)
 
 #: common robot labels the shipped bank covers (besides every class of the shipped class
 #: lists and the synthetic scene classes; a test checks)
@@ -292,12 +289,3 @@ def descriptions_for(label: str, user_banks: Iterable[PathLike] = (), limit: int
     return load_prompt_bank(user_banks).descriptions(label, limit)
 
 
-def resolve_attribute_prompts(mode: str, backend: str) -> bool:
-    """Whether attribute prompts are used: config ``attribute_prompts`` ``mode`` (auto | on | off)
-    for ``backend``; auto is on for the LMSeg backend only."""
-    if mode not in ATTRIBUTE_PROMPT_MODES:
-        raise ValueError(f"invalid config value attribute_prompts={mode!r}; accepted: "
-                         f"{', '.join(ATTRIBUTE_PROMPT_MODES)}")
-    if mode == "auto":
-        return backend in AUTO_ON_BACKENDS
-    return mode == "on"

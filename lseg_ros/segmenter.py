@@ -10,29 +10,26 @@ Label embeddings are computed once per label (cached); every frame reuses them.
 from __future__ import annotations
 
 import itertools
-import math
 import threading
 import time
 import warnings
 from dataclasses import dataclass, field, replace
-from typing import Dict, List, Optional, Sequence, Union
+from typing import Callable, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .acceleration import (PRECISIONS, CudaGraphForward, apply_mha_fastpath, apply_threads, quantize_image_side,
-                           resolve_memory_format, resolve_mha_fastpath, resolve_precision)
+from .build import build_image_side, resolve_runtime
+from .build import resolve_device  # noqa: F401  (re-exported: lseg_ros.segmenter API)
 from .config import SegmenterConfig
 from .label_maps import LabelRules, classify_bands, plan_outputs, resize_logits
-from .models import build_backend
 from .postprocess import cluster_pixel_embeddings, pamr
 from .prompt_bank import PromptBank, load_prompt_bank
 from .preprocess import PinnedStaging, mmseg_input_size, model_input_size, split_batch, to_model_input, window_starts
 from .text import MAX_LABEL_PROMPTS, LabelEncoder
-from .validation import join_synonyms, label_text_problem, shorten, split_synonyms
+from .validation import LabelLimits, check_labels, check_texts, split_synonyms
 from .validation import SYNONYM_SEPARATOR, parse_label_text  # noqa: F401  (re-exported: lseg_ros.segmenter API)
-from .weights import check_finite
 
 
 
@@ -94,29 +91,9 @@ class LabelSet:
         return [name for label in self.names for name in split_synonyms(label)]
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"invalid device {name!r}; accepted: auto, cpu, cuda, cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available; use device:=cpu or auto")
-    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r} does not exist; {torch.cuda.device_count()} CUDA device(s) visible")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"unsupported device {name!r}; accepted: auto, cpu, cuda, cuda:N")
-    return device
-
-
 class Segmenter:
     """Open-vocabulary semantic segmentation with a registered backend."""
 
-    max_labels = 1024
-    max_names = 4096  # query names, synonyms included
-    max_label_chars = 256
-    max_descriptions = 32  # extra prompts per label
     #: most text prompts (names x templates + descriptions) one set_labels/prepare_labels may
     #: encode: 255 labels x (80 templates + 32 descriptions) fit (benchmarks/bench_text.py)
     max_label_prompts = MAX_LABEL_PROMPTS
@@ -124,74 +101,26 @@ class Segmenter:
     #: 8192 with one (a few seconds with the tiny CLIP on a CPU core; benchmarks/bench_text.py)
     max_text_prompts = 8192
 
-    def __init__(self, config: Optional[SegmenterConfig] = None) -> None:
+    def __init__(self, config: Optional[SegmenterConfig] = None, limits: Optional[LabelLimits] = None) -> None:
         self.config = config = (config or SegmenterConfig()).validate()
-        self.device = resolve_device(config.device)
-        self.precision, warning = resolve_precision(config.precision, self.device)
-        self.dtype = PRECISIONS[self.precision]
+        #: what a label set or text list may hold (the node passes its max_labels, max_label_chars
+        #: and max_prompts_per_label); replace it to change them
+        self.limits = limits or LabelLimits()
+        runtime = resolve_runtime(config)
+        self.device, self.precision, self.dtype = runtime.device, runtime.precision, runtime.dtype
         #: problems with the settings that do not stop the engine (the node logs them)
-        self.warnings: List[str] = []
-        if warning:
-            self.warnings.append(warning)
-            warnings.warn(warning, RuntimeWarning, stacklevel=2)
-        if config.quantize == "int8" and (self.device.type != "cpu" or self.precision != "fp32"):
-            raise ValueError(f"quantize 'int8' runs on the CPU in fp32 (torch.ao dynamic quantization); got device "
-                             f"{self.device} with precision {self.precision}: use quantize none there")
-        if config.compile == "cuda_graphs" and self.device.type != "cuda":
-            raise ValueError(f"compile 'cuda_graphs' needs CUDA, device is {self.device}; use compile none or torch")
-        if config.runtime == "onnxruntime" and (config.compile != "none" or config.quantize != "none"):
-            raise ValueError(f"runtime onnxruntime runs the exported graph as it is: compile {config.compile!r} and "
-                             f"quantize {config.quantize!r} apply to the torch runtime only; set them to none")
-        threads = apply_threads(config.num_threads)
-        fastpath = resolve_mha_fastpath(config.mha_fastpath, self.device)
-        apply_mha_fastpath(fastpath)
-        backend = build_backend(config)
-        if self.config.input_resize == "mmseg" and not getattr(backend, "drops_partial_patches", False):
-            raise ValueError(f"input_resize 'mmseg' needs a backend that takes inputs of any size (dense_clip); "
-                             f"backend {self.config.backend!r} needs patch multiples: use input_resize 'snap'")
-        check_finite(backend, self.config.pretrained)
-        backend.requires_grad_(False)
-        self.backend = backend.to(self.device, self.dtype).eval()
-        self.memory_format = resolve_memory_format(config.memory_format, backend, self.device)
-        if self.memory_format == torch.channels_last:
-            self.backend.to(memory_format=torch.channels_last)
-        quantized = quantize_image_side(self.backend) if config.quantize == "int8" else 0
+        self.warnings: List[str] = list(runtime.warnings)
+        side = build_image_side(config, runtime)
+        self.backend = side.backend
+        self.memory_format = side.memory_format
         #: the image side as the frame path calls it: images [B, 3, h, w] -> embeddings [B, D, h', w']
         #: (whole input), and per sliding window (dense_embeddings)
-        self.image_forward = self.backend
-        self.window_forward = getattr(self.backend, "dense_embeddings", self.backend)
-        if config.compile == "torch":
-            self.image_forward = torch.compile(self.image_forward, dynamic=False)
-            if self.window_forward is not self.backend:
-                self.window_forward = torch.compile(self.window_forward, dynamic=False)
-            else:
-                self.window_forward = self.image_forward
-        elif config.compile == "cuda_graphs":
-            self.image_forward = CudaGraphForward(self.image_forward)
-            self.window_forward = CudaGraphForward(self.window_forward)
+        self.image_forward, self.window_forward = side.image_forward, side.window_forward
         #: torch parameters dropped because another runtime runs the image side
-        self.released_parameters = 0
-        if config.runtime == "onnxruntime":
-            from .runtime import OnnxImageSide  # optional dependency: pip install lseg_ros[onnx]
-
-            # the graph is one forward at one input size: the whole input or one sliding window
-            # (the same computation at that size), checked against this backend's weights
-            self.image_forward = self.window_forward = OnnxImageSide(
-                config.onnx_model, self.device, backend=self.backend, tensorrt_cache_dir=config.tensorrt_cache_dir,
-                num_threads=config.num_threads, fp16=self.precision == "fp16")
-            # the torch weights only the image side uses are not needed any more (device memory)
-            self.released_parameters = self.backend.release_image_side()
-            if self.device.type == "cuda":
-                torch.cuda.empty_cache()
+        self.released_parameters = side.released_parameters
         self._staging = PinnedStaging() if self.device.type == "cuda" else None
         #: what each speed setting became on this device ("auto" resolved)
-        self.settings = {"device": str(self.device), "precision": self.precision, "num_threads": threads,
-                         "mha_fastpath": "on" if fastpath else "off",
-                         "memory_format": "channels_last" if self.memory_format == torch.channels_last else
-                         "contiguous", "quantize": f"int8 ({quantized} linear layers)" if quantized else "none",
-                         "compile": config.compile,
-                         "runtime": f"onnxruntime ({self.image_forward.providers[0]})"
-                         if config.runtime == "onnxruntime" else config.runtime}
+        self.settings = side.settings(runtime, config)
         templates = self.config.prompt_templates
         if templates == "default":
             templates = self.backend.default_prompt_templates
@@ -218,6 +147,21 @@ class Segmenter:
         if config.warmup_height and config.warmup_width:
             self.warmup(config.warmup_height, config.warmup_width)
 
+    def set_threshold(self, value: float) -> None:
+        """The confidence threshold of labels without their own, for label sets prepared from
+        now on (a prepared set keeps the thresholds it was checked with); ValueError outside
+        [0, 1]."""
+        value = float(value)
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"threshold {value} out of range; accepted: [0, 1]")
+        self.config.threshold = value
+
+    def stop_encoding_when(self, should_stop: Callable[[], bool]) -> None:
+        """Label and text encoding check ``should_stop()`` between text forward batches and
+        stop with InterruptedError once it is true (a node shutting down; ``lambda: True``
+        stops an encoding in progress)."""
+        self.label_encoder.should_stop = should_stop
+
     def warmup(self, height: int, width: int, batch: int = 1, repeats: int = 2) -> float:
         """Segment a ``height`` x ``width`` gray frame (``batch`` of them) ``repeats`` times, so
         that compilation, CUDA graph capture and kernel selection happen now, not on the first
@@ -241,107 +185,16 @@ class Segmenter:
         return self.backend.description
 
     def validate_labels(self, labels: Sequence[str], descriptions=None, thresholds=None):
-        """Checked copies of (labels, descriptions, thresholds); ValueError names the bad value."""
-        if isinstance(labels, str):
-            raise ValueError(f"labels must be a list of strings, got the string {shorten(labels)}; "
-                             "use parse_label_text() for 'door, chair'")
-        labels = [join_synonyms(label) if isinstance(label, (list, tuple)) else str(label).strip()
-                  for label in labels]
-        if not labels:
-            raise ValueError("empty label list; give at least one label, e.g. ['floor', 'door']")
-        if len(labels) > self.max_labels:
-            raise ValueError(f"{len(labels)} labels requested; at most {self.max_labels} are accepted")
-        for index, label in enumerate(labels):
-            if not label:
-                raise ValueError(f"empty label name at position {index} of {shorten(labels)}")
-            longest = max((len(name) for name in split_synonyms(label, keep_empty=True)), default=0)
-            if longest > self.max_label_chars or len(label) > 4 * self.max_label_chars:
-                raise ValueError(f"label {shorten(label, 40)} is {len(label)} characters long; at most "
-                                 f"{self.max_label_chars} are accepted per name (synonyms separated by ';', "
-                                 f"{4 * self.max_label_chars} in all)")
-            problem = label_text_problem(label)
-            if problem:
-                raise ValueError(f"label {shorten(label, 40)} at position {index} {problem}; labels must be "
-                                 "visible text without control characters")
-            if any(not name for name in split_synonyms(label, keep_empty=True)):
-                raise ValueError(f"label {shorten(label, 40)} at position {index} has an empty name between "
-                                 "its ';' separators; write synonyms as 'person; man; woman'")
-        labels = [join_synonyms(split_synonyms(label)) for label in labels]  # canonical "a; b" spacing
-        # A name may be shared by two labels (SCLIP's COCO-Object background lists 'bed', also a
-        # class); it then counts for both and ties go to the lower index, as in the references.
-        # A label given twice, or a name repeated inside one label, is a mistake.
-        seen_labels = {}
-        names_total = 0
-        for index, label in enumerate(labels):
-            if label in seen_labels:
-                raise ValueError(f"duplicate label {shorten(label, 40)} in {shorten(labels)}: labels "
-                                 f"{seen_labels[label]} and {index}; each label must be unique")
-            seen_labels[label] = index
-            names = split_synonyms(label)
-            repeated = sorted({name for name in names if names.count(name) > 1})
-            if repeated:
-                raise ValueError(f"label {shorten(label, 40)} lists {shorten(repeated[0], 40)} twice")
-            names_total += len(names)
-        if names_total > self.max_names:
-            raise ValueError(f"{names_total} label names (synonyms included) requested; at most {self.max_names} "
-                             "are accepted")
-        below = self.config.threshold_label
-        if below >= len(labels):
-            raise ValueError(f"threshold_label {below} is not a label index: the set has {len(labels)} labels "
-                             f"({shorten(labels)}); use -1 for unknown_value")
-        unknown = self.config.unknown_value
-        if unknown < len(labels):
-            raise ValueError(f"unknown_value {unknown} collides with label index {unknown} "
-                             f"({len(labels)} labels); set unknown_value to 65535")
-        if descriptions is not None and any(isinstance(d, str) for d in descriptions):
-            raise ValueError(f"descriptions must be one list of strings per label, got {shorten(list(descriptions))}")
-        descriptions = [list(d) for d in descriptions] if descriptions is not None else [[] for _ in labels]
-        if len(descriptions) != len(labels):
-            raise ValueError(f"{len(descriptions)} description lists for {len(labels)} labels")
-        for label, desc_list in zip(labels, descriptions):
-            if len(desc_list) > self.max_descriptions:
-                raise ValueError(f"label {shorten(label, 40)} has {len(desc_list)} descriptions; at most "
-                                 f"{self.max_descriptions} are accepted")
-            for desc in desc_list:
-                if not isinstance(desc, str) or not desc.strip() or len(desc) > self.max_label_chars:
-                    raise ValueError(f"invalid description {shorten(desc, 40)}: must be a non-empty string "
-                                     f"of at most {self.max_label_chars} characters")
-                problem = label_text_problem(desc)
-                if problem:
-                    raise ValueError(f"description {shorten(desc, 40)} of label {shorten(label, 40)} {problem}")
-        default = self.config.threshold
-        if thresholds is None:
-            thresholds = [default] * len(labels)
-        if len(thresholds) != len(labels):
-            raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
-        checked = []
-        for value in thresholds:
-            value = default if value is None or math.isnan(float(value)) or float(value) == 0 else float(value)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"threshold {value} out of range; accepted: [0, 1] (0 or NaN = default)")
-            checked.append(value)
-        return labels, [[d.strip() for d in ds] for ds in descriptions], checked
+        """Checked copies of (labels, descriptions, thresholds) within :attr:`limits` and this
+        config's threshold, threshold_label and unknown_value; ValueError names the bad value
+        (:func:`lseg_ros.validation.check_labels`)."""
+        return check_labels(labels, descriptions, thresholds, self.limits, default_threshold=self.config.threshold,
+                            threshold_label=self.config.threshold_label, unknown_value=self.config.unknown_value)
 
     def validate_texts(self, texts: Sequence[str]) -> List[str]:
-        """Checked, stripped copies of free texts to embed (:meth:`encode_texts`); ValueError
-        names the bad one. Each text is one phrase (';' is not a synonym separator here)."""
-        if isinstance(texts, str) or not all(isinstance(text, str) for text in texts):
-            raise ValueError(f"texts must be a list of strings, got {shorten(texts)}")
-        texts = [text.strip() for text in texts]
-        if not texts:
-            raise ValueError("no texts given; give at least one, e.g. ['door']")
-        if len(texts) > self.max_names:
-            raise ValueError(f"{len(texts)} texts requested; at most {self.max_names} are accepted")
-        for index, text in enumerate(texts):
-            if not text:
-                raise ValueError(f"empty text at position {index} of {shorten(texts)}")
-            if len(text) > self.max_label_chars:
-                raise ValueError(f"text {shorten(text, 40)} is {len(text)} characters long; at most "
-                                 f"{self.max_label_chars} are accepted")
-            problem = label_text_problem(text)
-            if problem:
-                raise ValueError(f"text {shorten(text, 40)} at position {index} {problem}")
-        return texts
+        """Checked, stripped copies of free texts to embed (:meth:`encode_texts`) within
+        :attr:`limits`; ValueError names the bad one (:func:`lseg_ros.validation.check_texts`)."""
+        return check_texts(texts, self.limits)
 
     def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
         """[N, D] float32 L2-normalized embeddings of free texts, in the space of the pixel
@@ -381,11 +234,11 @@ class Segmenter:
 
     def bank_descriptions(self, labels: Sequence[str], descriptions: Sequence[Sequence[str]]) -> List[List[str]]:
         """``descriptions`` (checked, one list per label) with the prompt bank's descriptions
-        (at most ``max_descriptions``) for each label given none, when attribute prompts are on;
+        (at most ``limits.max_descriptions``) for each label given none, when attribute prompts are on;
         given descriptions always win."""
         if self.prompt_bank is None:
             return [list(given) for given in descriptions]
-        return [list(given) if given else self.prompt_bank.descriptions(label, self.max_descriptions)
+        return [list(given) if given else self.prompt_bank.descriptions(label, self.limits.max_descriptions)
                 for label, given in zip(labels, descriptions)]
 
     def use_labels(self, label_set: Optional[LabelSet]) -> int:
@@ -514,8 +367,8 @@ class Segmenter:
         """(window, stride) in model-input pixels when the backend's sliding window is to be
         merged as label logits (dense_clip.window_merge "logits") and the input exceeds it;
         (0, 0) otherwise (no window, or the backend averages embeddings itself)."""
-        window = int(getattr(self.backend, "window", 0) or 0)
-        if not window or getattr(self.backend, "window_merge", "embeddings") != "logits":
+        window = int(self.backend.window)
+        if not window or self.backend.window_merge != "logits":
             return 0, 0
         height, width = model_input.shape[-2:]
         if height <= window and width <= window:
@@ -556,6 +409,28 @@ class Segmenter:
         if embeddings_out is None:
             return logits
         return logits, grid_sum / grid_count.clamp_min(1)
+
+    def input_logits(self, model_input: torch.Tensor, label_embeddings: Optional[torch.Tensor] = None,
+                     window: int = 0, stride: int = 0) -> torch.Tensor:
+        """Label logits [B, N, H, W] at the size of ``model_input`` [B, 3, H, W], through the
+        image side as the frame path runs it (``image_forward``: compiled, exported or quantized
+        as configured) and ``classify``: the backend's own sliding window when it merges logits;
+        with ``window`` > 0 and a larger input, that window instead (``stride`` default 2/3 of
+        it), as the references' evaluations slide it. The active labels unless
+        ``label_embeddings`` [N, D] are given. Evaluation and training take their logits here."""
+        if label_embeddings is None:
+            label_embeddings = self.label_set.label_embeddings
+        height, width = model_input.shape[-2:]
+        if window > 0 and (height > window or width > window):
+            multiple = self.backend.input_multiple
+            if window % multiple:
+                raise ValueError(f"window {window} must be a multiple of the backend's input multiple {multiple}")
+            return self.sliding_window_logits(model_input, label_embeddings, window, stride or window * 2 // 3)
+        backend_window, backend_stride = self.backend_window(model_input)
+        if backend_window:
+            return self.sliding_window_logits(model_input, label_embeddings, backend_window, backend_stride)
+        logits = self.classify(self.image_forward(model_input), label_embeddings, model_input)
+        return self.resize_logits(logits, (height, width), model_input)
 
     def classify(self, pixel_embeddings: torch.Tensor, label_embeddings: torch.Tensor,
                  model_input: Optional[torch.Tensor] = None) -> torch.Tensor:

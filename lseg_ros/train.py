@@ -21,7 +21,7 @@ TrainConfig. Every TrainConfig field is an option (``--name value``) and a YAML 
 
 ViL-Seg's objective (``--objective vilseg --model.backend vilseg``) reads a caption dataset
 (:mod:`lseg_ros.data.captions`; no masks) from ``data_root`` and trains image encoder,
-heads and text tower with the losses of :class:`lseg_ros.models.vilseg.VilSegObjective`;
+heads and text tower with the losses of :class:`lseg_ros.vilseg_objective.VilSegObjective`;
 ``val_data_root`` names a labelled dataset whose masks only score validation.
 
 A kill at any moment leaves the run resumable: every file is written to a temporary
@@ -55,11 +55,12 @@ import torch.nn.functional as F
 import yaml
 
 from . import atomic
-from .config import SegmenterConfig, _doc, add_config_arguments, check_values, from_dict, with_overrides
+from .config import (SegmenterConfig, add_config_arguments, check_values, load_yaml_config, setting,
+                     with_overrides)
 from .data import TrainTransform, build_dataset
 from .data.captions import CaptionImageTransform, collate_captions, read_caption_dataset
 from .evaluate import class_indices, evaluate_segmenter
-from .models.vilseg import VilSegObjective
+from .vilseg_objective import VilSegObjective
 from .segmenter import Segmenter, resolve_device
 from .weights import WeightsError
 
@@ -68,93 +69,94 @@ from .weights import WeightsError
 class TrainModelConfig(SegmenterConfig):
     """The model to train: a SegmenterConfig whose defaults are a trainable LSeg."""
 
-    backend: str = _doc("Registered backend to train: lseg or lmseg (objective lseg), vilseg (objective "
-                        "vilseg).", "lseg")
-    model: str = _doc("LSeg preset: lseg_tiny (CPU demos), lseg_vitb32_384, lseg_vitb16_384, "
-                      "lseg_vitl16_384; LMSeg preset (backend lmseg): lmseg_tiny, lmseg_vitb16_sam_b, "
-                      "lmseg_vitb16_sam_l.", "lseg_tiny")
-    pretrained: str = _doc("Initial weights: 'random' or a local checkpoint to fine-tune.", "random")
-    labels: List[str] = _doc("Ignored in training: the label set is the dataset's class names "
-                             "(minus unseen_classes).", factory=list)
+    backend: str = setting("Registered backend to train: lseg or lmseg (objective lseg), vilseg (objective "
+                           "vilseg).", "lseg")
+    model: str = setting("LSeg preset: lseg_tiny (CPU demos), lseg_vitb32_384, lseg_vitb16_384, "
+                         "lseg_vitl16_384; LMSeg preset (backend lmseg): lmseg_tiny, lmseg_vitb16_sam_b, "
+                         "lmseg_vitb16_sam_l.", "lseg_tiny")
+    pretrained: str = setting("Initial weights: 'random' or a local checkpoint to fine-tune.", "random")
+    labels: List[str] = setting("Ignored in training: the label set is the dataset's class names "
+                                "(minus unseen_classes).", factory=list)
 
 
 @dataclass
 class VilSegTrainConfig:
     """ViL-Seg's objective (``objective: vilseg``): loss weights and views."""
 
-    cross_modal_weight: float = _doc("Weight of the cross-modal contrast (pooled image embedding vs its "
-                                     "caption's, InfoNCE over the batch).", 1.0)
-    vision_weight: float = _doc("Weight of the vision-based contrast (global view vs local crops, "
-                                "InfoNCE over the batch).", 0.5)
-    cluster_weight: float = _doc("Weight of the clustering head's loss (negative mutual information of "
-                                 "the cluster assignments of two views, IIC).", 1.0)
-    cluster_entropy: float = _doc("IIC's lambda: weight of the cluster marginals' entropy in the clustering "
-                                  "loss (1 = plain mutual information; more keeps small classes apart).", 2.0)
-    local_crops: int = _doc("Local crops per image for the vision-based contrast.", 2)
-    local_scale: List[float] = _doc("Side of a local crop as a fraction of the image's (low, high).",
-                                    factory=lambda: [0.35, 0.65])
-    vision_temperature: float = _doc("Temperature of the vision-based contrast.", 0.1)
-    pooling: str = _doc("Image embedding of the cross-modal contrast: mean (of all patch embeddings: "
-                        "large regions dominate) | clusters (of the clustering head's soft cluster means, "
-                        "each cluster alike, as a caption names each thing once).", "mean")
-    image_size: List[int] = _doc("Training image size (height, width): captioned images are resized to "
-                                 "it whole (a crop could cut away what the caption names); multiples of "
-                                 "the patch size.", factory=lambda: [128, 160])
+    cross_modal_weight: float = setting("Weight of the cross-modal contrast (pooled image embedding vs its "
+                                        "caption's, InfoNCE over the batch).", 1.0)
+    vision_weight: float = setting("Weight of the vision-based contrast (global view vs local crops, "
+                                   "InfoNCE over the batch).", 0.5)
+    cluster_weight: float = setting("Weight of the clustering head's loss (negative mutual information of "
+                                    "the cluster assignments of two views, IIC).", 1.0)
+    cluster_entropy: float = setting("IIC's lambda: weight of the cluster marginals' entropy in the clustering "
+                                     "loss (1 = plain mutual information; more keeps small classes apart).", 2.0)
+    local_crops: int = setting("Local crops per image for the vision-based contrast.", 2)
+    local_scale: List[float] = setting("Side of a local crop as a fraction of the image's (low, high).",
+                                       factory=lambda: [0.35, 0.65])
+    vision_temperature: float = setting("Temperature of the vision-based contrast.", 0.1)
+    pooling: str = setting("Image embedding of the cross-modal contrast: mean (of all patch embeddings: "
+                           "large regions dominate) | clusters (of the clustering head's soft cluster means, "
+                           "each cluster alike, as a caption names each thing once).", "mean")
+    image_size: List[int] = setting("Training image size (height, width): captioned images are resized to "
+                                    "it whole (a crop could cut away what the caption names); multiples of "
+                                    "the patch size.", factory=lambda: [128, 160])
 
 
 @dataclass
 class TrainConfig:
-    out: str = _doc("Output folder for checkpoints, config.yaml, model.yaml and metrics.csv.", "runs/lseg")
-    objective: str = _doc("lseg (masks: per-pixel cross-entropy against the frozen text tower's label "
-                          "embeddings) | vilseg (captions only, no masks: ViL-Seg's contrastive and "
-                          "clustering losses; trains the text tower too; needs model.backend vilseg).", "lseg")
-    dataset: str = _doc("Dataset kind: ade20k | voc | pascal_context59 | generic (objective vilseg: the "
-                        "kind of the validation dataset).", "generic")
-    data_root: str = _doc("Dataset root folder (objective vilseg: a caption dataset, see "
-                          "lseg_ros.data.captions).", "")
-    val_data_root: str = _doc("Labelled dataset root for validation; empty = data_root (objective vilseg: "
-                              "empty = no validation, captions have no masks).", "")
-    train_split: str = _doc("Training split (objective vilseg: used when the caption dataset has "
-                            "splits/<split>.txt, else all its images).", "train")
-    val_split: str = _doc("Validation split, evaluated after each epoch; empty disables.", "val")
-    val_max_images: int = _doc("Validate on the first N images only; 0 = all.", 0)
-    unseen_classes: List[str] = _doc("Class names held out of training (ignored pixels, not in the "
-                                     "label set), evaluated as unseen.", factory=list)
-    crop_size: int = _doc("Square training crop in pixels (a multiple of the patch size).", 128)
-    scale_range: List[float] = _doc("Random rescale factors (low, high) before cropping.",
-                                    factory=lambda: [0.75, 1.5])
-    flip: bool = _doc("Random horizontal flips.", True)
-    jitter: float = _doc("Brightness/contrast/saturation jitter strength in [0, 1).", 0.2)
-    batch_size: int = _doc("Images per forward pass.", 8)
-    grad_accum: int = _doc("Forward passes accumulated per optimizer step.", 1)
-    epochs: int = _doc("Training epochs (ignored when max_steps > 0).", 10)
-    max_steps: int = _doc("Optimizer steps in total; 0 = epochs x steps per epoch.", 0)
-    optimizer: str = _doc("sgd | adamw.", "adamw")
-    backbone_lr: float = _doc("Learning rate of the ViT backbone (image_parameters).", 1e-3)
-    decoder_lr: float = _doc("Learning rate of the reassemble stages and decoder (decoder_parameters).", 3e-3)
-    text_lr: float = _doc("Learning rate of the text tower and contrast temperature (objective vilseg; "
-                          "objective lseg keeps the text tower frozen).", 1e-3)
-    momentum: float = _doc("SGD momentum.", 0.9)
-    weight_decay: float = _doc("Weight decay.", 1e-4)
-    lr_power: float = _doc("Poly schedule: lr x (1 - step/total)^power.", 0.9)
-    warmup_steps: int = _doc("Linear warm-up steps before the poly decay.", 0)
-    workers: int = _doc("DataLoader worker processes (0 = load in the main process).", 0)
-    threads: int = _doc("CPU threads of torch (torch.set_num_threads); 0 = torch's default. "
-                        "1 is much faster on a busy machine.", 0)
-    seed: int = _doc("Seed of initialization, data order and augmentation.", 0)
-    device: str = _doc("auto | cpu | cuda | cuda:N.", "auto")
-    precision: str = _doc("fp32 | bf16 | fp16: autocast (fp16 with GradScaler) on CUDA; "
-                          "the CPU always trains in fp32.", "fp32")
-    progress: bool = _doc("Show a tqdm progress bar.", True)
-    vilseg: VilSegTrainConfig = _doc("ViL-Seg objective settings (objective vilseg).",
-                                     factory=VilSegTrainConfig)
-    model: TrainModelConfig = _doc("The model (an inference SegmenterConfig; see model.*).",
-                                   factory=TrainModelConfig)
+    out: str = setting("Output folder for checkpoints, config.yaml, model.yaml and metrics.csv.", "runs/lseg")
+    objective: str = setting("lseg (masks: per-pixel cross-entropy against the frozen text tower's label "
+                             "embeddings) | vilseg (captions only, no masks: ViL-Seg's contrastive and "
+                             "clustering losses; trains the text tower too; needs model.backend vilseg).", "lseg")
+    dataset: str = setting("Dataset kind: ade20k | voc | pascal_context59 | generic (objective vilseg: the "
+                           "kind of the validation dataset).", "generic")
+    data_root: str = setting("Dataset root folder (objective vilseg: a caption dataset, see "
+                             "lseg_ros.data.captions).", "")
+    val_data_root: str = setting("Labelled dataset root for validation; empty = data_root (objective vilseg: "
+                                 "empty = no validation, captions have no masks).", "")
+    train_split: str = setting("Training split (objective vilseg: used when the caption dataset has "
+                               "splits/<split>.txt, else all its images).", "train")
+    val_split: str = setting("Validation split, evaluated after each epoch; empty disables.", "val")
+    val_max_images: int = setting("Validate on the first N images only; 0 = all.", 0)
+    unseen_classes: List[str] = setting("Class names held out of training (ignored pixels, not in the "
+                                        "label set), evaluated as unseen.", factory=list)
+    crop_size: int = setting("Square training crop in pixels (a multiple of the patch size).", 128)
+    scale_range: List[float] = setting("Random rescale factors (low, high) before cropping.",
+                                       factory=lambda: [0.75, 1.5])
+    flip: bool = setting("Random horizontal flips.", True)
+    jitter: float = setting("Brightness/contrast/saturation jitter strength in [0, 1).", 0.2)
+    batch_size: int = setting("Images per forward pass.", 8)
+    grad_accum: int = setting("Forward passes accumulated per optimizer step.", 1)
+    epochs: int = setting("Training epochs (ignored when max_steps > 0).", 10)
+    max_steps: int = setting("Optimizer steps in total; 0 = epochs x steps per epoch.", 0)
+    optimizer: str = setting("sgd | adamw.", "adamw")
+    backbone_lr: float = setting("Learning rate of the ViT backbone (image_parameters).", 1e-3)
+    decoder_lr: float = setting("Learning rate of the reassemble stages and decoder (decoder_parameters).", 3e-3)
+    text_lr: float = setting("Learning rate of the text tower and contrast temperature (objective vilseg; "
+                             "objective lseg keeps the text tower frozen).", 1e-3)
+    momentum: float = setting("SGD momentum.", 0.9)
+    weight_decay: float = setting("Weight decay.", 1e-4)
+    lr_power: float = setting("Poly schedule: lr x (1 - step/total)^power.", 0.9)
+    warmup_steps: int = setting("Linear warm-up steps before the poly decay.", 0)
+    workers: int = setting("DataLoader worker processes (0 = load in the main process).", 0)
+    threads: int = setting("CPU threads of torch (torch.set_num_threads); 0 = torch's default. "
+                           "1 is much faster on a busy machine.", 0)
+    seed: int = setting("Seed of initialization, data order and augmentation.", 0)
+    device: str = setting("auto | cpu | cuda | cuda:N.", "auto")
+    precision: str = setting("fp32 | bf16 | fp16: autocast (fp16 with GradScaler) on CUDA; "
+                             "the CPU always trains in fp32.", "fp32")
+    progress: bool = setting("Show a tqdm progress bar.", True)
+    vilseg: VilSegTrainConfig = setting("ViL-Seg objective settings (objective vilseg).",
+                                        factory=VilSegTrainConfig)
+    model: TrainModelConfig = setting("The model (an inference SegmenterConfig; see model.*).",
+                                      factory=TrainModelConfig)
 
     @classmethod
     def from_yaml(cls, path) -> "TrainConfig":
-        with open(path, "r", encoding="utf-8") as stream:
-            return from_dict(cls, yaml.safe_load(stream) or {}, source=str(path))
+        """The file's training configuration (:func:`lseg_ros.config.load_yaml_config`); its paths
+        stay relative to the working directory, as lseg-train has always read them."""
+        return load_yaml_config(cls, path, relative_to_file=False)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -301,7 +303,7 @@ class Trainer:
             model_config.pretrained = str(weights_path)
         self.segmenter = Segmenter(model_config)
         self.backend = self.segmenter.backend
-        if not hasattr(self.backend, "decoder_parameters"):
+        if not self.backend.trainable:
             raise ValueError(f"backend {config.model.backend!r} has no trainable image/decoder parameters; "
                              "accepted for training: lseg, lmseg, vilseg")
         name, value = ("vilseg.image_size", list(config.vilseg.image_size)) if self.vilseg \
@@ -363,15 +365,13 @@ class Trainer:
         return targets
 
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Training logits [B, N, H, W] for images [B, 3, H, W] in [0, 1]: normalize, backend,
-        the engine's classify, the backend's own upsampling (LSeg: x2, align_corners=True, as
-        upstream trains), bilinear to the image size."""
+        """Training logits [B, N, H, W] for images [B, 3, H, W] in [0, 1]: normalize, then the
+        engine's logits path (Segmenter.input_logits: image side, classify, the backend's own
+        upsampling (LSeg: x2, align_corners=True, as upstream trains), bilinear to the image size)."""
         mean = torch.tensor(self.backend.image_mean, device=images.device).view(1, 3, 1, 1)
         std = torch.tensor(self.backend.image_std, device=images.device).view(1, 3, 1, 1)
         model_input = (images - mean) / std
-        pixel_embeddings = self.backend(model_input)  # [B, D, H/2, W/2]
-        logits = self.segmenter.classify(pixel_embeddings, self.label_embeddings, model_input)
-        return self.segmenter.resize_logits(logits, images.shape[-2:], model_input)
+        return self.segmenter.input_logits(model_input, self.label_embeddings)  # [B, N, H, W]
 
     def loss(self, batch: dict) -> torch.Tensor:
         if self.vilseg:

@@ -14,20 +14,14 @@ from typing import Dict, Mapping, Optional
 import torch
 from torch import nn
 
-TORCH_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin")
-SAFETENSORS_SUFFIXES = (".safetensors",)
+from .config import SAFETENSORS_SUFFIXES, TORCH_SUFFIXES, looks_like_path  # noqa: F401  (re-exported)
+
 HOW_TO_SUPPLY = ("Supply weights as a local file with pretrained:=/path/to/weights.safetensors "
                  "(or .pt/.pth/.ckpt), or use pretrained:=random explicitly for tests.")
 
 
 class WeightsError(RuntimeError):
     """Weights were asked for and cannot be had; the message says what was tried."""
-
-
-def looks_like_path(pretrained: str) -> bool:
-    """True when ``pretrained`` names a file rather than a pretrained tag."""
-    return (os.sep in pretrained or pretrained.startswith((".", "~"))
-            or pretrained.endswith(TORCH_SUFFIXES + SAFETENSORS_SUFFIXES))
 
 
 def read_checkpoint(path: str | os.PathLike) -> Dict[str, object]:

@@ -160,3 +160,55 @@ def test_every_number_setting_has_bounds_and_its_default_lies_within():
             assert bounds[name].contains(default), name
         if tp is int:  # an integer can allocate memory or time: every one is bounded above
             assert bounds[name].high is not None, name
+
+
+def test_config_is_a_leaf_module_importing_no_other_part_of_the_package_but_profiles():
+    """config.py describes settings only: importing it loads neither torch nor weights,
+    prompt banks or backends."""
+    import ast
+    from pathlib import Path
+
+    import lseg_ros.config
+
+    tree = ast.parse(Path(lseg_ros.config.__file__).read_text())
+    relative = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0}
+    absolute = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                for alias in node.names}
+    assert relative <= {"profiles"}, relative
+    assert "torch" not in absolute
+
+
+def test_each_sub_config_validates_itself_and_the_segmenter_config_names_the_nested_field():
+    from lseg_ros.config import DenseClipConfig, LMSegConfig, LSegConfig, PostprocessConfig
+
+    with pytest.raises(ValueError, match="invalid config value mode='magic'; accepted: maskclip"):
+        DenseClipConfig(mode="magic").validate()
+    with pytest.raises(ValueError, match="invalid config value activation='gelu'"):
+        LSegConfig(activation="gelu").validate()
+    with pytest.raises(ValueError, match="invalid config value clip_mode='x'"):
+        LMSegConfig(clip_mode="x").validate()
+    with pytest.raises(ValueError, match="invalid config value pamr_iters=-1"):
+        PostprocessConfig(pamr_iters=-1).validate()
+    assert DenseClipConfig().validate() == DenseClipConfig()
+    with pytest.raises(ValueError, match="invalid config value dense_clip.mode='magic'"):
+        SegmenterConfig(dense_clip=DenseClipConfig(mode="magic")).validate()
+
+
+def test_one_yaml_loader_resolves_marked_paths_against_the_file_and_a_training_yaml_keeps_them(tmp_path):
+    """SegmenterConfig files: relative weights files, prompt banks, ONNX files and the LMSeg part
+    weights are relative to the file (tags such as 'openai' stay tags); a TrainConfig file keeps
+    its paths relative to the working directory, as lseg-train reads them."""
+    from lseg_ros.train import TrainConfig
+
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "model.yaml").write_text("pretrained: weights/model.safetensors\nprompt_bank: bank.json\n"
+                                       "lmseg:\n  clip_pretrained: openai\n  sam_checkpoint: sam/sam_vit_b.pth\n")
+    config = SegmenterConfig.from_yaml(folder / "model.yaml")
+    assert config.pretrained == str(folder / "weights" / "model.safetensors")
+    assert config.prompt_bank == str(folder / "bank.json")
+    assert config.lmseg.sam_checkpoint == str(folder / "sam" / "sam_vit_b.pth")
+    assert config.lmseg.clip_pretrained == "openai"
+    (folder / "train.yaml").write_text("data_root: data/scenes\nmodel:\n  pretrained: runs/a.safetensors\n")
+    train = TrainConfig.from_yaml(folder / "train.yaml")
+    assert (train.data_root, train.model.pretrained) == ("data/scenes", "runs/a.safetensors")

@@ -269,3 +269,25 @@ def test_multi_view_predictions_with_synonyms_are_label_indices_as_segment_gives
     else:
         mask = predict_mask(segmenter, image, scales=(1.0,), flip=True, protocol=protocol)
     assert mask.shape == (48, 64) and mask.max() < len(labels)
+
+
+def test_evaluation_and_training_logits_run_the_configured_image_side(train_scenes, tmp_path):
+    """predict_probabilities and Trainer.logits take their logits from Segmenter.input_logits,
+    which calls image_forward (what compile, quantize or an exported runtime replace)."""
+    from helpers import tiny_train_config
+    from lseg_ros.train import Trainer
+
+    segmenter = Segmenter(SegmenterConfig(backend="dense_clip", model="lseg-test-tiny-ViT", pretrained="random",
+                                          device=TEST_DEVICE, short_side=48, max_long_side=64, labels=["a", "b"]))
+    trainer = Trainer(tiny_train_config(train_scenes, tmp_path, val_split=""))
+    for engine in (segmenter, trainer.segmenter):
+        calls = []
+        real = engine.image_forward
+        engine.image_forward = lambda x, real=real, calls=calls: calls.append(tuple(x.shape)) or real(x)
+        if engine is segmenter:
+            image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+            predict_probabilities(segmenter, image)
+        else:
+            trainer.logits(torch.rand(2, 3, 32, 32, device=trainer.device))
+        assert calls, engine.config.backend
+

@@ -276,3 +276,21 @@ def test_cuda_runtime_binds_torch_buffers_and_matches_the_cpu_graph(exported_cli
     on_gpu = side(images.to(TEST_DEVICE))
     assert on_gpu.device.type == "cuda"
     torch.testing.assert_close(on_gpu.cpu(), on_cpu, atol=1e-3, rtol=1e-3)
+
+
+def test_evaluation_runs_the_exported_image_side_and_gives_the_torch_probabilities(exported_clip, clip_weights):
+    """lseg-eval's logits path runs the configured image side: the exported graph, not the
+    (released) torch weights, with probabilities equal to torch's on the same frame."""
+    from lseg_ros.evaluate import predict_probabilities
+
+    onnx = Segmenter(SegmenterConfig.from_yaml(exported_clip.with_suffix(".yaml"), extra={"device": "cpu"}))
+    torch_side = Segmenter(SegmenterConfig(backend="dense_clip", model=TINY_CLIP, pretrained=clip_weights,
+                                           device="cpu", short_side=64))
+    assert onnx.released_parameters > 0
+    for segmenter in (onnx, torch_side):
+        segmenter.set_labels(["door", "floor", "wall"])
+    image = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    with torch.inference_mode():
+        expected = predict_probabilities(torch_side, image)
+        got = predict_probabilities(onnx, image)
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-4)

@@ -21,6 +21,7 @@ from lseg_ros.prompt_bank import (ATTRIBUTE_KINDS, FORMAT, MAX_BANK_BYTES, ROBOT
                                   load_bank, load_prompt_bank, resolve_attribute_prompts, shipped_bank,
                                   shipped_bank_files)
 from lseg_ros.segmenter import Segmenter
+from lseg_ros.validation import LabelLimits
 
 REPO = Path(__file__).resolve().parent.parent
 BANK_DIR = REPO / "lseg_ros" / "prompt_banks"
@@ -63,7 +64,7 @@ def test_every_shipped_class_list_name_has_all_three_attribute_kinds():
         for kind in ATTRIBUTE_KINDS:
             assert isinstance(entry.get(kind), list) and len(entry[kind]) >= 2, (name, kind)
         descriptions = [text for kind in ATTRIBUTE_KINDS for text in entry[kind]]
-        assert len(descriptions) <= Segmenter.max_descriptions, name
+        assert len(descriptions) <= LabelLimits().max_descriptions, name
         for text in descriptions:
             # short (CLIP reads 77 tokens), and not a copy of the bare class name
             assert isinstance(text, str) and 0 < len(text) <= 100 and text.strip() == text, (name, text)
@@ -307,12 +308,12 @@ def test_synonyms_share_the_bank_entry_of_their_first_known_name_and_the_cap_app
     assert label_set.descriptions[0] == shipped_bank().descriptions("door")
     expected = reference_embedding(on.backend, "portal", label_set.descriptions[0])
     torch.testing.assert_close(label_set.label_embeddings[0], expected, atol=1e-5, rtol=1e-5)
-    saved = on.max_descriptions
+    saved = on.limits
     try:
-        on.max_descriptions = 2  # the node sets it from max_prompts_per_label
+        on.limits = LabelLimits(max_descriptions=2)  # the node sets it from max_prompts_per_label
         assert on.prepare_labels(["door"]).descriptions[0] == shipped_bank().descriptions("door", limit=2)
     finally:
-        on.max_descriptions = saved
+        on.limits = saved
 
 
 def test_a_bad_user_bank_stops_the_segmenter_and_an_unused_one_is_warned_about(tmp_path):

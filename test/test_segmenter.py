@@ -570,3 +570,33 @@ def test_large_requests_are_encoded_in_bounded_groups_with_the_same_embeddings()
     torch.testing.assert_close(grouped.label_encoder.encode(texts, descriptions),
                                whole.label_encoder.encode(texts, descriptions))
     assert sum(sizes) == 20 * 80 + sum(len(d) for d in descriptions) and max(sizes) <= 200 + 80 + 2
+
+
+def test_limits_passed_at_construction_bound_label_sets_and_texts():
+    from lseg_ros.validation import LabelLimits
+
+    segmenter = Segmenter(SegmenterConfig(backend="fake_for_tests", model="fake", pretrained="random",
+                                          device=TEST_DEVICE, short_side=64, max_long_side=128, labels=[]),
+                          limits=LabelLimits(max_labels=2, max_label_chars=8))
+    with pytest.raises(ValueError, match="3 labels requested; at most 2"):
+        segmenter.set_labels(["a", "b", "c"])
+    with pytest.raises(ValueError, match="at most 8"):
+        segmenter.encode_texts(["a long text"])
+    assert segmenter.set_labels(["a", "b"]) == ["a", "b"]
+
+
+def test_set_threshold_applies_to_label_sets_prepared_after_it_and_refuses_out_of_range():
+    segmenter = make_segmenter()
+    with pytest.raises(ValueError, match="threshold 1.5 out of range"):
+        segmenter.set_threshold(1.5)
+    segmenter.set_threshold(0.3)
+    assert segmenter.prepare_labels(["a", "b"]).thresholds.tolist() == pytest.approx([0.3, 0.3])
+
+
+def test_stop_encoding_when_stops_a_label_encoding_between_batches():
+    segmenter = make_segmenter()
+    segmenter.stop_encoding_when(lambda: True)
+    with pytest.raises(InterruptedError):
+        segmenter.prepare_labels(["never", "encoded"])
+    segmenter.stop_encoding_when(lambda: False)
+    assert segmenter.prepare_labels(["now", "encoded"]).names == ["now", "encoded"]

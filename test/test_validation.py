@@ -36,3 +36,32 @@ def test_invisible_and_hidden_characters_are_refused_by_class(label, problem):
 ])
 def test_ordinary_labels_in_any_script_are_accepted(label):
     assert label_text_problem(label) is None
+
+
+# ------------------------------------------------------------ label sets within explicit limits
+from lseg_ros.validation import LabelLimits, check_labels, check_texts  # noqa: E402
+
+
+def test_label_checks_take_their_limits_from_the_caller():
+    small = LabelLimits(max_labels=2, max_names=3, max_label_chars=5, max_descriptions=1)
+    assert check_labels(["door", "sofa"], None, None, small)[0] == ["door", "sofa"]
+    with pytest.raises(ValueError, match="3 labels requested; at most 2"):
+        check_labels(["a", "b", "c"], None, None, small)
+    with pytest.raises(ValueError, match="4 label names .* at most 3"):
+        check_labels(["a; b", "c; d"], None, None, small)
+    with pytest.raises(ValueError, match="'window' is 6 characters long; at most 5"):
+        check_labels(["window"], None, None, small)
+    with pytest.raises(ValueError, match="2 descriptions; at most 1"):
+        check_labels(["door"], [["wooden", "white"]], None, small)
+    with pytest.raises(ValueError, match="4 texts requested; at most 3"):
+        check_texts(["a", "b", "c", "d"], small)
+    assert check_labels(["a", "b", "c"], None, None, LabelLimits())[0] == ["a", "b", "c"]
+
+
+def test_label_checks_resolve_thresholds_and_check_the_label_indices_the_config_names():
+    _, _, thresholds = check_labels(["door", "sofa"], None, [float("nan"), 0.4], LabelLimits(), default_threshold=0.2)
+    assert thresholds == [0.2, 0.4]
+    with pytest.raises(ValueError, match="threshold_label 2 is not a label index"):
+        check_labels(["door", "sofa"], None, None, LabelLimits(), threshold_label=2)
+    with pytest.raises(ValueError, match="unknown_value 1 collides with label index 1"):
+        check_labels(["door", "sofa"], None, None, LabelLimits(), unknown_value=1)

@@ -12,8 +12,8 @@ from safetensors.torch import save_file
 
 from lseg_ros.config import SegmenterConfig, VilSegConfig
 from lseg_ros.data.scenes import SCENE_CLASSES, write_caption_dataset, write_generic_dataset
-from lseg_ros.models.vilseg import (PRESETS, VilSegNet, VilSegObjective, cluster_means, iic_loss, info_nce,
-                                    pooled)
+from lseg_ros.models.vilseg import PRESETS, VilSegNet, cluster_means
+from lseg_ros.vilseg_objective import VilSegObjective, iic_loss, info_nce, pooled
 from lseg_ros.segmenter import Segmenter
 from lseg_ros.train import TrainConfig, Trainer, main
 from lseg_ros.weights import WeightsError
@@ -273,14 +273,14 @@ def test_vilseg_image_size_must_be_a_patch_multiple(caption_data, tmp_path):
 def test_region_pooling_averages_the_patches_whose_centres_lie_in_the_box():
     embeddings = torch.randn(2, 5, 4, 6)
     boxes = torch.tensor([[0.0, 0.0, 0.5, 0.5], [0.25, 0.5, 1.0, 1.0]])
-    from lseg_ros.models.vilseg import region_pooled
+    from lseg_ros.vilseg_objective import region_pooled
     normalized = F.normalize(embeddings, dim=1)
     expected = torch.stack([normalized[0, :, 0:2, 0:3].mean((1, 2)), normalized[1, :, 1:4, 3:6].mean((1, 2))])
     assert torch.allclose(region_pooled(embeddings, boxes), F.normalize(expected, dim=-1), atol=1e-6)
 
 
 def test_cluster_pooling_weighs_clusters_not_patches():
-    from lseg_ros.models.vilseg import cluster_pooled
+    from lseg_ros.vilseg_objective import cluster_pooled
     # 1 image, 10 patches: 9 of direction a (cluster 0), 1 of direction b (cluster 1), hard assignments
     a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
     embeddings = torch.stack([a] * 9 + [b], dim=1).view(1, 2, 1, 10)

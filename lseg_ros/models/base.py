@@ -11,7 +11,7 @@ training, evaluation) builds them through :func:`build_backend`.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -73,6 +73,21 @@ class SegmentationBackend(nn.Module):
     #: mostly convolutions (channels_last helps on the CPU; see acceleration.resolve_memory_format)
     conv_heavy: bool = False
 
+    # What a backend can do beyond forward/encode_text. The Segmenter, lseg-train, lseg-eval
+    # and lseg-export read these; a backend overrides the ones it supports.
+    #: takes inputs of any size (a last partial patch dropped or padded): input_resize mmseg
+    drops_partial_patches: bool = False
+    #: sliding window over inputs larger than it, in model-input pixels; 0 = none
+    window: int = 0
+    #: stride of that window, in model-input pixels
+    stride: int = 0
+    #: how the windows merge: "logits" (the Segmenter classifies each window and averages the
+    #: logits, as NACLIP, SCLIP and ClearCLIP) or "embeddings" (``forward`` averages them)
+    window_merge: str = "embeddings"
+    #: lseg-train can train it: image_parameters, decoder_parameters, text_parameters,
+    #: freeze_text and net_state_dict are implemented
+    trainable: bool = False
+
     def __init__(self) -> None:
         super().__init__()
         #: describes architecture and weights, e.g. "dense_clip/naclip ViT-B-16 (openai)"
@@ -92,6 +107,11 @@ class SegmentationBackend(nn.Module):
         """Pixel embeddings [B, D, h, w] (not necessarily normalized) from normalized images."""
         raise NotImplementedError
 
+    def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """Pixel embeddings of one forward over the whole input, never windowed (what each
+        sliding window runs); the same as ``forward`` for a backend without a window."""
+        return self(images)
+
     def image_side_modules(self) -> List[nn.Module]:
         """The modules ``forward`` runs (not the text encoder): what int8 quantization of the
         image side (``quantize: int8``) converts."""
@@ -102,6 +122,26 @@ class SegmentationBackend(nn.Module):
         onnxruntime); returns the number of parameters dropped. After it only the text side,
         ``refine_logits`` and the preprocessing attributes remain usable."""
         return 0
+
+    # ---------------------------------------------------- training (trainable backends)
+    def image_parameters(self) -> Iterator[nn.Parameter]:
+        """The image encoder's parameters (the backbone learning rate)."""
+        raise NotImplementedError(f"backend {self.backend_name!r} cannot be trained")
+
+    def decoder_parameters(self) -> Iterator[nn.Parameter]:
+        """The decoder's / heads' parameters (the decoder learning rate)."""
+        raise NotImplementedError(f"backend {self.backend_name!r} cannot be trained")
+
+    def text_parameters(self) -> Iterator[nn.Parameter]:
+        """The text encoder's parameters (frozen unless the objective trains them)."""
+        raise NotImplementedError(f"backend {self.backend_name!r} cannot be trained")
+
+    def freeze_text(self) -> "SegmentationBackend":
+        raise NotImplementedError(f"backend {self.backend_name!r} cannot be trained")
+
+    def net_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The trained network's weights, as the backend's weight loading accepts them."""
+        raise NotImplementedError(f"backend {self.backend_name!r} cannot be trained")
 
     def refine_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Backend-specific refinement of label logits [B, N, h, w] (identity by default;

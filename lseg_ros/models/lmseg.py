@@ -141,6 +141,7 @@ class LMSegBackend(SegmentationBackend):
     backend_name = "lmseg"
     default_logit_scale = LMSEG_LOGIT_SCALE
     default_prompt_templates = "imagenet"
+    trainable = True  # lseg-train
 
     def __init__(self, clip: nn.Module, clip_model: str, sam: nn.Module, decoder_width: int,
                  clip_mode: str = "maskclip", fusion_init: float = 0.5, freeze_clip: bool = True,

@@ -255,6 +255,7 @@ class LSegBackend(SegmentationBackend):
     default_logit_scale = LSEG_LOGIT_SCALE
     default_prompt_templates = "none"
     conv_heavy = True  # the DPT decoder
+    trainable = True  # lseg-train
 
     def __init__(self, preset: LSegPreset, block_depth: int = 0, activation: str = "lrelu",
                  arch_option: int = 0) -> None:

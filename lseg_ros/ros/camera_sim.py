@@ -23,7 +23,7 @@ from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header
 
-from ..config import _doc, field_docs, from_dict
+from ..config import setting, field_docs, from_dict
 from .runner import run_node
 from .conversions import metres_to_depth_msg, rgb_to_image_msg
 
@@ -32,17 +32,17 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 @dataclass
 class CameraSimConfig:
-    source: str = _doc("scenes | a folder of images | an animated image or video file.", "scenes")
-    rate: float = _doc("Frames per second.", 5.0)
-    width: int = _doc("Output width for generated scenes (files keep their size).", 320)
-    height: int = _doc("Output height for generated scenes.", 240)
-    seed: int = _doc("Seed of the generated scenes.", 0)
-    max_frames: int = _doc("Stop publishing after this many frames; 0 = forever.", 0)
-    frame_id: str = _doc("frame_id of the published headers.", "camera_optical_frame")
-    horizontal_fov_deg: float = _doc("Horizontal field of view of the pinhole camera_info.", 60.0)
-    qos: str = _doc("Publisher QoS: reliable (matches every subscriber) | sensor_data (best effort).", "reliable")
-    depth_encoding: str = _doc("Depth of generated scenes on `depth`: 16UC1 (millimetres, as RealSense) | "
-                               "32FC1 (metres) | none (no depth).", "16UC1")
+    source: str = setting("scenes | a folder of images | an animated image or video file.", "scenes")
+    rate: float = setting("Frames per second.", 5.0)
+    width: int = setting("Output width for generated scenes (files keep their size).", 320)
+    height: int = setting("Output height for generated scenes.", 240)
+    seed: int = setting("Seed of the generated scenes.", 0)
+    max_frames: int = setting("Stop publishing after this many frames; 0 = forever.", 0)
+    frame_id: str = setting("frame_id of the published headers.", "camera_optical_frame")
+    horizontal_fov_deg: float = setting("Horizontal field of view of the pinhole camera_info.", 60.0)
+    qos: str = setting("Publisher QoS: reliable (matches every subscriber) | sensor_data (best effort).", "reliable")
+    depth_encoding: str = setting("Depth of generated scenes on `depth`: 16UC1 (millimetres, as RealSense) | "
+                                  "32FC1 (metres) | none (no depth).", "16UC1")
 
     def validate(self) -> "CameraSimConfig":
         if not self.rate > 0:

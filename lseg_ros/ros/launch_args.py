@@ -12,7 +12,7 @@ from __future__ import annotations
 import typing
 from typing import Any, Dict, List, Mapping, Tuple
 
-from ..config import _coerce
+from ..config import coerce
 from ..validation import parse_label_text
 from .params import declared_fields, declared_metadata
 
@@ -103,10 +103,10 @@ def node_parameters(values: Mapping[str, str]) -> Dict[str, Any]:
             parameters[name] = switch_text(text)
         elif typing.get_origin(tp) in (list, List):
             items = parse_label_text(text) if name == "labels" else _list_text(text)
-            parameters[name] = _coerce(items, tp, name)
+            parameters[name] = coerce(items, tp, name)
         else:
             try:
-                parameters[name] = _coerce(text, tp, name)
+                parameters[name] = coerce(text, tp, name)
             except ValueError as error:
                 raise ValueError(f"launch argument {name}:={text!r}: {error}") from None
     return parameters

@@ -72,7 +72,7 @@ require_engine_packages("lseg_node")  # one line instead of a ModuleNotFoundErro
 from ..segmenter import Segmenter, parse_label_text  # noqa: E402
 from ..geometry import Intrinsics, check_intrinsics, labelled_points, points_stride  # noqa: E402
 from ..objects import find_objects  # noqa: E402
-from ..validation import shorten, split_synonyms
+from ..validation import LabelLimits, shorten, split_synonyms
 from ..viz import label_colors, overlay
 from ..weights import WeightsError
 from .runner import SET_LABELS_MAX_WAITING, run_node
@@ -160,9 +160,9 @@ class LsegCore:
                                ", ".join(f"{key} {value}" for key, value in settings.items()))
         for warning in getattr(segmenter, "warnings", []):
             self.get_logger().warning(warning)
-        self.segmenter.max_labels = self.node_config.max_labels
-        self.segmenter.max_label_chars = self.node_config.max_label_chars
-        self.segmenter.max_descriptions = self.node_config.max_prompts_per_label
+        self.segmenter.limits = LabelLimits(max_labels=self.node_config.max_labels,
+                                            max_label_chars=self.node_config.max_label_chars,
+                                            max_descriptions=self.node_config.max_prompts_per_label)
         if self.node_config.obstacle_labels:  # same text rules as labels
             try:
                 self.node_config.obstacle_labels = self.segmenter.validate_texts(self.node_config.obstacle_labels)
@@ -252,7 +252,7 @@ class LsegCore:
             self._name_check_at = time.monotonic() + NAME_CHECK_DELAY_S  # done by the diagnostics timer
             # Ctrl-C or shutdown stop a long text forward between batches
             stop = self._stop
-            self.segmenter.label_encoder.should_stop = lambda: stop.is_set() or not self.context.ok()
+            self.segmenter.stop_encoding_when(lambda: stop.is_set() or not self.context.ok())
             if initial_labels:  # encoded before the node reports ready, so the first frame is segmented
                 self._apply_initial_labels(initial_labels)
         except BaseException:
@@ -373,7 +373,7 @@ class LsegCore:
             destroy(entity)
         self._configured_entities = []
         if self.segmenter is not None:  # a thread still computing with it frees it when it ends
-            self.segmenter.label_encoder.should_stop = lambda: True  # a batch still running stops
+            self.segmenter.stop_encoding_when(lambda: True)  # a batch still running stops
             self.segmenter = None
             free_memory()
 
@@ -528,7 +528,7 @@ class LsegCore:
             if name == "labels":
                 self._submit(value, None, None, "labels parameter")
             elif name == "threshold":
-                self.segmenter.config.threshold = value
+                self.segmenter.set_threshold(value)
                 with self._label_lock:  # re-resolve default thresholds, unless another label set is waiting
                     latest = self._latest_request
                     if self._pending_labels is None and latest is not None and latest.names:

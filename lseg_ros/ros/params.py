@@ -13,7 +13,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, Dict, List
 
-from ..config import (Range, SegmenterConfig, _doc, check_values, field_docs, field_metadata, flatten, from_dict,
+from ..config import (Range, SegmenterConfig, setting, check_values, field_docs, field_metadata, flatten, from_dict,
                       range_checks, with_overrides)
 from ..profiles import PROFILE_NAMES, profile_fields
 
@@ -23,76 +23,77 @@ DYNAMIC_PARAMETERS = ("labels", "threshold", "overlay_alpha", "obstacle_labels")
 
 @dataclass
 class NodeConfig:
-    image_transport: str = _doc("Transport of the image input, as image_transport names it: raw (the "
-                                "`image` topic, sensor_msgs/Image) | compressed (`<image>/compressed`, "
-                                "JPEG/PNG sensor_msgs/CompressedImage, where <image> is the resolved, "
-                                "remapped image topic).", "raw")
-    use_compressed: bool = _doc("Deprecated (use image_transport:=compressed; removed in the next release): "
-                                "true selects the compressed transport.", False)
-    max_image_pixels: int = _doc("Frames with more pixels than this are rejected.", 4096 * 4096,
-                                 bounds=Range(1, 16384 * 16384))
-    max_labels: int = _doc("Label queries with more labels than this are rejected.", 255, bounds=Range(1, 4096))
-    max_label_chars: int = _doc("Label names or prompts longer than this are rejected.", 256, bounds=Range(1, 4096))
-    max_prompts_per_label: int = _doc("Label queries with more extra prompts per label than this are rejected.", 32,
-                                      bounds=Range(0, 256))
-    set_labels_timeout: float = _doc("Longest time (s) a ~/set_labels call waits for its label set to be "
-                                     "encoded and put in use before it answers failure (the set is still "
-                                     "applied when ready).", 30.0,
-                                     bounds=Range(0.0, 3600.0, low_open=True, note="(seconds)"))
-    image_qos: str = _doc("Image subscription QoS: sensor_data (best effort; matches any camera) | reliable "
-                          "(matches only reliable publishers; use it for large frames between processes, "
-                          "which best-effort DDS may drop).", "sensor_data")
-    depth_qos: str = _doc("QoS of the depth and camera_info subscriptions: reliable (as camera drivers "
-                          "publish by default; matches only reliable publishers, and large depth images "
-                          "between processes arrive) | sensor_data (best effort; matches any publisher, but "
-                          "1280x720 depth from another process may never arrive).", "reliable")
-    cameras: List[str] = _doc("Names of several cameras served by this one node, e.g. 'front, rear': each "
-                              "subscribes `<name>/image` (`<name>/camera_info`, `<name>/depth`) and publishes "
-                              "under `~/<name>/`; the newest frames of all cameras are segmented in one "
-                              "batched forward. Empty: one camera on `image`, outputs under `~/`.", factory=list)
-    overlay_alpha: float = _doc("Opacity of label colors in ~/overlay.", 0.5, bounds=Range(0.0, 1.0))
-    diagnostics_period: float = _doc("Seconds between /diagnostics messages.", 1.0,
-                                     bounds=Range(0.0, 3600.0, low_open=True, note="(seconds)"))
-    input_timeout: float = _doc("Seconds without a frame after which diagnostics WARN (naming the subscribed "
-                                "topic) and a log line says so; 0 disables.", 5.0,
-                                bounds=Range(0.0, note="(seconds; 0 disables)"))
-    min_rate: float = _doc("Lowest acceptable input frame rate (Hz) for the 'input frequency' diagnostics "
-                           "(diagnostic_updater FrequencyStatus); 0 = any rate above zero.", 0.0,
-                           bounds=Range(0.0, note="(Hz)"))
-    max_rate: float = _doc("Highest acceptable input frame rate (Hz); 0 = no upper bound.", 0.0,
-                           bounds=Range(0.0, note="(Hz; 0 = no upper bound)"))
-    rate_tolerance: float = _doc("Relative tolerance on min_rate/max_rate.", 0.1,
-                                 bounds=Range(0.0, 1.0, high_open=True))
-    rate_window: int = _doc("Diagnostics periods the input rate is averaged over.", 5, bounds=Range(1, 1000))
-    max_stamp_delay: float = _doc("Largest acceptable age (s) of a frame's header stamp on arrival "
-                                  "('input timestamps' diagnostics, diagnostic_updater TimeStampStatus).", 5.0)
-    min_stamp_delay: float = _doc("Smallest acceptable age (s); negative allows stamps that far in the future.", -1.0)
-    depth_slop: float = _doc("Largest stamp difference (s) between a color frame and the depth image paired "
-                             "with it (the nearest one wins; an exact match always does). The image path "
-                             "never waits for depth: a frame without a depth image this close gets no 3D "
-                             "outputs and is counted as unmatched.", 0.05, bounds=Range(0.0, note="(seconds)"))
-    points_stride: int = _doc("~/points and ~/obstacle_points: every n-th pixel of the mask's grid along "
-                              "each axis (1 = every pixel: 307,200 points at 640x480).", 2, bounds=Range(1, 4096))
-    max_points: int = _doc("Most points in one ~/points or ~/obstacle_points cloud: above it the pixel "
-                           "stride grows (beyond points_stride) until the grid has at most this many "
-                           "pixels, which bounds the cloud's memory whatever the frame size.", 1_000_000,
-                           bounds=Range(1, 100_000_000))
-    min_depth: float = _doc("Depths (m) below this are left out of ~/points, ~/obstacle_points and the "
-                            "objects' 3D values.", 0.1, bounds=Range(0.0, note="(metres)"))
-    max_depth: float = _doc("Depths (m) above this are left out.", 10.0,
-                            bounds=Range(0.0, low_open=True, note="(metres)"))
-    points_include_unknown: bool = _doc("Include pixels of no label (unknown_value) in ~/points.", False)
-    obstacle_labels: List[str] = _doc("Labels whose pixels are published on ~/obstacle_points (for Nav2's "
-                                      "obstacle/voxel layer), e.g. 'person, stairs, glass door'; a label "
-                                      "with synonyms is matched by any of its names. Empty: nothing is "
-                                      "published.", factory=list)
-    min_object_pixels: int = _doc("~/objects: connected regions smaller than this (mask pixels) are not "
-                                  "objects.", 50, bounds=Range(1, note="(mask pixels)"))
-    object_depth_band: float = _doc("~/objects: points farther than this (m) from a region's median depth "
-                                    "are left out of its centroid and extent (background bleeding into "
-                                    "the outline).", 0.5, bounds=Range(0.0, low_open=True, note="(metres)"))
-    embeddings_every_n: int = _doc("~/embeddings is published for every n-th processed frame (when "
-                                   "subscribed).", 1, bounds=Range(1, 100000))
+    image_transport: str = setting("Transport of the image input, as image_transport names it: raw (the "
+                                   "`image` topic, sensor_msgs/Image) | compressed (`<image>/compressed`, "
+                                   "JPEG/PNG sensor_msgs/CompressedImage, where <image> is the resolved, "
+                                   "remapped image topic).", "raw")
+    use_compressed: bool = setting("Deprecated (use image_transport:=compressed; removed in the next release): "
+                                   "true selects the compressed transport.", False)
+    max_image_pixels: int = setting("Frames with more pixels than this are rejected.", 4096 * 4096,
+                                    bounds=Range(1, 16384 * 16384))
+    max_labels: int = setting("Label queries with more labels than this are rejected.", 255, bounds=Range(1, 4096))
+    max_label_chars: int = setting("Label names or prompts longer than this are rejected.", 256, bounds=Range(1, 4096))
+    max_prompts_per_label: int = setting("Label queries with more extra prompts per label than this are rejected.", 32,
+                                         bounds=Range(0, 256))
+    set_labels_timeout: float = setting("Longest time (s) a ~/set_labels call waits for its label set to be "
+                                        "encoded and put in use before it answers failure (the set is still "
+                                        "applied when ready).", 30.0,
+                                        bounds=Range(0.0, 3600.0, low_open=True, note="(seconds)"))
+    image_qos: str = setting("Image subscription QoS: sensor_data (best effort; matches any camera) | reliable "
+                             "(matches only reliable publishers; use it for large frames between processes, "
+                             "which best-effort DDS may drop).", "sensor_data")
+    depth_qos: str = setting("QoS of the depth and camera_info subscriptions: reliable (as camera drivers "
+                             "publish by default; matches only reliable publishers, and large depth images "
+                             "between processes arrive) | sensor_data (best effort; matches any publisher, but "
+                             "1280x720 depth from another process may never arrive).", "reliable")
+    cameras: List[str] = setting("Names of several cameras served by this one node, e.g. 'front, rear': each "
+                                 "subscribes `<name>/image` (`<name>/camera_info`, `<name>/depth`) and publishes "
+                                 "under `~/<name>/`; the newest frames of all cameras are segmented in one "
+                                 "batched forward. Empty: one camera on `image`, outputs under `~/`.", factory=list)
+    overlay_alpha: float = setting("Opacity of label colors in ~/overlay.", 0.5, bounds=Range(0.0, 1.0))
+    diagnostics_period: float = setting("Seconds between /diagnostics messages.", 1.0,
+                                        bounds=Range(0.0, 3600.0, low_open=True, note="(seconds)"))
+    input_timeout: float = setting("Seconds without a frame after which diagnostics WARN (naming the subscribed "
+                                   "topic) and a log line says so; 0 disables.", 5.0,
+                                   bounds=Range(0.0, note="(seconds; 0 disables)"))
+    min_rate: float = setting("Lowest acceptable input frame rate (Hz) for the 'input frequency' diagnostics "
+                              "(diagnostic_updater FrequencyStatus); 0 = any rate above zero.", 0.0,
+                              bounds=Range(0.0, note="(Hz)"))
+    max_rate: float = setting("Highest acceptable input frame rate (Hz); 0 = no upper bound.", 0.0,
+                              bounds=Range(0.0, note="(Hz; 0 = no upper bound)"))
+    rate_tolerance: float = setting("Relative tolerance on min_rate/max_rate.", 0.1,
+                                    bounds=Range(0.0, 1.0, high_open=True))
+    rate_window: int = setting("Diagnostics periods the input rate is averaged over.", 5, bounds=Range(1, 1000))
+    max_stamp_delay: float = setting("Largest acceptable age (s) of a frame's header stamp on arrival "
+                                     "('input timestamps' diagnostics, diagnostic_updater TimeStampStatus).", 5.0)
+    min_stamp_delay: float = setting("Smallest acceptable age (s); negative allows stamps that far in the "
+                                     "future.", -1.0)
+    depth_slop: float = setting("Largest stamp difference (s) between a color frame and the depth image paired "
+                                "with it (the nearest one wins; an exact match always does). The image path "
+                                "never waits for depth: a frame without a depth image this close gets no 3D "
+                                "outputs and is counted as unmatched.", 0.05, bounds=Range(0.0, note="(seconds)"))
+    points_stride: int = setting("~/points and ~/obstacle_points: every n-th pixel of the mask's grid along "
+                                 "each axis (1 = every pixel: 307,200 points at 640x480).", 2, bounds=Range(1, 4096))
+    max_points: int = setting("Most points in one ~/points or ~/obstacle_points cloud: above it the pixel "
+                              "stride grows (beyond points_stride) until the grid has at most this many "
+                              "pixels, which bounds the cloud's memory whatever the frame size.", 1_000_000,
+                              bounds=Range(1, 100_000_000))
+    min_depth: float = setting("Depths (m) below this are left out of ~/points, ~/obstacle_points and the "
+                               "objects' 3D values.", 0.1, bounds=Range(0.0, note="(metres)"))
+    max_depth: float = setting("Depths (m) above this are left out.", 10.0,
+                               bounds=Range(0.0, low_open=True, note="(metres)"))
+    points_include_unknown: bool = setting("Include pixels of no label (unknown_value) in ~/points.", False)
+    obstacle_labels: List[str] = setting("Labels whose pixels are published on ~/obstacle_points (for Nav2's "
+                                         "obstacle/voxel layer), e.g. 'person, stairs, glass door'; a label "
+                                         "with synonyms is matched by any of its names. Empty: nothing is "
+                                         "published.", factory=list)
+    min_object_pixels: int = setting("~/objects: connected regions smaller than this (mask pixels) are not "
+                                     "objects.", 50, bounds=Range(1, note="(mask pixels)"))
+    object_depth_band: float = setting("~/objects: points farther than this (m) from a region's median depth "
+                                       "are left out of its centroid and extent (background bleeding into "
+                                       "the outline).", 0.5, bounds=Range(0.0, low_open=True, note="(metres)"))
+    embeddings_every_n: int = setting("~/embeddings is published for every n-th processed frame (when "
+                                      "subscribed).", 1, bounds=Range(1, 100000))
 
     def validate(self) -> "NodeConfig":
         checks = range_checks(self) + [
