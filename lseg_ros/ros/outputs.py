@@ -68,9 +68,9 @@ class CameraOutputs:
     """The outputs of ``stream``: ``~/mask`` ... for the single camera, ``~/<name>/mask`` ...
     for several. ``node`` is the lseg node (its ``segmenter`` and ``_log``), ``config`` its
     NodeConfig (read at each frame: overlay_alpha and obstacle_labels change at run time),
-    ``publisher(msg_type, topic, qos)`` makes a publisher the node destroys at cleanup."""
+    ``make_publisher(msg_type, topic, qos)`` makes a publisher the node destroys at cleanup."""
 
-    def __init__(self, node, stream: CameraStream, config, publisher) -> None:
+    def __init__(self, node, stream: CameraStream, config, make_publisher) -> None:
         from visualization_msgs.msg import MarkerArray
 
         from ..msg import ConfidenceMaps, FeatureMap, Object, ObjectArray
@@ -79,22 +79,22 @@ class CameraOutputs:
         self._confidence_type, self._feature_map_type = ConfidenceMaps, FeatureMap
         self._object_types = (ObjectArray, Object)
 
-        def make(msg_type, output: str, qos):
-            return publisher(msg_type, stream.output_topic(f"~/{output}"), qos)
+        def publisher(msg_type, topic: str, qos):
+            return make_publisher(msg_type, stream.output_topic(topic), qos)  # ~/<name>/mask with several cameras
 
         stream.publishers = {
-            "mask": make(Image, "mask", 10),
-            "overlay": make(Image, "overlay", 10),
-            "confidence": make(ConfidenceMaps, "confidence", 2),  # large: few queued
+            "mask": publisher(Image, "~/mask", 10),
+            "overlay": publisher(Image, "~/overlay", 10),
+            "confidence": publisher(ConfidenceMaps, "~/confidence", 2),  # large: few queued
             # rviz cannot show ConfidenceMaps: the best label's probability per pixel, as an image
-            "confidence_image": make(Image, "confidence_image", 2),
-            "camera_info": make(CameraInfo, "camera_info", 10),
+            "confidence_image": publisher(Image, "~/confidence_image", 2),
+            "camera_info": publisher(CameraInfo, "~/camera_info", 10),
             # mapping and navigation outputs (each computed only while subscribed)
-            "points": make(PointCloud2, "points", 2),
-            "obstacle_points": make(PointCloud2, "obstacle_points", 2),
-            "objects": make(ObjectArray, "objects", 10),
-            "markers": make(MarkerArray, "markers", 10),
-            "embeddings": make(FeatureMap, "embeddings", 2),
+            "points": publisher(PointCloud2, "~/points", 2),
+            "obstacle_points": publisher(PointCloud2, "~/obstacle_points", 2),
+            "objects": publisher(ObjectArray, "~/objects", 10),
+            "markers": publisher(MarkerArray, "~/markers", 10),
+            "embeddings": publisher(FeatureMap, "~/embeddings", 2),
         }
 
     def wanted(self) -> WantedOutputs:
