@@ -40,7 +40,10 @@ def _tree(path):
 
 
 LAUNCH_TREE = _tree(LAUNCH_FILE)
-NODE_TREE = _tree(NODE_SOURCE)
+# node.py and the modules that make its topics (each camera's outputs, the label inputs)
+NODE_TREE = ast.Module(body=[statement for path in (NODE_SOURCE, NODE_SOURCE.with_name("outputs.py"),
+                                                    NODE_SOURCE.with_name("label_inputs.py"))
+                             for statement in _tree(path).body], type_ignores=[])
 
 
 def _calls(tree, name):

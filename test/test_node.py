@@ -423,11 +423,11 @@ def test_a_slow_label_encoding_never_stalls_frames_and_a_newer_request_supersede
         superseded = node.counters.superseded_label_sets
         probe.labels_pub.publish(String(data="slow one, slow two, slow three, slow four"))  # ~2 s to encode
         deadline = time.monotonic() + 5
-        while node._encoding is None and time.monotonic() < deadline:
+        while node.label_scheduler.encoding is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert node._encoding is not None
+        assert node.label_scheduler.encoding is not None
         frames_during = [probe.send_frame(scene(40 + i))[1] for i in range(3)]
-        assert node._encoding is not None, "the encoding finished too fast to show anything"
+        assert node.label_scheduler.encoding is not None, "the encoding finished too fast to show anything"
         diagnostics = probe.wait_for("diagnostics", lambda m: diagnosed_node(m) == "/camera/lseg_node" and any(
             kv.key == "label_encoding" and kv.value.startswith("4 labels") for kv in m.status[0].values))
         assert "encoding" in diagnostics.status[0].message
@@ -631,7 +631,7 @@ def test_set_labels_superseded_by_a_newer_request_says_so(running):
     with slow_label_encoding(node):
         future = client.call_async(SetLabels.Request(labels=[label_spec(f"slow {i}") for i in range(4)]))
         deadline = time.monotonic() + 5
-        while node._encoding is None and time.monotonic() < deadline:
+        while node.label_scheduler.encoding is None and time.monotonic() < deadline:
             time.sleep(0.01)
         probe.labels_pub.publish(String(data="newer one, newer two"))
         wait_future(future, 30.0)

@@ -297,11 +297,11 @@ def test_embeddings_every_n_frames(mapping):
 def test_nothing_is_computed_for_outputs_without_subscribers(mapping, monkeypatch):
     node, probe = mapping
     calls = []
-    import lseg_ros.ros.node as node_module
+    import lseg_ros.ros.outputs as outputs_module
 
     for name in ("labelled_points", "find_objects", "feature_map_msg"):
-        original = getattr(node_module, name)
-        monkeypatch.setattr(node_module, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+        original = getattr(outputs_module, name)
+        monkeypatch.setattr(outputs_module, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
     matched = node.counters.depth_matched
     for index in range(3):
         probe.send(scene(20 + index), metres_to_depth_msg(ramp_depth(), Header(), "32FC1"))

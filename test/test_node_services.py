@@ -10,7 +10,7 @@ pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run script
 
 from std_msgs.msg import String  # noqa: E402
 
-import lseg_ros.ros.node as node_module  # noqa: E402
+import lseg_ros.ros.label_inputs as label_inputs_module  # noqa: E402
 from lseg_ros.ros.node import LabelRequest  # noqa: E402
 from helpers import LABELS, scene  # noqa: E402
 from ros_helpers import (diagnosed_node, label_spec, restore_labels, set_labels_client, slow_label_encoding,  # noqa: E402
@@ -69,13 +69,13 @@ def test_set_labels_calls_beyond_the_waiting_bound_are_refused_at_once(running, 
     call still gets its set."""
     node, probe = running
     client, SetLabels = set_labels_client(probe)
-    monkeypatch.setattr(node_module, "SET_LABELS_MAX_WAITING", 1)
+    monkeypatch.setattr(label_inputs_module, "SET_LABELS_MAX_WAITING", 1)
     with slow_label_encoding(node):
         waiting = client.call_async(SetLabels.Request(labels=[label_spec(f"waiting {i}") for i in range(4)]))
         deadline = time.monotonic() + 10
-        while node._waiting_calls == 0 and time.monotonic() < deadline:
+        while node.label_scheduler.waiting_calls == 0 and time.monotonic() < deadline:
             time.sleep(0.01)
-        assert node._waiting_calls == 1
+        assert node.label_scheduler.waiting_calls == 1
         extra = client.call_async(SetLabels.Request(labels=[label_spec("extra")]))
         wait_future(extra, 10.0)
         assert not waiting.done(), "the first call's set encoded too fast to show anything"
@@ -83,7 +83,7 @@ def test_set_labels_calls_beyond_the_waiting_bound_are_refused_at_once(running, 
         wait_future(waiting, 60.0)
         assert waiting.result().success, waiting.result().message
         assert list(waiting.result().labels) == [f"waiting {i}" for i in range(4)]
-    assert node._waiting_calls == 0
+    assert node.label_scheduler.waiting_calls == 0
     restore_labels(node, probe)
 
 
@@ -94,8 +94,8 @@ def test_of_two_concurrent_label_requests_the_later_one_wins_whichever_is_enqueu
     later = LabelRequest(["later one", "later two"], [[], []], [None, None], "set_labels service",
                          done=threading.Event(), order=10 ** 9 + 1)
     earlier = LabelRequest(["earlier"], [[]], [None], "set_labels service", done=threading.Event(), order=10 ** 9)
-    node._enqueue(later)
-    node._enqueue(earlier)
+    node.label_scheduler.enqueue(later)
+    node.label_scheduler.enqueue(earlier)
     assert earlier.done.is_set() and not earlier.outcome[0] and "superseded" in earlier.outcome[1]
     assert later.done.wait(30.0) and later.outcome == (True, "")
     assert node.segmenter.labels == ["later one", "later two"]

@@ -4,7 +4,7 @@ lseg_node serves one camera (topics ``image``, ``~/mask``, ...) or, with the ``c
 parameter, several (``front/image``, ``~/front/mask``, ...). Either way the node holds a
 list of :class:`CameraStream`; the single camera is the stream with the empty name. The
 worker takes the newest frame of every stream that has one and segments them in one
-batched forward (:meth:`LsegCore._process`); each result goes out on its own stream's
+batched forward (:class:`~lseg_ros.ros.worker.FrameWorker`); each result goes out on its own stream's
 publishers, stamped with its own frame's header.
 """
 from __future__ import annotations
@@ -53,6 +53,7 @@ class CameraStream:
     counters: Counters  # the node's own Counters for the single camera, one per camera otherwise
     depth: StampBuffer  # (stamp, depth Image) of the newest depth messages
     publishers: Dict[str, Any] = field(default_factory=dict)  # CAMERA_OUTPUTS -> rclpy Publisher
+    outputs: Any = None  # its CameraOutputs (outputs.py: publishes its results), made at configure
     slot: Optional[tuple] = None  # (msg, receive_time) of the newest unprocessed frame (the node's lock)
     camera_info: Any = None  # the newest valid CameraInfo
     image_sub: Any = None

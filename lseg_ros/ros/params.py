@@ -3,7 +3,8 @@
 Every leaf field of :class:`~lseg_ros.config.SegmenterConfig` and :class:`NodeConfig`
 becomes a parameter of the same dotted name (``dense_clip.mode``), with the field's
 documentation as its description and its bounds as its range. Fields that need a model
-rebuild are read-only at run time; DYNAMIC_PARAMETERS can change while running.
+rebuild are read-only at run time; DYNAMIC_PARAMETERS (runtime_params.py's table) can
+change while running.
 """
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from typing import Any, Dict, List
 from ..config import (Range, SegmenterConfig, setting, check_values, field_docs, field_metadata, flatten, from_dict,
                       range_checks, with_overrides)
 from ..profiles import PROFILE_NAMES, profile_fields
+from .runtime_params import RUNTIME_PARAMETERS
 
 #: parameters that may change while the node runs (all others need a restart)
-DYNAMIC_PARAMETERS = ("labels", "threshold", "overlay_alpha", "obstacle_labels")
+DYNAMIC_PARAMETERS = tuple(RUNTIME_PARAMETERS)
 
 
 @dataclass
