@@ -664,3 +664,22 @@ def resolve_attribute_prompts(mode: str, backend: str) -> bool:
     if mode == "auto":
         return backend in AUTO_ON_BACKENDS
     return mode == "on"
+
+
+# ------------------------------------------------------------ ROS 2 parameter files
+def params_file_data(values: Mapping[str, Any], node_name: str = "lseg_node") -> Dict[str, Any]:
+    """The ROS 2 ``--params-file`` layout of ``values`` (dotted parameter names) for the node
+    ``node_name`` in any namespace: ``{"/**/<node_name>": {"ros__parameters": values}}``.
+    Empty lists are left out (rclpy cannot type them from a file)."""
+    return {f"/**/{node_name}": {"ros__parameters": {name: value for name, value in values.items()
+                                                     if value != []}}}
+
+
+def write_params_file(path: str | Path, values: Mapping[str, Any], node_name: str = "lseg_node",
+                      header: str = "") -> Path:
+    """Write :func:`params_file_data` as YAML to ``path`` (after ``header``, comment lines);
+    every parameter file lseg_ros writes goes through here."""
+    path = Path(path)
+    path.write_text(header + yaml.safe_dump(params_file_data(values, node_name), sort_keys=False),
+                    encoding="utf-8")
+    return path

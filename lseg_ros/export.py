@@ -195,22 +195,18 @@ def write_params_file(config: SegmenterConfig, onnx_path: Path, node_name: str =
     """``<onnx_path minus .onnx>.params.yaml``: the node's parameters file (``params_file:=``) for
     ``config`` with runtime onnxruntime; files as absolute paths (the node's working directory
     is the launch's)."""
-    import yaml
-
     from .config import flatten
+    from .config import write_params_file as write_layout
 
     values = flatten(config)
     values.update(runtime="onnxruntime", onnx_model=str(onnx_path.resolve()), compile="none", quantize="none")
     for name in ("pretrained", "tensorrt_cache_dir"):
         if values.get(name) and Path(values[name]).exists():
             values[name] = str(Path(values[name]).resolve())
-    values = {name: value for name, value in values.items() if value != []}  # rclpy cannot type an empty list
     path = onnx_path.with_suffix(".params.yaml")
     header = (f"# written by lseg-export: lseg_node parameters running {onnx_path.name} with ONNX Runtime\n"
               f"#   ros2 launch lseg_ros lseg.launch.py params_file:={path.name}\n")
-    path.write_text(header + yaml.safe_dump({f"/**/{node_name}": {"ros__parameters": values}}, sort_keys=False),
-                    encoding="utf-8")
-    return path
+    return write_layout(path, values, node_name, header)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -212,3 +212,18 @@ def test_one_yaml_loader_resolves_marked_paths_against_the_file_and_a_training_y
     (folder / "train.yaml").write_text("data_root: data/scenes\nmodel:\n  pretrained: runs/a.safetensors\n")
     train = TrainConfig.from_yaml(folder / "train.yaml")
     assert (train.data_root, train.model.pretrained) == ("data/scenes", "runs/a.safetensors")
+
+
+def test_parameter_files_have_one_writer_with_the_any_namespace_layout(tmp_path):
+    """lseg-export's and the demo's parameter files: /**/<node>: ros__parameters, empty lists
+    left out (rclpy cannot type them); the shipped config/lseg.yaml uses the same key."""
+    import yaml
+
+    from lseg_ros.config import params_file_data, write_params_file
+
+    path = write_params_file(tmp_path / "p.yaml", {"short_side": 224, "labels": ["door"], "cameras": []},
+                             header="# made by a test\n")
+    text = path.read_text()
+    assert text.startswith("# made by a test\n")
+    assert yaml.safe_load(text) == {"/**/lseg_node": {"ros__parameters": {"short_side": 224, "labels": ["door"]}}}
+    assert list(params_file_data({}, "other")) == ["/**/other"]

@@ -267,7 +267,7 @@ def test_resume_of_a_folder_without_a_complete_epoch_is_refused_clearly(train_sc
 
 
 def test_demo_training_script_installs_the_epoch_that_model_yaml_names():
-    script = (Path(__file__).parents[1] / "scripts" / "train_demo_model.sh").read_text()
+    script = (Path(__file__).parents[1] / "scripts" / "recipes" / "train_demo_model.sh").read_text()
     assert "model.yaml" in script and "ls \"$WORK\"/run/epoch_" not in script
 
 

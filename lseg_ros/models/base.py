@@ -11,7 +11,7 @@ training, evaluation) builds them through :func:`build_backend`.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -46,6 +46,16 @@ def build_backend(config: SegmenterConfig) -> "SegmentationBackend":
     except KeyError:
         raise ValueError(f"unknown backend {config.backend!r}; available: {sorted(_BACKENDS)}") from None
     return builder(config)
+
+
+def get_preset(presets: Mapping[str, Any], name: str, family: str) -> Any:
+    """``presets[name]``; ValueError naming the ``family`` ("LSeg", "LMSeg", "ViL-Seg"), the bad
+    name and the accepted ones (the backends' preset tables use it)."""
+    try:
+        return presets[name]
+    except KeyError:
+        raise ValueError(f"unknown {family} preset model={name!r}; accepted: {', '.join(sorted(presets))}") \
+            from None
 
 
 def _import_builtin_backends() -> None:

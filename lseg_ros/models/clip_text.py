@@ -9,9 +9,19 @@ differently fall back to their full forward.
 """
 from __future__ import annotations
 
+import functools
+
+import open_clip
 import torch
 from open_clip.transformer import text_global_pool
 from torch import nn
+
+
+@functools.lru_cache(maxsize=4)
+def clip_tokenizer(context_length: int) -> open_clip.tokenizer.SimpleTokenizer:
+    """CLIP's BPE tokenizer padding/truncating to ``context_length`` tokens (LSeg's and
+    ViL-Seg's text towers), built once per length."""
+    return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
 
 
 def encode_text_trimmed(clip: nn.Module, token_ids: torch.Tensor) -> torch.Tensor:

@@ -53,6 +53,7 @@ from torch import nn
 from ..config import SegmenterConfig
 from ..weights import WeightsError, extract_state_dict, load_strict, looks_like_path, read_checkpoint
 from .base import SegmentationBackend, register_backend
+from .base import get_preset as get_preset_from
 from .dense_clip import DENSE_CLIP_MODES, DenseClipBackend, _quiet_open_clip, load_open_clip
 
 #: the softmax temperature of training and inference (as LSeg's: 1 / 0.07)
@@ -92,11 +93,8 @@ def available_presets() -> Sequence[str]:
 
 
 def get_preset(name: str) -> LMSegPreset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown LMSeg preset model={name!r}; accepted: {', '.join(available_presets())}") \
-            from None
+    """The LMSeg preset ``name``; ValueError naming the accepted ones."""
+    return get_preset_from(PRESETS, name, "LMSeg")
 
 
 def build_sam(name: str, **kwargs) -> nn.Module:

@@ -59,7 +59,8 @@ from torch import nn
 from ..config import SegmenterConfig
 from ..weights import WeightsError, extract_state_dict, load_strict, looks_like_path, read_checkpoint
 from .base import SegmentationBackend, register_backend
-from .clip_text import encode_text_trimmed
+from .base import get_preset as get_preset_from
+from .clip_text import clip_tokenizer, encode_text_trimmed
 from .dpt import FeatureFusionBlock, Interpolate, ViTPyramid, make_scratch
 
 MODEL_CONFIG_DIR = Path(__file__).resolve().parent.parent / "model_configs"
@@ -104,11 +105,8 @@ def available_presets() -> Sequence[str]:
 
 
 def get_preset(name: str) -> LSegPreset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown LSeg preset model={name!r}; accepted: {', '.join(available_presets())}") \
-            from None
+    """The LSeg preset ``name``; ValueError naming the accepted ones."""
+    return get_preset_from(PRESETS, name, "LSeg")
 
 
 # ------------------------------------------------------------------ text tower
@@ -126,10 +124,6 @@ def build_clip(name: str) -> nn.Module:
 
 
 @functools.lru_cache(maxsize=4)
-def _tokenizer(context_length: int) -> open_clip.tokenizer.SimpleTokenizer:
-    return open_clip.tokenizer.SimpleTokenizer(context_length=context_length)
-
-
 # ------------------------------------------------------- spatial regularization
 class DepthwiseConv(nn.Module):
     """One 3x3 conv (1 -> 1 channel) shared by every label map."""
@@ -295,7 +289,7 @@ class LSegBackend(SegmentationBackend):
         return self
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return _tokenizer(self.net.context_length)(list(texts))  # [N, 77]
+        return clip_tokenizer(self.net.context_length)(list(texts))  # [N, 77]
 
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.net.encode_text(token_ids)  # [N, D]

@@ -38,8 +38,8 @@ from torch import nn
 from ..config import SegmenterConfig
 from ..weights import WeightsError, extract_state_dict, load_strict, looks_like_path, read_checkpoint
 from .base import SegmentationBackend, register_backend
-from .clip_text import encode_text_trimmed
-from .lseg import _tokenizer
+from .base import get_preset as get_preset_from
+from .clip_text import clip_tokenizer, encode_text_trimmed
 
 
 #: temperature of the clustering head's softmax
@@ -73,11 +73,8 @@ PRESETS: Dict[str, VilSegPreset] = {p.name: p for p in (
 
 
 def get_preset(name: str) -> VilSegPreset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown ViL-Seg preset model={name!r}; accepted: {', '.join(sorted(PRESETS))}") \
-            from None
+    """The ViL-Seg preset ``name``; ValueError naming the accepted ones."""
+    return get_preset_from(PRESETS, name, "ViL-Seg")
 
 
 def _mlp(width: int, hidden: int, out: int) -> nn.Sequential:
@@ -193,7 +190,7 @@ class VilSegBackend(SegmentationBackend):
         return self
 
     def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return _tokenizer(self.net.context_length)(list(texts))
+        return clip_tokenizer(self.net.context_length)(list(texts))
 
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.net.encode_text(token_ids)

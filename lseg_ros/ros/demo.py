@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import signal
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..config import SegmenterConfig, flatten
+from ..config import SegmenterConfig, flatten, write_params_file
 from ..data.scenes import SCENE_CLASSES
 from ..demo_model import demo_model_config
 
@@ -67,8 +66,7 @@ class NodeProcess:
 
     def __init__(self, config: SegmenterConfig, workdir: Path) -> None:
         params = workdir / "lseg_node.yaml"
-        # JSON is YAML: the params-file layout with every SegmenterConfig field (dotted names)
-        params.write_text(json.dumps({"/**/lseg_node": {"ros__parameters": flatten(config)}}, indent=1))
+        write_params_file(params, flatten(config))  # every SegmenterConfig field (dotted names)
         command = [sys.executable, "-m", "lseg_ros.ros.node", "--ros-args", "--params-file", str(params)]
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                         start_new_session=True,  # a Ctrl-C reaches it from stop() only

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Dict, List
 
 from ..config import (Range, SegmenterConfig, setting, check_values, field_docs, field_metadata, flatten, from_dict,
-                      range_checks, with_overrides)
+                      params_file_data, range_checks, with_overrides)
 from ..profiles import PROFILE_NAMES, profile_fields
 from .runtime_params import RUNTIME_PARAMETERS
 
@@ -271,16 +271,6 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def yaml_parameters(node_name: str = "lseg_node") -> Dict[str, Any]:
-    """The ``--params-file`` layout: every parameter at its default, except those a profile
-    sets (left to the profile, commented out in :func:`render_params_yaml`)."""
-    left = set(profile_fields())
-    defaults = {name: default for name, (_, default, _) in declared_fields().items() if name not in left}
-    return {f"/**/{node_name}": {"ros__parameters": defaults}}
-
-
-
-
 def render_params_yaml(node_name: str = "lseg_node") -> str:
     """config/lseg.yaml: every parameter at its default, with its documentation as a comment.
 
@@ -292,7 +282,7 @@ def render_params_yaml(node_name: str = "lseg_node") -> str:
     lines = ["# lseg_node parameters (generated from lseg_ros.config / lseg_ros.ros.params;",
              "# regenerate with: python -m lseg_ros.ros.params > config/lseg.yaml)",
              "# '/**/' applies the file to the node in any namespace.",
-             f"/**/{node_name}:", "  ros__parameters:"]
+             f"{next(iter(params_file_data({}, node_name)))}:", "  ros__parameters:"]
     left = set(profile_fields())
     for name, (_, default, doc) in declared_fields().items():
         lines.append(f"    # {doc}")

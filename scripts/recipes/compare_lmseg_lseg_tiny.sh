@@ -4,9 +4,9 @@
 # workers), then each scored on 50 freshly generated held-out scenes (seed 1) with lseg-eval.
 # The figures of docs/training.md's "LMSeg training" (benchmarks/README.md, Training) come from these commands.
 #
-#   bash scripts/compare_lmseg_lseg_tiny.sh     # WORK=/tmp/lmseg_proof LSEG_EPOCHS=22 LMSEG_EPOCHS=30
+#   bash scripts/recipes/compare_lmseg_lseg_tiny.sh     # WORK=/tmp/lmseg_proof LSEG_EPOCHS=22 LMSEG_EPOCHS=30
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 VENV=${LSEG_VENV:-$(pwd)/.venv}
 PYTHON=${PYTHON:-$VENV/bin/python}
 WORK=${WORK:-/tmp/lmseg_proof}

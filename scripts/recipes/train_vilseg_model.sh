@@ -5,9 +5,9 @@
 # most 20 minutes), copy the last checkpoint into lseg_ros/weights/ and score it on freshly
 # generated held-out scenes' masks with lseg-eval.
 #
-#   bash scripts/train_vilseg_model.sh          # WORK=/tmp/lseg_vilseg_model STEPS=400
+#   bash scripts/recipes/train_vilseg_model.sh          # WORK=/tmp/lseg_vilseg_model STEPS=400
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 VENV=${LSEG_VENV:-$(pwd)/.venv}
 PYTHON=${PYTHON:-$VENV/bin/python}
 WORK=${WORK:-/tmp/lseg_vilseg_model}
@@ -43,7 +43,7 @@ import yaml
 config = yaml.safe_load(open(sys.argv[1]))
 config.update(pretrained="scenes_vilseg_tiny.safetensors", device="auto", precision="fp32")
 header = ("# The shipped ViL-Seg model (see README.md here): vilseg_tiny trained on captioned scenes,\n"
-          "# no masks, by scripts/train_vilseg_model.sh.\n")
+          "# no masks, by scripts/recipes/train_vilseg_model.sh.\n")
 open(sys.argv[2], "w").write(header + yaml.safe_dump(config, sort_keys=False))
 PY
 

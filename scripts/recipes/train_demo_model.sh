@@ -4,9 +4,9 @@
 # (CPU, about 10 minutes on 2 cores), copy the last checkpoint into lseg_ros/weights/ and
 # score it on freshly generated held-out scenes with lseg-eval.
 #
-#   bash scripts/train_demo_model.sh            # WORK=/tmp/lseg_demo_model EPOCHS=40
+#   bash scripts/recipes/train_demo_model.sh            # WORK=/tmp/lseg_demo_model EPOCHS=40
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 VENV=${LSEG_VENV:-$(pwd)/.venv}
 PYTHON=${PYTHON:-$VENV/bin/python}
 WORK=${WORK:-/tmp/lseg_demo_model}
@@ -38,7 +38,7 @@ import yaml
 config = yaml.safe_load(open(sys.argv[1]))
 config.update(pretrained="scenes_lseg_tiny.safetensors", device="auto", precision="fp32")
 header = ("# The shipped demo model (see README.md here): lseg_tiny trained on generated scenes by\n"
-          "# scripts/train_demo_model.sh. demo_model_config() fills in the weights' full path.\n")
+          "# scripts/recipes/train_demo_model.sh. demo_model_config() fills in the weights' full path.\n")
 open(sys.argv[2], "w").write(header + yaml.safe_dump(config, sort_keys=False))
 EOF
 
