@@ -362,3 +362,14 @@ def test_pamr_on_lseg_starts_from_the_output_conv_logits():
     with torch.no_grad():
         logits = segmenter.classify(segmenter.backend(x), segmenter.label_set.label_embeddings, x)
     torch.testing.assert_close(logits, expected, rtol=0, atol=1e-4)
+
+
+def test_two_backends_built_one_after_the_other_share_no_module():
+    """Each build makes its own network: converting one (a bf16 Segmenter does it in place)
+    must not touch the next one's weights."""
+    first = random_tiny_backend(arch_option=1, block_depth=1)
+    second = random_tiny_backend(arch_option=1, block_depth=1)
+    shared = {id(m) for m in first.modules()} & {id(m) for m in second.modules()}
+    assert not shared
+    first.to(torch.bfloat16)
+    assert all(p.dtype == torch.float32 for p in second.parameters())

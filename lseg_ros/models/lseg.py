@@ -123,7 +123,6 @@ def build_clip(name: str) -> nn.Module:
     return open_clip.model.CLIP(**dict(model_config))
 
 
-@functools.lru_cache(maxsize=4)
 # ------------------------------------------------------- spatial regularization
 class DepthwiseConv(nn.Module):
     """One 3x3 conv (1 -> 1 channel) shared by every label map."""
