@@ -17,7 +17,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from lseg_ros.models.cost_aggregation import (CATSEG_CONFIGS, CostAggregator, GuidanceUpsampler,
-                                              load_catseg_checkpoint, split_catseg_state_dict)
+                                              catseg_clip_to_openai, load_catseg_checkpoint,
+                                              split_catseg_state_dict)
 
 REFERENCE = Path(__file__).parent / "data" / "catseg_reference.safetensors"
 AGGREGATOR = "sem_seg_head.predictor.transformer."
@@ -140,3 +141,16 @@ def test_guidance_part_missing_is_refused(reference):
     state = {k: v for k, v in official_checkpoint(reference[2]).items() if not k.startswith("upsample1.")}
     with pytest.raises(ValueError, match=r"missing keys \['upsample1.bias', 'upsample1.weight'\]"):
         load_catseg_checkpoint(state, CostAggregator(**CATSEG_CONFIGS["vitb_384"]), GuidanceUpsampler())
+
+
+def test_catseg_clip_attention_becomes_openai_in_proj():
+    q, k, v = (torch.full((4, 4), float(i)) for i in range(3))
+    block = "visual.transformer.resblocks.0.attn."
+    state = {block + "q_proj_weight": q, block + "k_proj_weight": k, block + "v_proj_weight": v,
+             block + "in_proj_bias": torch.zeros(12), "ln_final.weight": torch.ones(4)}
+    out = catseg_clip_to_openai(state)
+    assert sorted(out) == sorted([block + "in_proj_bias", block + "in_proj_weight", "ln_final.weight"])
+    assert torch.equal(out[block + "in_proj_weight"], torch.cat([q, k, v]))
+    del state[block + "k_proj_weight"]
+    with pytest.raises(ValueError, match=r"visual.transformer.resblocks.0.attn lacks \['visual.transformer"):
+        catseg_clip_to_openai(state)

@@ -26,7 +26,7 @@ from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from timm.layers import Mlp, to_2tuple
+from timm.layers import Mlp
 from torch import nn
 
 #: where an official CAT-Seg checkpoint (``model_base.pth`` / ``model_large.pth``) keeps each part
@@ -410,9 +410,11 @@ def split_catseg_state_dict(state: Mapping[str, torch.Tensor]) -> Dict[str, Dict
     """Sort an official CAT-Seg checkpoint's keys into its parts, prefixes removed:
 
     - ``aggregator``: ``sem_seg_head.predictor.transformer.*`` (:class:`CostAggregator`)
-    - ``clip``: ``sem_seg_head.predictor.clip_model.*``, the CLIP model in OpenAI's layout
-      (``visual.*``, ``transformer.*``, ``token_embedding.*``, ...), with CAT-Seg's fine-tuned
-      attention (``CLIP_FINETUNE: attention``)
+    - ``clip``: ``sem_seg_head.predictor.clip_model.*``, the CLIP model (both towers) in OpenAI's
+      layout (``visual.*``, ``transformer.*``, ``token_embedding.*``, ...) except that each
+      attention keeps ``q_proj_weight``/``k_proj_weight``/``v_proj_weight`` apart (CAT-Seg
+      fine-tunes q and v and the positional embeddings, ``CLIP_FINETUNE: attention``); see
+      :func:`catseg_clip_to_openai`
     - ``guidance``: ``upsample1.*``, ``upsample2.*`` (:class:`GuidanceUpsampler`)
 
     Raises ValueError naming any key outside these parts.
@@ -430,6 +432,22 @@ def split_catseg_state_dict(state: Mapping[str, torch.Tensor]) -> Dict[str, Dict
         raise ValueError(f"not a CAT-Seg checkpoint key (accepted prefixes: {sorted(CATSEG_PREFIXES.values())}): "
                          f"{', '.join(sorted(unknown)[:10])}{' ...' if len(unknown) > 10 else ''}")
     return parts
+
+
+def catseg_clip_to_openai(state: Mapping[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
+    """CAT-Seg's CLIP part (prefix removed) -> OpenAI's CLIP layout (what open_clip loads): each
+    block's ``attn.{q,k,v}_proj_weight`` [D, D] concatenated into ``attn.in_proj_weight`` [3D, D].
+    Raises ValueError naming a block that lacks one of the three."""
+    out = {k: v for k, v in state.items() if not k.endswith(("q_proj_weight", "k_proj_weight", "v_proj_weight"))}
+    blocks = {k[:-len("q_proj_weight")] for k in state if k.endswith(("q_proj_weight", "k_proj_weight",
+                                                                      "v_proj_weight"))}
+    for block in sorted(blocks):
+        parts = [f"{block}{p}_proj_weight" for p in "qkv"]
+        missing = [p for p in parts if p not in state]
+        if missing:
+            raise ValueError(f"CAT-Seg CLIP attention {block[:-1]} lacks {missing} (needs q, k and v_proj_weight)")
+        out[f"{block}in_proj_weight"] = torch.cat([state[p] for p in parts], dim=0)
+    return out
 
 
 def load_strict(module: nn.Module, state: Mapping[str, torch.Tensor], what: str) -> None:
