@@ -15,7 +15,9 @@ Two configurations: ``tiny`` (hidden 16, 8x8 grid, window 4, pad_len 4; once wit
 padding path, and once with 6, the top-k class selection) and CAT-Seg's ViT-B/16 config
 (configs/vitb_384.yaml: 2 layers, 24x24 grid, window 12, pooling 2x2, pad_len 256; 8 classes).
 Every parameter is set to random values (LayerNorms and padding tokens too), loaded into ours
-strictly in CAT-Seg's key layout. Prints one line per stage: the largest absolute difference.
+strictly in CAT-Seg's key layout. Prints one line per stage: the largest absolute difference;
+then, for both released configs (vitb_384, vitl_336), whether our state_dict keys and shapes are
+CAT-Seg's.
 
 ``--write-reference`` writes the tiny configuration's weights (CAT-Seg's keys, prefix ``w.``),
 inputs (``in.``; text features also for 6 classes) and CAT-Seg's outputs (``out.T3.*`` every stage,
@@ -147,6 +149,17 @@ def compare(name: str, namespace: dict, config: dict, class_counts, seed: int) -
     return ref, results
 
 
+def check_keys(namespace: dict, name: str) -> None:
+    """Our state_dict keys and shapes against CAT-Seg's Aggregator for one released config."""
+    theirs = namespace["Aggregator"](**CATSEG_CONFIGS[name], attention_type="linear").state_dict()
+    ours = CostAggregator(**CATSEG_CONFIGS[name]).state_dict()
+    missing, unexpected = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
+    shapes = sorted(k for k in set(ours) & set(theirs) if ours[k].shape != theirs[k].shape)
+    same = not (missing or unexpected or shapes)
+    print(f"{name} keys: {len(theirs)} in CAT-Seg's, {len(ours)} in ours"
+          f"{', same names and shapes' if same else f'; ours lacks {missing}, has extra {unexpected}, shapes differ {shapes}'}")
+
+
 def checkpoint_key_shapes(namespace: dict) -> dict:
     """Key shapes of CAT-Seg's ViT-B/16 checkpoint parts that lseg_ros loads (aggregator as its
     predictor builds it, upsample1/2 as cat_seg_model.py builds them)."""
@@ -188,6 +201,8 @@ def main() -> int:
     defaults = {k: p.default for k, p in inspect.signature(CostAggregator).parameters.items()}
     vitb = dict(defaults, **CATSEG_CONFIGS["vitb_384"])
     compare("vitb_384", namespace, vitb, (8,), seed=1)
+    for name in CATSEG_CONFIGS:
+        check_keys(namespace, name)
     if args.write_reference:
         write_reference(args.write_reference, ref, results, namespace)
     return 0

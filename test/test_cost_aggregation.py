@@ -154,3 +154,17 @@ def test_catseg_clip_attention_becomes_openai_in_proj():
     del state[block + "k_proj_weight"]
     with pytest.raises(ValueError, match=r"visual.transformer.resblocks.0.attn lacks \['visual.transformer"):
         catseg_clip_to_openai(state)
+
+
+@pytest.mark.parametrize("name, shape, message", [
+    ("img", (1, 32, 6, 8), r"img_feats of shape \(1, 32, 6, 8\): expected \[B, C, 8, 8\]"),
+    ("text", (1, 3, 1, 32), r"text_feats of shape \(1, 3, 1, 32\): expected \[1, T, 2, 32\]"),
+    ("guidance1", (1, 8, 8, 8), r"appearance_guidance\[1\] of shape \(1, 8, 8, 8\): expected \[1, 8, 16, 16\]"),
+])
+def test_input_of_wrong_shape_is_refused_naming_it(reference, name, shape, message):
+    model, tensors, _ = reference
+    inputs = {"img": tensors["in.img"], "text": tensors["in.text"], "guidance0": tensors["in.guidance0"],
+              "guidance1": tensors["in.guidance1"], "guidance2": tensors["in.guidance2"]}
+    inputs[name] = torch.zeros(shape)
+    with pytest.raises(ValueError, match=message):
+        model(inputs["img"], inputs["text"], [inputs["guidance0"], inputs["guidance1"], inputs["guidance2"]])

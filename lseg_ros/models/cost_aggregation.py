@@ -359,10 +359,39 @@ class CostAggregator(nn.Module):
         peak = corr.transpose(1, 2).flatten(-3).max(dim=-1)[0]  # [B, T]
         return peak.topk(self.pad_len, dim=-1, sorted=False)[1]
 
+    def check_inputs(self, img_feats: torch.Tensor, text_feats: torch.Tensor,
+                     appearance_guidance: Sequence[torch.Tensor]) -> None:
+        """Raise ValueError naming the first input whose shape does not fit this aggregator."""
+        h, w = self.feature_resolution
+        if img_feats.dim() != 4 or tuple(img_feats.shape[-2:]) != (h, w):
+            raise ValueError(f"img_feats of shape {tuple(img_feats.shape)}: expected [B, C, {h}, {w}] "
+                             f"(the aggregator's feature_resolution)")
+        b, c = img_feats.shape[:2]
+        prompts = self.conv1.in_channels
+        if text_feats.dim() != 4 or text_feats.shape[0] != b or tuple(text_feats.shape[2:]) != (prompts, c):
+            raise ValueError(f"text_feats of shape {tuple(text_feats.shape)}: expected [{b}, T, {prompts}, {c}] "
+                             f"(batch, classes, prompts, img_feats' channels)")
+        expected = [(self.guidance_projection, (h, w))] if self.guidance_projection is not None else [(None, None)]
+        if self.decoder_guidance_projection is not None:
+            expected += [(proj, (h * 2 ** (i + 1), w * 2 ** (i + 1)))
+                         for i, proj in enumerate(self.decoder_guidance_projection)]
+        if len(appearance_guidance) < len(expected):
+            raise ValueError(f"{len(appearance_guidance)} guidance maps: expected {len(expected)} (CLIP features, "
+                             f"then decoder guidance at 2x and 4x)")
+        for i, ((proj, size), g) in enumerate(zip(expected, appearance_guidance)):
+            if proj is None:
+                continue
+            channels = proj[0].in_channels
+            if g.dim() != 4 or tuple(g.shape) != (b, channels, *size):
+                raise ValueError(f"appearance_guidance[{i}] of shape {tuple(g.shape)}: expected "
+                                 f"[{b}, {channels}, {size[0]}, {size[1]}]")
+
     def forward(self, img_feats: torch.Tensor, text_feats: torch.Tensor,
                 appearance_guidance: Sequence[torch.Tensor]) -> torch.Tensor:
         """img_feats [B, C, H, W], text_feats [B, T, P, C], appearance_guidance as in
-        :meth:`project_guidance` -> logits [B, T, 4H, 4W] (-100 for classes left out)."""
+        :meth:`project_guidance` -> logits [B, T, 4H, 4W] (-100 for classes left out). Raises
+        ValueError naming an input of the wrong shape (:meth:`check_inputs`)."""
+        self.check_inputs(img_feats, text_feats, appearance_guidance)
         corr = self.correlation(img_feats, text_feats)
         num_classes, classes = text_feats.shape[1], None
         if 0 < self.pad_len < num_classes:
