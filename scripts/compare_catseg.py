@@ -155,9 +155,9 @@ def check_keys(namespace: dict, name: str) -> None:
     ours = CostAggregator(**CATSEG_CONFIGS[name]).state_dict()
     missing, unexpected = sorted(set(theirs) - set(ours)), sorted(set(ours) - set(theirs))
     shapes = sorted(k for k in set(ours) & set(theirs) if ours[k].shape != theirs[k].shape)
-    same = not (missing or unexpected or shapes)
-    print(f"{name} keys: {len(theirs)} in CAT-Seg's, {len(ours)} in ours"
-          f"{', same names and shapes' if same else f'; ours lacks {missing}, has extra {unexpected}, shapes differ {shapes}'}")
+    verdict = f"; ours lacks {missing}, has extra {unexpected}, shapes differ {shapes}" \
+        if missing or unexpected or shapes else ", same names and shapes"
+    print(f"{name} keys: {len(theirs)} in CAT-Seg's, {len(ours)} in ours{verdict}")
 
 
 def checkpoint_key_shapes(namespace: dict) -> dict:
