@@ -435,7 +435,8 @@ def test_a_best_effort_depth_publisher_that_cannot_match_is_logged_with_the_fix(
     monkeypatch.setattr(node, "_log", lambda level, text, **kw: lines.append((level, text)) or original(level, text, **kw))
     publisher = probe.node.create_publisher(Image, "depth", qos_profile_sensor_data)  # best effort: no match
     try:
-        deadline = time.monotonic() + 10
+        # the incompatible-QoS event comes with discovery: 10 s was not always enough on a loaded CI machine
+        deadline = time.monotonic() + 30
         while not any("depth_qos:=sensor_data" in text for _, text in lines) and time.monotonic() < deadline:
             time.sleep(0.05)
     finally:
