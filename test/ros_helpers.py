@@ -231,8 +231,21 @@ class NodeHost:
         os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
         rclpy.init(domain_id=domain_id)
         self.executor = MultiThreadedExecutor(num_threads=threads)
-        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner = threading.Thread(target=self._spin, daemon=True)
         self.nodes = []
+
+    def _spin(self) -> None:
+        """Spin until ``close``. rclpy raises InvalidHandle out of spin when a subscription with
+        event callbacks is destroyed (a lifecycle cleanup) while the executor builds its wait
+        set; spinning goes on, so one such race does not leave every later test unanswered."""
+        while True:
+            try:
+                self.executor.spin()
+                return
+            except Exception as error:  # rclpy._rclpy_pybind11.InvalidHandle
+                if type(error).__name__ != "InvalidHandle":
+                    raise
+                time.sleep(0.01)
 
     def add(self, *nodes) -> None:
         for node in nodes:
