@@ -44,7 +44,13 @@ def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
     executor.add_node(node)
     try:
         while rclpy.ok() and not getattr(node, "done", False):
-            executor.spin_once(timeout_sec=0.1)
+            try:
+                executor.spin_once(timeout_sec=0.1)
+            except RuntimeError as error:
+                if not _destroyed_while_waiting(error):
+                    raise
+                # An entity the node destroyed (a lifecycle cleanup) was in the wait set being
+                # built; the next wait set no longer holds it: go on spinning.
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -61,6 +67,14 @@ def run_node(build: Callable[[], "rclpy.node.Node"], program: str, args=None,
         sys.stderr.flush()
         os._exit(0)
     return 0
+
+
+def _destroyed_while_waiting(error: RuntimeError) -> bool:
+    """Whether ``error`` is rclpy's InvalidHandle: a subscription with event callbacks (the
+    incompatible-QoS warnings) destroyed from a callback thread while the executor adds it to
+    the wait set it is building ("cannot use Destroyable because destruction was requested").
+    Not a node fault: the entity is gone, and the next wait set is built without it."""
+    return type(error).__name__ == "InvalidHandle"
 
 
 def _shutdown_quietly() -> None:
