@@ -160,6 +160,32 @@ def check_keys(namespace: dict, name: str) -> None:
     print(f"{name} keys: {len(theirs)} in CAT-Seg's, {len(ours)} in ours{verdict}")
 
 
+#: CAT-Seg's config keys (MODEL.SEM_SEG_HEAD.*, MODEL.PROMPT_ENSEMBLE_TYPE) -> CostAggregator arguments
+YAML_KEYS = {"TEXT_GUIDANCE_DIM": "text_guidance_dim", "APPEARANCE_GUIDANCE_DIM": "appearance_guidance_dim",
+             "NUM_LAYERS": "num_layers", "POOLING_SIZES": "pooling_size"}
+#: prompts per class of each PROMPT_ENSEMBLE_TYPE (cat_seg_predictor.py: single = one template)
+PROMPTS = {"single": 1, "imagenet_select": None, "imagenet": 80}
+
+
+def check_config(repo: Path, name: str) -> bool:
+    """CATSEG_CONFIGS[name] against the checkout's configs/<name>.yaml over its _BASE_."""
+    import yaml
+
+    merged: dict = {}
+    for path in ("configs/config.yaml", f"configs/{name}.yaml"):  # base first, then the override
+        data = yaml.safe_load(read(repo, path))
+        head = data.get("MODEL", {}).get("SEM_SEG_HEAD", {})
+        merged.update({arg: head[key] for key, arg in YAML_KEYS.items() if key in head})
+        if "PROMPT_ENSEMBLE_TYPE" in data.get("MODEL", {}):
+            merged["prompt_channel"] = PROMPTS[data["MODEL"]["PROMPT_ENSEMBLE_TYPE"]]
+    merged["pooling_size"] = tuple(merged["pooling_size"])
+    ours = {k: CATSEG_CONFIGS[name][k] for k in merged}
+    same = ours == merged
+    print(f"{name} config: {'same as' if same else 'DIFFERS from'} configs/{name}.yaml"
+          f"{'' if same else f' (ours {ours}, theirs {merged})'}")
+    return same
+
+
 def checkpoint_key_shapes(namespace: dict) -> dict:
     """Key shapes of CAT-Seg's ViT-B/16 checkpoint parts that lseg_ros loads (aggregator as its
     predictor builds it, upsample1/2 as cat_seg_model.py builds them)."""
@@ -201,11 +227,13 @@ def main() -> int:
     defaults = {k: p.default for k, p in inspect.signature(CostAggregator).parameters.items()}
     vitb = dict(defaults, **CATSEG_CONFIGS["vitb_384"])
     compare("vitb_384", namespace, vitb, (8,), seed=1)
+    configs_agree = True
     for name in CATSEG_CONFIGS:
+        configs_agree &= check_config(args.catseg, name)
         check_keys(namespace, name)
     if args.write_reference:
         write_reference(args.write_reference, ref, results, namespace)
-    return 0
+    return 0 if configs_agree else 1
 
 
 if __name__ == "__main__":

@@ -36,12 +36,15 @@ CATSEG_PREFIXES = {
     "guidance": "upsample",  # upsample1/upsample2: CLIP layer features -> decoder guidance
 }
 
-#: CAT-Seg's configs (configs/vitb_384.yaml, configs/vitl_336.yaml) as CostAggregator arguments
+#: CAT-Seg's released configs (configs/vitb_384.yaml, configs/vitl_336.yaml over configs/config.yaml)
+#: as CostAggregator arguments: both run 2 layers, 2x2 pooling and one prompt ("single": 'A photo
+#: of a {} in the scene'); config.yaml's own 4 layers, 6x6 pooling and 80 prompts are overridden
+#: (scripts/compare_catseg.py checks these against the checkout's YAML files)
 CATSEG_CONFIGS = {
     "vitb_384": dict(text_guidance_dim=512, appearance_guidance_dim=512, num_layers=2, pooling_size=(2, 2),
                      prompt_channel=1),
-    "vitl_336": dict(text_guidance_dim=768, appearance_guidance_dim=768, num_layers=4, pooling_size=(6, 6),
-                     prompt_channel=80),
+    "vitl_336": dict(text_guidance_dim=768, appearance_guidance_dim=768, num_layers=2, pooling_size=(2, 2),
+                     prompt_channel=1),
 }
 
 
