@@ -80,13 +80,14 @@ POSITIONAL_RESIZES = ("auto", "scale_factor", "size")
 
 @dataclass
 class DenseClipConfig:
-    mode: str = setting("Last-block modification: maskclip | sclip | clearclip | naclip.", "naclip")
+    mode: str = setting("Last-block modification: maskclip | sclip | clearclip | naclip | catseg (CAT-Seg's: "
+                        "value path with the class token as every token's residual, then the FFN).", "naclip")
     gaussian_std: float = setting("naclip: std (in patches) of the neighbourhood prior.", 5.0,
                                   bounds=Range(0.0, low_open=True))
     positional_resize: str = setting("How the positional embedding is resized to other patch grids "
                                      "(bicubic): scale_factor (NACLIP, SCLIP, ClearCLIP: scale factor "
-                                     "(grid + 0.1) / pretraining grid) | size (MaskCLIP: to the grid size) | "
-                                     "auto (size for maskclip, scale_factor otherwise).", "auto")
+                                     "(grid + 0.1) / pretraining grid) | size (MaskCLIP, CAT-Seg: to the grid size) | "
+                                     "auto (size for maskclip and catseg, scale_factor otherwise).", "auto")
     window: int = setting("Sliding-window size in model-input pixels; 0 disables.", 0,
                           bounds=Range(0, 4096, note="(0 disables)"))
     stride: int = setting("Sliding-window stride in model-input pixels.", 224, bounds=Range(1, 4096))
@@ -109,8 +110,8 @@ class DenseClipConfig:
         """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
         (SegmenterConfig.validate runs them with the field's name)."""
         return [
-            (self.mode in ("maskclip", "sclip", "clearclip", "naclip"), prefix + "mode",
-             "maskclip, sclip, clearclip, naclip"),
+            (self.mode in ("maskclip", "sclip", "clearclip", "naclip", "catseg"), prefix + "mode",
+             "maskclip, sclip, clearclip, naclip, catseg"),
             (self.positional_resize in POSITIONAL_RESIZES, prefix + "positional_resize",
              ", ".join(POSITIONAL_RESIZES)),
             (self.window_merge in ("logits", "embeddings"), prefix + "window_merge",

@@ -59,6 +59,89 @@ def catseg_namespace(repo: Path) -> dict:
     return namespace
 
 
+#: a small OpenAI-layout CLIP for the dense-feature comparison: 3 blocks of width 128 (2 heads of
+#: 64, as CAT-Seg's CLIP derives heads = width // 64), patch 16, native grid 8x8, run at 12x12
+CLIP_TINY = dict(embed_dim=32, image_resolution=128, vision_layers=3, vision_width=128, vision_patch_size=16,
+                 context_length=77, vocab_size=49408, transformer_width=64, transformer_heads=1,
+                 transformer_layers=1)
+CLIP_INPUT = 192
+CLIP_LAYERS = (0, 1)  # guidance layers (CAT-Seg: 3, 7 of ViT-B/16's 12 blocks)
+
+
+def catseg_clip_namespace(repo: Path) -> dict:
+    """CAT-Seg's third_party/model_vpt.py executed as it is (its CLIP with ``dense=True``)."""
+    namespace = {"__name__": "catseg_model_vpt"}
+    exec(compile(read(repo, "cat_seg/third_party/model_vpt.py"), "cat_seg/model_vpt.py", "exec"), namespace)
+    return namespace
+
+
+def randomize_clip(module: nn.Module, seed: int) -> None:
+    """Every CLIP parameter random: LayerNorm weights around 1, the rest scaled by fan-in; each
+    value a float16 number (the reference file stores the weights in float16, exactly)."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            fan_in = p[0].numel() if p.dim() > 1 else p.shape[-1] if "embedding" in name else 1
+            around = 1.0 if (".ln_" in name or name.startswith("ln_")) and name.endswith("weight") else 0.0
+            value = around + torch.randn(p.shape, generator=generator) / fan_in ** 0.5 * (0.2 if around else 1.0)
+            p.copy_(value.half().float())
+
+
+def open_clip_tiny(state: dict) -> nn.Module:
+    """open_clip's CLIP of CLIP_TINY's shape (QuickGELU, as OpenAI's) with ``state`` loaded strictly."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    c = CLIP_TINY
+    model = CLIP(c["embed_dim"], CLIPVisionCfg(layers=c["vision_layers"], width=c["vision_width"], head_width=64,
+                                               patch_size=c["vision_patch_size"], image_size=c["image_resolution"]),
+                 CLIPTextCfg(context_length=c["context_length"], vocab_size=c["vocab_size"],
+                             width=c["transformer_width"], heads=c["transformer_heads"], layers=c["transformer_layers"]),
+                 quick_gelu=True)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def compare_clip(repo: Path, seed: int = 3) -> tuple:
+    """CAT-Seg's CLIP (model_vpt.py: q/k/v weights apart, ``encode_image(dense=True)``, hooks on
+    the guidance blocks) against open_clip's with the same weights through
+    ``catseg_clip_to_openai`` and DenseClipBackend(mode="catseg").dense_features. Returns
+    (CAT-Seg's visual state dict, input, CAT-Seg's outputs)."""
+    from lseg_ros.models.cost_aggregation import catseg_clip_to_openai
+    from lseg_ros.models.dense_clip import DenseClipBackend
+
+    namespace = catseg_clip_namespace(repo)
+    theirs = namespace["CLIP"](**CLIP_TINY).eval()
+    randomize_clip(theirs, seed)
+    state = {k: v for k, v in theirs.state_dict().items()}
+    ours = DenseClipBackend(open_clip_tiny(catseg_clip_to_openai(state)), "ViT-B-16", mode="catseg")
+    x = torch.randn(2, 3, CLIP_INPUT, CLIP_INPUT, generator=torch.Generator().manual_seed(seed)).half().float()
+    grid = CLIP_INPUT // CLIP_TINY["vision_patch_size"]
+    layers = []
+    hooks = [theirs.visual.transformer.resblocks[i].register_forward_hook(lambda m, _, o: layers.append(o))
+             for i in CLIP_LAYERS]
+    tokens = torch.randint(1, 49407, (3, 77), generator=torch.Generator().manual_seed(seed))
+    tokens[:, 9] = 49407  # the end-of-text token (the highest id) ends each prompt
+    with torch.no_grad():
+        dense = theirs.encode_image(x, dense=True)  # [B, 1 + h*w, D]
+        expected = {"embeddings": dense[:, 1:].transpose(1, 2).reshape(2, -1, grid, grid)}
+        for i, out in zip(CLIP_LAYERS, layers):  # LND, class token first
+            expected[f"layer{i}"] = out[1:].permute(1, 2, 0).reshape(2, -1, grid, grid)
+        expected["text"] = theirs.encode_text(tokens)
+        embeddings, got_layers = ours.dense_features(x, CLIP_LAYERS)
+        got = {"embeddings": embeddings, **{f"layer{i}": g for i, g in zip(CLIP_LAYERS, got_layers)},
+               "text": ours.encode_text(tokens)}
+    for hook in hooks:
+        hook.remove()
+    worst = 0.0
+    for stage in expected:
+        difference = float((got[stage] - expected[stage]).abs().max())
+        worst = max(worst, difference)
+        print(f"clip {stage}: max |difference| {difference:.3g} (max |value| {float(expected[stage].abs().max()):.3g})")
+    print(f"clip: worst {worst:.3g}")
+    visual = {k: v for k, v in state.items() if k.startswith("visual.")}
+    return visual, x, expected
+
+
 def randomize(module: nn.Module, seed: int) -> None:
     """Every parameter to random values (scaled by fan-in), buffers kept."""
     generator = torch.Generator().manual_seed(seed)
@@ -213,6 +296,19 @@ def write_reference(path: Path, ref: nn.Module, results: dict, namespace: dict) 
     print(f"wrote {path} ({path.stat().st_size} bytes, {len(tensors)} tensors)")
 
 
+def write_clip_reference(path: Path, visual: dict, x: torch.Tensor, expected: dict) -> None:
+    """CAT-Seg's tiny CLIP image tower (its own key layout, ``visual.*``; the text tower is left
+    out: its token table alone is 12 MB), the input and its dense outputs."""
+    from safetensors.torch import save_file
+    tensors = {f"w.{k}": v.half().contiguous() for k, v in visual.items()}  # exact: see randomize_clip
+    tensors["in.images"] = x.half().contiguous()  # float16 values too
+    tensors.update({f"out.{k}": v.contiguous() for k, v in expected.items() if k != "text"})
+    metadata = {"config": json.dumps(CLIP_TINY), "layers": json.dumps(CLIP_LAYERS),
+                "source": "KU-CVLAB/CAT-Seg cat_seg/third_party/model_vpt.py (scripts/compare_catseg.py)"}
+    save_file(tensors, str(path), metadata=metadata)
+    print(f"wrote {path} ({path.stat().st_size} bytes, {len(tensors)} tensors)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--catseg", type=Path, required=True, help="checkout of KU-CVLAB/CAT-Seg")
@@ -227,12 +323,14 @@ def main() -> int:
     defaults = {k: p.default for k, p in inspect.signature(CostAggregator).parameters.items()}
     vitb = dict(defaults, **CATSEG_CONFIGS["vitb_384"])
     compare("vitb_384", namespace, vitb, (8,), seed=1)
+    clip_reference = compare_clip(args.catseg)
     configs_agree = True
     for name in CATSEG_CONFIGS:
         configs_agree &= check_config(args.catseg, name)
         check_keys(namespace, name)
     if args.write_reference:
         write_reference(args.write_reference, ref, results, namespace)
+        write_clip_reference(args.write_reference.with_name("catseg_clip_reference.safetensors"), *clip_reference)
     return 0 if configs_agree else 1
 
 

@@ -168,3 +168,40 @@ def test_input_of_wrong_shape_is_refused_naming_it(reference, name, shape, messa
     inputs[name] = torch.zeros(shape)
     with pytest.raises(ValueError, match=message):
         model(inputs["img"], inputs["text"], [inputs["guidance0"], inputs["guidance1"], inputs["guidance2"]])
+
+
+CLIP_REFERENCE = Path(__file__).parent / "data" / "catseg_clip_reference.safetensors"
+
+
+def catseg_reference_clip(mode: str = "catseg"):
+    """open_clip's CLIP of the reference's shape with CAT-Seg's image tower (its key layout,
+    through catseg_clip_to_openai) in a DenseClipBackend; also the stored tensors and layers."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    from lseg_ros.models.dense_clip import DenseClipBackend
+
+    with safe_open(str(CLIP_REFERENCE), "pt") as f:
+        metadata = f.metadata()
+    c, layers = json.loads(metadata["config"]), tuple(json.loads(metadata["layers"]))
+    tensors = {k: v.float() for k, v in load_file(str(CLIP_REFERENCE)).items()}
+    clip = CLIP(c["embed_dim"], CLIPVisionCfg(layers=c["vision_layers"], width=c["vision_width"], head_width=64,
+                                              patch_size=c["vision_patch_size"], image_size=c["image_resolution"]),
+                CLIPTextCfg(context_length=c["context_length"], vocab_size=c["vocab_size"],
+                            width=c["transformer_width"], heads=c["transformer_heads"], layers=c["transformer_layers"]),
+                quick_gelu=True)
+    visual = catseg_clip_to_openai({k[2:]: v for k, v in tensors.items() if k.startswith("w.")})
+    clip.visual.load_state_dict({k[len("visual."):]: v for k, v in visual.items()}, strict=True)
+    return DenseClipBackend(clip, "ViT-B-16", mode=mode), tensors, layers
+
+
+@torch.no_grad()
+def test_dense_clip_catseg_mode_gives_catseg_dense_features_and_guidance_layers():
+    """CAT-Seg's CLIP (model_vpt.py: ``encode_image(dense=True)``, forward hooks on the guidance
+    blocks) on a 12x12 grid from an 8x8 positional table, reproduced to float32 precision."""
+    backend, tensors, layers = catseg_reference_clip()
+    embeddings, guidance = backend.dense_features(tensors["in.images"], layers)
+    assert_close(embeddings, tensors["out.embeddings"], "dense embeddings")
+    for index, got in zip(layers, guidance):
+        assert_close(got, tensors[f"out.layer{index}"], f"guidance layer {index}")
+    maskclip, _, _ = catseg_reference_clip("maskclip")  # its own residual per token: not CAT-Seg's
+    assert (maskclip.dense_embeddings(tensors["in.images"]) - tensors["out.embeddings"]).abs().max() > 0.1

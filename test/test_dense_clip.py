@@ -61,6 +61,8 @@ def reference_last_block(block, x, mode, grid, std):
 
     if mode == "maskclip":
         return ffn(x + out_proj(v))
+    if mode == "catseg":  # CAT-Seg's forward_dense: v = out_proj(v) + x[:1] (the class token)
+        return ffn(x[:, :1] + out_proj(v))
     per_head = []
     for h in range(heads):
         qh, kh, vh = (t[..., h * d:(h + 1) * d] for t in (q, k, v))
@@ -233,6 +235,28 @@ def test_mmseg_image_tower_equals_the_gelu_model_with_eps_1e_6_on_the_same_weigh
 
 
 # ---------------------------------------------------------------------- modes
+def test_guidance_layers_are_the_patch_tokens_after_those_blocks():
+    """dense_features(x, layers): CAT-Seg's forward hooks on resblocks[l] (the block's output,
+    class token dropped), here against the trunk run block by block."""
+    backend = make_backend(mode="catseg")
+    visual = backend.clip.visual
+    x = images(64, 80, batch=2)
+    with torch.inference_mode():
+        embeddings, (first,) = backend.dense_features(x, layers=(0,))
+        tokens = visual.ln_pre(torch.cat([visual.class_embedding.expand(2, 1, -1),
+                                          visual.conv1(x).flatten(2).transpose(1, 2)], 1)
+                               + backend.positional_embedding((4, 5)))
+        after = []
+        for block in visual.transformer.resblocks[:-1]:
+            tokens = block(tokens)
+            after.append(tokens[:, 1:].transpose(1, 2).reshape(2, -1, 4, 5))
+    torch.testing.assert_close(first, after[0], rtol=0, atol=0)
+    torch.testing.assert_close(embeddings, backend.dense_embeddings(x), rtol=0, atol=0)
+    last = len(visual.transformer.resblocks) - 1
+    with pytest.raises(ValueError, match=f"must be blocks 0..{last - 1}"):
+        backend.dense_features(x, layers=(last,))
+
+
 @pytest.mark.parametrize("mode", DENSE_CLIP_MODES)
 def test_each_mode_equals_its_published_last_block(mode):
     backend = make_backend(mode=mode, gaussian_std=2.0)

@@ -14,6 +14,10 @@ Modes (q, k, v are the last block's projections of ``ln_1(x)``; s = head_dim ** 
 * ``naclip`` (Hajimiri et al. 2024): ``softmax(k k^T s + G) v`` with no residual and no FFN,
   where G[i, j] = exp(-|p_i - p_j|^2 / (2 std^2)) over 2D patch positions (std in patches)
   and is 0 in the class token's row and column.
+* ``catseg`` (Cho et al. 2024, CAT-Seg's ``forward_dense``): the value path, with the block
+  input's class token as the residual of every token, ``x = x[cls] + out_proj(v)``, then the
+  FFN with its residual (the image features of CAT-Seg's cost volume; the lmseg backend's
+  aggregation head reads them).
 
 The class token stays in the sequence of the modified attention, as in all four papers;
 only patch tokens are returned. The positional embedding is resized (bicubic, class token
@@ -51,7 +55,7 @@ from ..weights import (HOW_TO_SUPPLY, WeightsError, extract_state_dict, load_str
 from .base import SegmentationBackend, register_backend
 from .clip_text import encode_text_trimmed
 
-DENSE_CLIP_MODES = ("maskclip", "sclip", "clearclip", "naclip")
+DENSE_CLIP_MODES = ("maskclip", "sclip", "clearclip", "naclip", "catseg")
 #: dense_clip.partial_patches values
 PARTIAL_PATCHES = ("crop", "pad")
 #: dense_clip.normalization values
@@ -100,7 +104,7 @@ class DenseClipBackend(SegmentationBackend):
             raise ValueError(f"unknown dense_clip.positional_resize {positional_resize!r}; accepted: "
                              f"auto, scale_factor, size")
         if positional_resize == "auto":
-            positional_resize = "size" if mode == "maskclip" else "scale_factor"
+            positional_resize = "size" if mode in ("maskclip", "catseg") else "scale_factor"
         self.positional_resize = positional_resize
         if partial_patches not in PARTIAL_PATCHES:
             raise ValueError(f"unknown dense_clip.partial_patches {partial_patches!r}; accepted: "
@@ -187,6 +191,11 @@ class DenseClipBackend(SegmentationBackend):
 
     def dense_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         """One forward over the whole input: [B, 3, H, W] -> [B, D, h, w] (see :meth:`forward`)."""
+        return self.dense_features(images)[0]
+
+    def dense_features(self, images: torch.Tensor, layers: Sequence[int] = ()) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        """(:meth:`dense_embeddings`, the patch tokens [B, C, h, w] after each block in ``layers``
+        (0-based indices of unmodified blocks, CAT-Seg's guidance layers))."""
         visual = self.visual
         batch = images.shape[0]
         tokens = visual.conv1(self.whole_patches(images))  # [B, C, h, w]
@@ -195,23 +204,32 @@ class DenseClipBackend(SegmentationBackend):
         class_token = visual.class_embedding.to(tokens.dtype).expand(batch, 1, -1)
         tokens = torch.cat([class_token, tokens], dim=1)  # [B, 1 + h*w, C]
         tokens = visual.ln_pre(tokens + self.positional_embedding(grid).to(tokens.dtype))
-        for block in visual.transformer.resblocks[:-1]:
+        blocks = visual.transformer.resblocks
+        if any(not 0 <= index < len(blocks) - 1 for index in layers):
+            raise ValueError(f"guidance layers {list(layers)} must be blocks 0..{len(blocks) - 2} (the last is modified)")
+        kept = {}
+        for index, block in enumerate(blocks[:-1]):
             tokens = block(tokens)
+            if index in layers:
+                kept[index] = tokens[:, 1:].transpose(1, 2).reshape(batch, -1, *grid)  # [B, C, h, w]
         tokens = self.last_block(tokens, grid)  # [B, 1 + h*w, C]
         patch_embeddings = visual.ln_post(tokens[:, 1:])
         if visual.proj is not None:
             patch_embeddings = patch_embeddings @ visual.proj  # [B, h*w, D]
-        return patch_embeddings.transpose(1, 2).reshape(batch, -1, *grid)  # [B, D, h, w]
+        embeddings = patch_embeddings.transpose(1, 2).reshape(batch, -1, *grid)  # [B, D, h, w]
+        return embeddings, [kept[index] for index in layers]
 
     def last_block(self, tokens: torch.Tensor, grid: Grid) -> torch.Tensor:
         """The modified last transformer block: [B, N, C] -> [B, N, C] (N = 1 + h*w)."""
         block = self.visual.transformer.resblocks[-1]
         attn = block.attn
-        if self.mode == "maskclip":
+        if self.mode in ("maskclip", "catseg"):
             width = attn.embed_dim
             bias = None if attn.in_proj_bias is None else attn.in_proj_bias[2 * width:]
             value = F.linear(block.ln_1(tokens), attn.in_proj_weight[2 * width:], bias)  # [B, N, C]
-            tokens = tokens + block.ls_1(attn.out_proj(value))
+            # MaskCLIP: each token is its own residual; CAT-Seg: the class token is every token's
+            residual = tokens if self.mode == "maskclip" else tokens[:, :1]
+            tokens = residual + block.ls_1(attn.out_proj(value))
             return tokens + block.ls_2(block.mlp(block.ln_2(tokens)))
         qkv = F.linear(block.ln_1(tokens), attn.in_proj_weight, attn.in_proj_bias)  # [B, N, 3C]
         batch, length, _ = qkv.shape
