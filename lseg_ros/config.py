@@ -162,21 +162,29 @@ class VilSegConfig:
 
 @dataclass
 class LMSegConfig:
+    head: str = setting("aggregation (LMSeg as its paper describes it: a cost volume of the fused CLIP+SAM "
+                        "features against the labels, refined by CAT-Seg's spatial and class aggregation; "
+                        "loads CAT-Seg checkpoints; cost grows with the label count) | cosine (the fused "
+                        "features decoded to pixel embeddings matched by cosine; cost flat in the label "
+                        "count; checkpoints trained with it).", "aggregation")
     clip_model: str = setting("open_clip ViT of the CLIP branch (image and text towers); empty = the preset's "
-                              "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l: ViT-B-16).", "")
+                              "(lmseg_tiny: lmseg_tiny_clip, lmseg_vitb16_sam_b/_sam_l and catseg_vitb16_384: ViT-B-16, "
+                              "catseg_vitl14_336: ViT-L-14-336).", "")
     clip_pretrained: str = setting("CLIP weights when pretrained is 'random' (the network built from its parts): "
                                    "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
                                    "pretrained is an lmseg checkpoint (it holds the whole network).", "random", path="weights")
-    clip_mode: str = setting("How dense CLIP features are read from the last block (dense_clip machinery): "
-                             "maskclip (value path, residual and FFN kept) | sclip | clearclip | naclip.",
+    clip_mode: str = setting("head cosine: how dense CLIP features are read from the last block (dense_clip "
+                             "machinery): maskclip (value path, residual and FFN kept) | sclip | clearclip | "
+                             "naclip. The aggregation head reads CAT-Seg's (dense_clip mode catseg).",
                              "maskclip")
     sam_model: str = setting("timm SAM image encoder (samvit_base_patch16, samvit_large_patch16, "
-                             "samvit_huge_patch16); empty = the preset's (lmseg_tiny: a 2-block samvit).", "")
+                             "samvit_huge_patch16); empty = the preset's (lmseg_tiny: a 2-block samvit; catseg_*: none).", "")
     sam_checkpoint: str = setting("SAM weights when pretrained is 'random': the official segment-anything file "
                                   "(e.g. sam_vit_b_01ec64.pth: image_encoder.* keys, prompt encoder and mask "
                                   "decoder dropped) or a timm samvit state dict, loaded strictly; empty = random. "
                                   "Ignored when pretrained is an lmseg checkpoint.", "", path="weights")
-    decoder_width: int = setting("Channels of the fused features and the decoder; 0 = the preset's.", 0,
+    decoder_width: int = setting("head cosine: channels of the fused features and the decoder; 0 = the "
+                                 "preset's.", 0,
                                  bounds=Range(0, 4096, note="(0 = the preset's)"))
     fusion_init: float = setting("Initial fusion weight w in F = w * F_clip + (1 - w) * F_sam (both projected to "
                                  "decoder_width); w = sigmoid(a learned scalar), so 0 < w < 1.", 0.5,
@@ -190,6 +198,7 @@ class LMSegConfig:
         """(ok, dotted name, accepted) of this sub-config's choices, names under ``prefix``
         (SegmenterConfig.validate runs them with the field's name)."""
         return [
+            (self.head in ("aggregation", "cosine"), prefix + "head", "aggregation, cosine"),
             (self.clip_mode in ("maskclip", "sclip", "clearclip", "naclip"), prefix + "clip_mode",
              "maskclip, sclip, clearclip, naclip"),
         ]
@@ -236,12 +245,14 @@ class SegmenterConfig:
     backend: str = setting("Registered backend: dense_clip | lseg | lmseg | vilseg.", "dense_clip")
     model: str = setting("Architecture: an open_clip model name (dense_clip), an LSeg preset "
                          "(lseg_vitl16_384, lseg_vitb32_384, lseg_vitb16_384, lseg_tiny), an LMSeg preset "
-                         "(lmseg_vitb16_sam_b, lmseg_vitb16_sam_l, lmseg_tiny) or a ViL-Seg preset "
+                         "(lmseg_vitb16_sam_b, lmseg_vitb16_sam_l, catseg_vitb16_384, catseg_vitl14_336, lmseg_tiny) "
+                         "or a ViL-Seg preset "
                          "(vilseg_vitb16, vilseg_vits16, vilseg_tiny).", "ViT-B-16")
     pretrained: str = setting("Weights: an open_clip pretrained tag (e.g. openai), a local file "
                               "(.safetensors/.pt/.pth/.ckpt), or 'random' (explicit, tests only). lmseg: a "
-                              "checkpoint written by lseg-train (the whole network), or 'random': built from "
-                              "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random decoder.", "openai", path="weights")
+                              "checkpoint written by lseg-train (the whole network), an official CAT-Seg "
+                              "checkpoint (model_base.pth, model_large.pth), or 'random': built from "
+                              "lmseg.clip_pretrained and lmseg.sam_checkpoint with a random head.", "openai", path="weights")
     device: str = setting("auto (CUDA when available) | cpu | cuda | cuda:N.", "auto")
     precision: str = setting("auto (fp16 on CUDA, fp32 on the CPU) | fp32 | fp16 (CUDA only) | bf16 (CUDA, or a "
                              "CPU with AVX512-BF16/AMX: elsewhere emulated and 8-14x slower, which is warned "
@@ -312,13 +323,14 @@ class SegmenterConfig:
                                     "is dropped, its pixels taking their next best label; 0 disables.", 0.0,
                                     bounds=Range(0.0, 1.0, high_open=True, note="(0 disables)"))
     prompt_templates: str = setting("none | single | imagenet | maskclip (imagenet + MaskCLIP's five '... in "
-                                    "the scene.') | default (the backend's own: imagenet for dense_clip "
-                                    "and lmseg, none for lseg).", "default")
+                                    "the scene.') | catseg (CAT-Seg's 'A photo of a {} in the scene') | default "
+                                    "(the backend's own: imagenet for dense_clip and lmseg head cosine, catseg "
+                                    "for lmseg head aggregation, none for lseg).", "default")
     description_pooling: str = setting("How a label's prompts and descriptions combine: mean | max.", "mean")
     attribute_prompts: str = setting("LMSeg-style attribute-enriched prompts: a label given no descriptions takes "
                                      "the prompt bank's descriptions of its color, shape and material (the shipped "
-                                     "bank, with prompt_bank over it): auto (on for backend lmseg, off for the "
-                                     "others) | on | off.", "auto", switch=True)
+                                     "bank, with prompt_bank over it): auto (on for backend lmseg except its "
+                                     "catseg_* presets, off for the others) | on | off.", "auto", switch=True)
     prompt_bank: str = setting("A user prompt bank (.json, format lseg_ros.prompt_bank/1; relative to the YAML "
                                "file it is written in) whose classes replace or add to the shipped bank's; "
                                "empty = the shipped bank only.", "", path="file")
@@ -353,8 +365,9 @@ class SegmenterConfig:
         return dataclasses.asdict(self)
 
     def attribute_prompts_enabled(self) -> bool:
-        """Whether ``attribute_prompts`` resolves on: "auto" is on for backend lmseg only."""
-        return resolve_attribute_prompts(self.attribute_prompts, self.backend)
+        """Whether ``attribute_prompts`` resolves on: "auto" is on for backend lmseg only (not its
+        catseg_* presets)."""
+        return resolve_attribute_prompts(self.attribute_prompts, self.backend, self.model)
 
     def validate(self) -> "SegmenterConfig":
         checks = range_checks(self) + [
@@ -656,14 +669,15 @@ ATTRIBUTE_PROMPT_MODES = ("auto", "on", "off")
 AUTO_ON_BACKENDS = ("lmseg",)
 
 
-def resolve_attribute_prompts(mode: str, backend: str) -> bool:
+def resolve_attribute_prompts(mode: str, backend: str, model: str = "") -> bool:
     """Whether attribute prompts are used: config ``attribute_prompts`` ``mode`` (auto | on | off)
-    for ``backend``; auto is on for the LMSeg backend only."""
+    for ``backend`` and ``model``; auto is on for the LMSeg backend only, except its CAT-Seg
+    presets (``catseg_*``: CAT-Seg as released, one prompt per class)."""
     if mode not in ATTRIBUTE_PROMPT_MODES:
         raise ValueError(f"invalid config value attribute_prompts={mode!r}; accepted: "
                          f"{', '.join(ATTRIBUTE_PROMPT_MODES)}")
     if mode == "auto":
-        return backend in AUTO_ON_BACKENDS
+        return backend in AUTO_ON_BACKENDS and not model.startswith("catseg_")
     return mode == "on"
 
 

@@ -44,6 +44,8 @@ TEMPLATE_SETS: Dict[str, List[str]] = {
     "single": ["a photo of a {}."],
     "imagenet": IMAGENET_TEMPLATES,
     "maskclip": IMAGENET_TEMPLATES + MASKCLIP_SCENE_TEMPLATES,
+    # CAT-Seg's released models (PROMPT_ENSEMBLE_TYPE single, cat_seg_predictor.py)
+    "catseg": ["A photo of a {} in the scene"],
 }
 
 

@@ -59,7 +59,9 @@ class SegmentationResult:
     #: [h, w, D] float16, the L2-normalized pixel embeddings the labels were matched against,
     #: at the model's output grid (pixel-major), or None when not requested. Without
     #: clustering, PAMR or a backend's logit refinement (LSeg's arch_option), a pixel's label
-    #: logit is ``logit_scale * embeddings[y, x] . encode_texts([label])[0]``.
+    #: logit is ``logit_scale * embeddings[y, x] . encode_texts([label])[0]``. For a backend
+    #: with a learned label head (lmseg's cost aggregation) it is the fused image feature whose
+    #: cosine with a label is the raw cost before aggregation, not the logit.
     embeddings: Optional[np.ndarray] = None
     #: (x, y): source-image pixels per embedding grid cell (cell (j, i) covers image columns
     #: [j * sx, (j + 1) * sx) and rows [i * sy, (i + 1) * sy))
@@ -139,6 +141,10 @@ class Segmenter:
                 self.warnings.append(warning)
                 warnings.warn(warning, RuntimeWarning, stacklevel=2)
         self.logit_scale = self.config.logit_scale or self.backend.default_logit_scale
+        if self.backend.label_head and config.postprocess.cluster_k > 0:
+            raise ValueError(f"postprocess.cluster_k {config.postprocess.cluster_k} clusters pixel embeddings "
+                             f"before cosine matching; backend {config.backend!r} ({self.backend.description}) "
+                             f"classifies with a learned head over all labels: set postprocess.cluster_k 0")
         self.label_set: Optional[LabelSet] = None
         self._generations = itertools.count(1)
         self._generation_lock = threading.Lock()
@@ -294,11 +300,11 @@ class Segmenter:
             clock.lap("backbone")  # backbone and classification, window by window
             timings["classify"] = 0.0
         else:
-            pixel_embeddings = self.image_forward(model_input)  # [B, D, h', w']
+            pixel_embeddings = self.image_forward(model_input)  # [B, D, h', w'] (or a label head's features)
             clock.lap("backbone")
             logits = self.classify(pixel_embeddings, label_set.label_embeddings, model_input)  # [B, N, h', w']
             if return_embeddings:
-                embeddings = pixel_embeddings
+                embeddings = self.backend.pixel_embeddings(pixel_embeddings)
             clock.lap("classify")
         if embeddings is not None:  # [B, h', w', D] float16 on the host, normalized as classify does
             embeddings = F.normalize(embeddings.float(), dim=1).permute(0, 2, 3, 1).half().cpu().numpy()
@@ -338,7 +344,9 @@ class Segmenter:
             return to_model_input(rgb_images, size, self.backend.image_mean, self.backend.image_std,
                                   self.device, self.dtype, antialias=False, eight_bit=True, staging=self._staging,
                                   memory_format=self.memory_format)
-        size = model_input_size(height, width, config.short_side, config.max_long_side, self.backend.input_multiple)
+        fixed = self.backend.fixed_input
+        size = (fixed, fixed) if fixed else model_input_size(height, width, config.short_side, config.max_long_side,
+                                                             self.backend.input_multiple)
         return to_model_input(rgb_images, size, self.backend.image_mean, self.backend.image_std,
                               self.device, self.dtype, staging=self._staging, memory_format=self.memory_format)
 
@@ -396,7 +404,8 @@ class Segmenter:
                 crop = model_input[..., top:top + window_h, left:left + window_w]
                 embeddings = self.window_forward(crop)
                 if embeddings_out is not None:
-                    grid_sum, grid_count = _add_window_embeddings(grid_sum, grid_count, embeddings, top, left,
+                    grid_sum, grid_count = _add_window_embeddings(grid_sum, grid_count,
+                                                                  self.backend.pixel_embeddings(embeddings), top, left,
                                                                   height, width, window_h, window_w)
                 with torch.autocast(device_type=crop.device.type, enabled=False):
                     logits = self._cosine_logits(embeddings, label_embeddings)
@@ -445,7 +454,10 @@ class Segmenter:
         return self._pamr(logits, model_input) if model_input is not None else logits
 
     def _cosine_logits(self, pixel_embeddings, label_embeddings):
-        """[B, N, h, w] scaled cosine logits (clustered, refined by the backend) at its resolution."""
+        """[B, N, h, w] scaled cosine logits (clustered, refined by the backend) at its resolution;
+        a ``label_head`` backend's own logits (scaled) for its features."""
+        if self.backend.label_head:
+            return self.backend.label_logits(pixel_embeddings, label_embeddings) * self.logit_scale
         pixel_embeddings = F.normalize(pixel_embeddings.float(), dim=1)  # [B, D, h, w]
         post = self.config.postprocess
         if post.cluster_k > 0:

@@ -10,7 +10,8 @@ LSeg's objective: the label embeddings of the dataset's class names are computed
 with the backend's (frozen) text tower; the logits are the engine's own
 ``Segmenter.classify`` (LSeg's logit scale x cosine of normalized pixel and label
 embeddings), upsampled bilinearly to the label resolution; the loss is cross-entropy
-with the dataset's ignore index. ``unseen_classes`` hold classes out for zero-shot
+with the dataset's ignore index (a backend with a learned label head, lmseg's cost aggregation:
+CAT-Seg's per-class binary cross-entropy, :func:`per_class_bce`). ``unseen_classes`` hold classes out for zero-shot
 evaluation: their pixels are ignored and their names are not in the training label set.
 
 Per epoch ``<out>/`` gets ``epoch_NNN.safetensors`` (the network's state dict, loadable
@@ -211,6 +212,18 @@ class PolySchedule:
         return max(0.0, 1.0 - step / max(1, self.total_steps)) ** self.power
 
 
+def per_class_bce(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """CAT-Seg's loss (cat_seg_model.py) for a backend with a learned label head: binary
+    cross-entropy of every label's logit [B, N, H, W] against the one-hot target [B, H, W],
+    averaged over all pixels and labels; an ignored pixel's target is all zeros, as CAT-Seg
+    leaves it (``_targets[mask] = one_hot``)."""
+    one_hot = torch.zeros_like(logits)
+    valid = targets != ignore_index
+    index = torch.where(valid, targets, torch.zeros_like(targets)).unsqueeze(1)  # [B, 1, H, W]
+    one_hot.scatter_(1, index, valid.unsqueeze(1).to(logits.dtype))
+    return F.binary_cross_entropy_with_logits(logits, one_hot)
+
+
 def rng_state() -> dict:
     """Every global RNG as tensors and plain Python (torch.load(weights_only=True) safe)."""
     name, keys, position, has_gauss, cached = np.random.get_state()
@@ -381,6 +394,8 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
                             enabled=self.amp_dtype is not None):
             logits = self.logits(images)  # [B, N, H, W]
+        if self.backend.label_head:
+            return per_class_bce(logits.float(), targets, self.ignore_index)
         return F.cross_entropy(logits.float(), targets, ignore_index=self.ignore_index)
 
     def caption_loss(self, batch: dict) -> torch.Tensor:

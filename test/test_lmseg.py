@@ -34,9 +34,13 @@ def one_thread():
     torch.set_num_threads(previous)
 
 
-def tiny_config_for(**fields) -> SegmenterConfig:
+#: lmseg's heads: LMSeg's cost aggregation (test_lmseg_cost.py has its own tests) and the cosine decoder
+HEADS = ("aggregation", "cosine")
+
+
+def tiny_config_for(head: str = "cosine", **fields) -> SegmenterConfig:
     values = dict(backend="lmseg", model="lmseg_tiny", pretrained="random", device="cpu", short_side=64,
-                  max_long_side=96, labels=["floor", "wall", "red disk"])
+                  max_long_side=96, labels=["floor", "wall", "red disk"], lmseg=LMSegConfig(head=head))
     values.update(fields)
     return SegmenterConfig(**values)
 
@@ -74,7 +78,7 @@ def test_official_sam_checkpoint_loads_key_for_key_and_gives_the_modules_feature
     assert any(".mlp.fc1." in key for key in sam.state_dict())
     path = tmp_path / "sam_vit_tiny.pth"
     torch.save(official_layout(sam), path)
-    backend = build_backend(tiny_config_for(lmseg=LMSegConfig(sam_checkpoint=str(path))))
+    backend = build_backend(tiny_config_for(lmseg=LMSegConfig(head="cosine", sam_checkpoint=str(path))))
     assert "sam_vit_tiny.pth" in backend.description
     x = images()
     with torch.no_grad():
@@ -100,16 +104,16 @@ def test_a_sam_file_with_a_missing_or_unexpected_encoder_key_is_refused_naming_i
     path = tmp_path / "sam.pth"
     torch.save(tensors, path)
     with pytest.raises(WeightsError, match=named.replace(".", r"\.")):
-        build_backend(tiny_config_for(lmseg=LMSegConfig(sam_checkpoint=str(path))))
+        build_backend(tiny_config_for(lmseg=LMSegConfig(head="cosine", sam_checkpoint=str(path))))
 
 
 def test_missing_sam_file_and_unknown_tags_are_refused_not_replaced_by_random_weights(tmp_path):
     with pytest.raises(WeightsError, match="does not exist"):
-        build_backend(tiny_config_for(lmseg=LMSegConfig(sam_checkpoint=str(tmp_path / "sam_vit_b_01ec64.pth"))))
+        build_backend(tiny_config_for(lmseg=LMSegConfig(head="cosine", sam_checkpoint=str(tmp_path / "sam_vit_b_01ec64.pth"))))
     with pytest.raises(WeightsError, match="no downloadable pretrained tags"):
         build_backend(tiny_config_for(pretrained="openai"))
     with pytest.raises(WeightsError, match="unknown pretrained tag"):
-        build_backend(tiny_config_for(lmseg=LMSegConfig(clip_pretrained="openai")))  # the tiny CLIP has none
+        build_backend(tiny_config_for(lmseg=LMSegConfig(head="cosine", clip_pretrained="openai")))  # the tiny CLIP has none
 
 
 def test_fusion_weight_one_is_the_clip_path_and_zero_the_sam_path():
@@ -164,22 +168,26 @@ def test_checkpoint_round_trip_is_strict_and_gives_the_same_outputs(tmp_path):
         build_backend(tiny_config_for(pretrained=str(broken)))
 
 
-def test_segmenter_segments_with_lmseg():
-    segmenter = Segmenter(tiny_config_for(device=TEST_DEVICE))
+@pytest.mark.parametrize("head", HEADS)
+def test_segmenter_segments_with_lmseg(head):
+    segmenter = Segmenter(tiny_config_for(head, device=TEST_DEVICE))
     result = segmenter.segment(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8),
                                return_confidences=True)
     assert result.mask.shape == (48, 64) and result.mask.max() < 3
-    assert segmenter.backend.backend_name == "lmseg" and segmenter.logit_scale == pytest.approx(1 / 0.07)
+    # the cosine decoder's temperature is LSeg's; the aggregator's logits are used as they are
+    assert segmenter.backend.backend_name == "lmseg"
+    assert segmenter.logit_scale == pytest.approx(1 / 0.07 if head == "cosine" else 1.0)
 
 
-def test_cli_and_lseg_eval_run_lmseg(tmp_path):
+@pytest.mark.parametrize("head", HEADS)
+def test_cli_and_lseg_eval_run_lmseg(tmp_path, head):
     from lseg_ros.cli import main as segment_main
     from lseg_ros.evaluate import main as eval_main
 
     image = tmp_path / "scene.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(image)
     tiny = ["--backend", "lmseg", "--model", "lmseg_tiny", "--pretrained", "random", "--device", TEST_DEVICE,
-            "--short_side", "64"]
+            "--short_side", "64", "--lmseg.head", head]
     assert segment_main([str(image), "--labels", "door, floor", "--out", str(tmp_path / "out"), *tiny]) == 0
     assert np.asarray(Image.open(tmp_path / "out" / "scene_mask.png")).shape == (40, 56)
     root = write_generic_dataset(tmp_path / "scenes", 3, seed=1, size=(48, 64), val_fraction=0)
@@ -189,7 +197,8 @@ def test_cli_and_lseg_eval_run_lmseg(tmp_path):
 
 
 @pytest.mark.ros
-def test_node_publishes_the_engines_lmseg_mask():
+@pytest.mark.parametrize("head", HEADS)
+def test_node_publishes_the_engines_lmseg_mask(head):
     pytest.importorskip("rclpy")
     pytest.importorskip("lseg_ros.msg", reason="ROS interfaces not built (run scripts/setup_env.sh)")
     from lseg_ros.ros.conversions import image_msg_to_array
@@ -198,7 +207,7 @@ def test_node_publishes_the_engines_lmseg_mask():
     from helpers import NODE_PARAMETERS
     from ros_helpers import Probe, spinning
 
-    values = dict(NODE_PARAMETERS, backend="lmseg", model="lmseg_tiny")
+    values = dict(NODE_PARAMETERS, backend="lmseg", model="lmseg_tiny", **{"lmseg.head": head})
 
     def make_nodes():
         node = LsegNode("lseg_node", namespace="lmseg_camera", parameter_overrides=parameter_overrides(values))
@@ -213,16 +222,18 @@ def test_node_publishes_the_engines_lmseg_mask():
 
 
 # ------------------------------------------------------------------- training
-def lmseg_train_config(root, out, **overrides):
+def lmseg_train_config(root, out, head="cosine", **overrides):
     config = tiny_config(root, out, **overrides)
     config.model.backend, config.model.model = "lmseg", "lmseg_tiny"
+    config.model.lmseg.head = head
     config.model.lmseg.freeze_clip = config.model.lmseg.freeze_sam = False
     return config
 
 
 @pytest.mark.slow
-def test_a_few_lmseg_training_steps_lower_the_loss_and_keep_the_text_tower(train_scenes, tmp_path):
-    trainer = Trainer(lmseg_train_config(train_scenes, tmp_path, epochs=3, val_split=""))
+@pytest.mark.parametrize("head", HEADS)
+def test_a_few_lmseg_training_steps_lower_the_loss_and_keep_the_text_tower(train_scenes, tmp_path, head):
+    trainer = Trainer(lmseg_train_config(train_scenes, tmp_path, head, epochs=3, val_split=""))
     backend = trainer.backend
     text_before = {id(p): p.detach().clone() for p in backend.text_parameters()}
     sam_before = backend.sam.patch_embed.proj.weight.detach().clone()
@@ -239,7 +250,7 @@ def test_a_few_lmseg_training_steps_lower_the_loss_and_keep_the_text_tower(train
         assert torch.equal(parameter, text_before[id(parameter)])
     assert not torch.equal(backend.sam.patch_embed.proj.weight, sam_before)  # freeze_sam false: trained
     # the checkpoint it wrote is what the backend loads
-    engine = Segmenter(tiny_config_for(pretrained=str(tmp_path / "epoch_003.safetensors"), device=TEST_DEVICE))
+    engine = Segmenter(tiny_config_for(head, pretrained=str(tmp_path / "epoch_003.safetensors"), device=TEST_DEVICE))
     x = images(1, 48, 64)
     with torch.no_grad():
         torch.testing.assert_close(engine.backend(x.to(engine.device)).cpu(), backend(x.to(trainer.device)).cpu())
@@ -262,7 +273,8 @@ def test_frozen_encoders_stay_unchanged(train_scenes, tmp_path):
 
 
 @pytest.mark.slow
-def test_lseg_train_command_line_trains_lmseg(train_scenes, tmp_path):
+@pytest.mark.parametrize("head", HEADS)
+def test_lseg_train_command_line_trains_lmseg(train_scenes, tmp_path, head):
     from lseg_ros.train import main
 
     out = tmp_path / "run"
@@ -270,7 +282,7 @@ def test_lseg_train_command_line_trains_lmseg(train_scenes, tmp_path):
             "--max_steps", "3", "--device", TEST_DEVICE, "--progress", "false", "--val_split", "",
             "--model.backend", "lmseg", "--model.model", "lmseg_tiny", "--model.lmseg.freeze_clip", "false",
             "--model.lmseg.freeze_sam", "false", "--model.short_side", "48", "--model.max_long_side", "64",
-            "--threads", "1"]
+            "--threads", "1", "--model.lmseg.head", head]
     assert main(args) == 0
     inference = SegmenterConfig.from_yaml(out / "model.yaml")
     assert inference.backend == "lmseg" and inference.pretrained.endswith("epoch_001.safetensors")

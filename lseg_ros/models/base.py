@@ -97,6 +97,14 @@ class SegmentationBackend(nn.Module):
     #: lseg-train can train it: image_parameters, decoder_parameters, text_parameters,
     #: freeze_text and net_state_dict are implemented
     trainable: bool = False
+    #: ``forward`` returns image features that ``label_logits`` turns into label logits with a
+    #: learned head that sees all labels at once (lmseg's cost aggregation), instead of pixel
+    #: embeddings the Segmenter matches by cosine; ``pixel_embeddings`` reads the embeddings
+    #: out of those features; lseg-train uses per-class binary cross-entropy
+    label_head: bool = False
+    #: the network runs at one input size (CAT-Seg's 384x384 grid): the Segmenter resizes each
+    #: frame to fixed_input x fixed_input (aspect not kept); 0 = sized by short_side/max_long_side
+    fixed_input: int = 0
 
     def __init__(self) -> None:
         super().__init__()
@@ -121,6 +129,16 @@ class SegmentationBackend(nn.Module):
         """Pixel embeddings of one forward over the whole input, never windowed (what each
         sliding window runs); the same as ``forward`` for a backend without a window."""
         return self(images)
+
+    def pixel_embeddings(self, features: torch.Tensor) -> torch.Tensor:
+        """The pixel embeddings [B, D, h, w] in ``forward``'s output (all of it, except for a
+        ``label_head`` backend)."""
+        return features
+
+    def label_logits(self, features: torch.Tensor, label_embeddings: torch.Tensor) -> torch.Tensor:
+        """Label logits [B, N, h', w'] (float32) of ``forward``'s features for normalized label
+        embeddings [N, D] (``label_head`` backends only)."""
+        raise NotImplementedError(f"backend {self.backend_name!r} matches embeddings by cosine")
 
     def image_side_modules(self) -> List[nn.Module]:
         """The modules ``forward`` runs (not the text encoder): what int8 quantization of the

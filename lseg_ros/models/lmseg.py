@@ -42,7 +42,7 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import open_clip
 import timm
@@ -54,6 +54,7 @@ from ..config import SegmenterConfig
 from ..weights import WeightsError, extract_state_dict, load_strict, looks_like_path, read_checkpoint
 from .base import SegmentationBackend, register_backend
 from .base import get_preset as get_preset_from
+from .cost_aggregation import CATSEG_CONFIGS
 from .dense_clip import DENSE_CLIP_MODES, DenseClipBackend, _quiet_open_clip, load_open_clip
 
 #: the softmax temperature of training and inference (as LSeg's: 1 / 0.07)
@@ -64,27 +65,50 @@ SAM_STD = (0.229, 0.224, 0.225)
 SAM_MODELS = ("samvit_base_patch16", "samvit_large_patch16", "samvit_huge_patch16")
 
 
+#: lmseg.head values: LMSeg's cost-volume aggregation (lmseg_cost) or the earlier cosine decoder
+HEADS = ("aggregation", "cosine")
+
+#: the tiny preset's aggregator (CostAggregator arguments; guidance dims are CLIP's width)
+TINY_AGGREGATOR = dict(text_guidance_proj_dim=16, appearance_guidance_proj_dim=16, decoder_dims=(16, 16),
+                       decoder_guidance_dims=(32, 16), decoder_guidance_proj_dims=(8, 8), num_layers=2, nheads=2,
+                       hidden_dim=16, pooling_size=(2, 2), window_size=4, prompt_channel=1, pad_len=256)
+
+
 @dataclass(frozen=True)
 class LMSegPreset:
     """Architecture of one LMSeg variant."""
 
     name: str
     clip_model: str  # open_clip model name (or a JSON in lseg_ros/model_configs)
-    sam_model: str  # timm samvit name, built with pretrained=False
-    decoder_width: int
+    sam_model: str  # timm samvit name, built with pretrained=False; "" = no SAM (CAT-Seg alone)
+    decoder_width: int  # lmseg.head cosine: channels of the fused features and the decoder
     sam_kwargs: Mapping[str, Any] = field(default_factory=dict)
     note: str = ""
+    #: lmseg.head aggregation: CostAggregator arguments (CAT-Seg's config), the CLIP blocks whose
+    #: patch tokens guide the decoder, and the fixed input side (grid = input_size / patch)
+    aggregator: Mapping[str, Any] = field(default_factory=lambda: dict(CATSEG_CONFIGS["vitb_384"]))
+    guidance_layers: Tuple[int, int] = (3, 7)
+    input_size: int = 384
 
 
 PRESETS: Dict[str, LMSegPreset] = {p.name: p for p in (
     LMSegPreset("lmseg_vitb16_sam_b", "ViT-B-16", "samvit_base_patch16", 256,
-                note="CLIP ViT-B/16 + SAM ViT-B (sam_vit_b_01ec64.pth)"),
+                note="CLIP ViT-B/16 + SAM ViT-B (sam_vit_b_01ec64.pth), CAT-Seg B's aggregator"),
     LMSegPreset("lmseg_vitb16_sam_l", "ViT-B-16", "samvit_large_patch16", 256,
-                note="CLIP ViT-B/16 + SAM ViT-L (sam_vit_l_0b3195.pth)"),
+                note="CLIP ViT-B/16 + SAM ViT-L (sam_vit_l_0b3195.pth), CAT-Seg B's aggregator"),
+    LMSegPreset("catseg_vitb16_384", "ViT-B-16", "", 256,
+                note="CAT-Seg B (model_base.pth): CLIP ViT-B/16 at 384, no SAM"),
+    LMSegPreset("catseg_vitl14_336", "ViT-L-14-336", "", 256, aggregator=dict(CATSEG_CONFIGS["vitl_336"]),
+                guidance_layers=(7, 15), input_size=336,
+                note="CAT-Seg L (model_large.pth): CLIP ViT-L/14 at 336, no SAM"),
     LMSegPreset("lmseg_tiny", "lmseg_tiny_clip", "samvit_base_patch16", 32,
                 sam_kwargs={"img_size": 128, "embed_dim": 64, "depth": 2, "num_heads": 2, "window_size": 4,
                             "global_attn_indexes": (1,), "neck_chans": 32},
-                note="CPU tests and demos: a 3-block CLIP ViT of width 64, a 2-block samvit of width 64"),
+                aggregator=TINY_AGGREGATOR, guidance_layers=(0, 1), input_size=128,
+                note="CPU tests and demos: a 3-block CLIP ViT of width 64, a 2-block samvit of width 64, "
+                     "a 2-layer aggregator of width 16 on an 8x8 grid"),
+    LMSegPreset("catseg_tiny", "lmseg_tiny_clip", "", 32, aggregator=TINY_AGGREGATOR, guidance_layers=(0, 1),
+                input_size=128, note="CPU tests: lmseg_tiny without SAM (CAT-Seg's layout at the tiny size)"),
 )}
 
 
@@ -291,32 +315,107 @@ class LMSegBackend(SegmentationBackend):
         return self.state_dict()
 
 
-def random_clip(model_name: str, clip_pretrained: str) -> nn.Module:
+def random_clip(model_name: str, clip_pretrained: str, force_quick: bool = False) -> nn.Module:
     """A randomly initialized open_clip model to load an lmseg checkpoint into, with the
     activation the CLIP weights it was trained from ran: an open_clip tag trained with
-    QuickGELU (openai) forces QuickGELU, as :func:`load_open_clip` does when it loads the tag."""
+    QuickGELU (openai) forces QuickGELU, as :func:`load_open_clip` does when it loads the tag
+    (``force_quick``: QuickGELU whatever the tag, as for a CAT-Seg checkpoint's OpenAI CLIP)."""
     if model_name not in open_clip.list_models():
         raise ValueError(f"unknown open_clip model lmseg.clip_model={model_name!r}")
-    quick = False
-    if clip_pretrained and clip_pretrained != "random" and not looks_like_path(clip_pretrained):
+    quick = force_quick
+    if not quick and clip_pretrained and clip_pretrained != "random" and not looks_like_path(clip_pretrained):
         quick = bool((open_clip.get_pretrained_cfg(model_name, clip_pretrained) or {}).get("quick_gelu", False))
     with _quiet_open_clip():
         return open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick)
 
 
 @register_backend("lmseg")
-def build_lmseg(config: SegmenterConfig) -> LMSegBackend:
-    """``config.model`` names a preset; ``config.pretrained`` is an lmseg checkpoint or 'random'
-    (then ``lmseg.clip_pretrained`` and ``lmseg.sam_checkpoint`` supply the encoders)."""
+def build_lmseg(config: SegmenterConfig) -> SegmentationBackend:
+    """``config.model`` names a preset; ``config.pretrained`` is an lmseg checkpoint, an official
+    CAT-Seg checkpoint (head aggregation) or 'random' (then ``lmseg.clip_pretrained`` and
+    ``lmseg.sam_checkpoint`` supply the encoders)."""
     preset = get_preset(config.model)
     options = config.lmseg
+    if options.head not in HEADS:
+        raise ValueError(f"unknown lmseg.head {options.head!r}; accepted: {', '.join(HEADS)}")
     pretrained = config.pretrained
     if pretrained != "random" and not looks_like_path(pretrained):
         raise WeightsError(
             f"lmseg cannot use pretrained={pretrained!r}: LMSeg has no downloadable pretrained tags. Pass an "
-            f"lmseg checkpoint written by lseg-train (pretrained:=/path/to/epoch_NNN.safetensors), or "
-            f"pretrained:=random to assemble the network from lmseg.clip_pretrained (e.g. openai) and "
-            f"lmseg.sam_checkpoint (e.g. /path/to/sam_vit_b_01ec64.pth) with a random decoder to train.")
+            f"lmseg checkpoint written by lseg-train (pretrained:=/path/to/epoch_NNN.safetensors), an official "
+            f"CAT-Seg checkpoint (model_base.pth with model:=catseg_vitb16_384), or pretrained:=random to "
+            f"assemble the network from lmseg.clip_pretrained (e.g. openai) and lmseg.sam_checkpoint "
+            f"(e.g. /path/to/sam_vit_b_01ec64.pth) with a random head to train.")
+    if options.head == "cosine":
+        if not (options.sam_model or preset.sam_model):
+            raise ValueError(f"lmseg.head 'cosine' fuses SAM features; preset {preset.name!r} has no SAM encoder: "
+                             f"set lmseg.sam_model or use lmseg.head aggregation")
+        return build_lmseg_cosine(config, preset)
+    return build_lmseg_aggregation(config, preset)
+
+
+def whole_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+    """The tensors of an lmseg or CAT-Seg checkpoint file (a detectron2 file keeps them under
+    ``model``); a segment-anything file is refused, naming the setting it belongs to."""
+    checkpoint = read_checkpoint(path)
+    if isinstance(checkpoint.get("model"), Mapping):
+        checkpoint = checkpoint["model"]
+    state_dict = extract_state_dict(checkpoint)
+    if any(key.startswith("image_encoder.") for key in state_dict):
+        raise WeightsError(f"{str(path)!r} is a segment-anything checkpoint, not an lmseg one: pass it as "
+                           f"lmseg.sam_checkpoint with pretrained:=random (and lmseg.clip_pretrained)")
+    return state_dict
+
+
+def build_lmseg_aggregation(config: SegmenterConfig, preset: LMSegPreset) -> SegmentationBackend:
+    """LMSeg's cost-volume aggregation (:mod:`lseg_ros.models.lmseg_cost`)."""
+    from .lmseg_cost import LMSegCostBackend, is_catseg_checkpoint
+
+    options, pretrained = config.lmseg, config.pretrained
+    state_dict = whole_checkpoint(pretrained) if pretrained != "random" else None
+    catseg = state_dict is not None and is_catseg_checkpoint(state_dict)
+    if state_dict is not None and not catseg and "clip_proj.weight" in state_dict and "decoder.0.weight" in state_dict:
+        raise WeightsError(f"{pretrained!r} holds an lmseg network with the cosine decoder (clip_proj.*, decoder.*): "
+                           f"set lmseg.head:=cosine to run it")
+    clip_model = options.clip_model or preset.clip_model
+    sam_model = preset.sam_model if not options.sam_model else options.sam_model
+    if catseg and sam_model and not options.sam_checkpoint:
+        raise WeightsError(f"a CAT-Seg checkpoint holds no SAM encoder, and preset {preset.name!r} fuses one: pass "
+                           f"lmseg.sam_checkpoint (e.g. sam_vit_b_01ec64.pth), or model:=catseg_vitb16_384 for "
+                           f"CAT-Seg alone")
+    if state_dict is not None:  # every CLIP weight comes from the checkpoint
+        # CAT-Seg's CLIP is OpenAI's (QuickGELU); an lmseg checkpoint's ran what its tag says
+        clip = random_clip(clip_model, "openai" if catseg else options.clip_pretrained, force_quick=catseg)
+        clip_weights, clip_id = "checkpoint", ""
+    else:
+        clip, clip_weights, clip_id = load_open_clip(clip_model, options.clip_pretrained)
+    sam = None
+    if sam_model:
+        sam = build_sam(sam_model, **(dict(preset.sam_kwargs) if sam_model == preset.sam_model else {}))
+    backend = LMSegCostBackend(clip, clip_model, sam, preset.aggregator, preset.guidance_layers, preset.input_size,
+                               fusion_init=options.fusion_init, freeze_clip=options.freeze_clip,
+                               freeze_sam=options.freeze_sam, name=preset.name)
+    sam_weights = "random"
+    if sam is not None and options.sam_checkpoint and (state_dict is None or catseg):
+        backend.load_sam(options.sam_checkpoint)
+        sam_weights = Path(options.sam_checkpoint).name
+    if catseg:
+        backend.load_catseg(pretrained, state_dict)
+    elif state_dict is not None:
+        backend.load_weights(pretrained, state_dict)
+    else:
+        sam_part = f", SAM {sam_model} ({sam_weights})" if sam is not None else ""
+        backend.description = (f"{preset.name} (CLIP {clip_model}/catseg ({clip_weights}){sam_part}, "
+                               f"random aggregator)")
+        if options.clip_pretrained != "random":  # the text tower is CLIP's own: share its label cache
+            backend.text_model_id = f"open_clip/{clip_model}/{clip_id}"
+    return backend.eval()
+
+
+def build_lmseg_cosine(config: SegmenterConfig, preset: LMSegPreset) -> LMSegBackend:
+    """The cosine decoder (lmseg.head cosine): pixel embeddings matched by the Segmenter."""
+    options = config.lmseg
+    pretrained = config.pretrained
     whole = pretrained != "random"
     checkpoint = read_checkpoint(pretrained) if whole else None  # a missing file fails before any build
     clip_model = options.clip_model or preset.clip_model
