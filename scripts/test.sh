@@ -25,7 +25,7 @@ OLDEST_TESTS=(test/test_segmenter.py test/test_dense_clip.py test/test_lseg.py t
               test/test_train.py test/test_evaluate.py test/test_export.py test/test_weights.py test/test_config.py
               test/test_acceleration.py test/test_demo_model.py test/test_datasets.py test/test_scenes.py
               test/test_captions.py test/test_metrics.py test/test_label_maps.py test/test_objects.py
-              test/test_geometry.py test/test_validation.py test/test_cost_aggregation.py)
+              test/test_geometry.py test/test_validation.py test/test_cost_aggregation.py test/test_lmseg_cost.py)
 LANES=${LSEG_TEST_DISTROS:-kilted jazzy oldest}
 if [ $# -gt 0 ] && [ -z "${LSEG_TEST_DISTROS:-}" ]; then
   LANES="kilted jazzy"  # arguments may name ROS tests, which the oldest lane cannot run
