@@ -173,6 +173,10 @@ class LMSegConfig:
     clip_pretrained: str = setting("CLIP weights when pretrained is 'random' (the network built from its parts): "
                                    "an open_clip tag (e.g. openai), a local file, or random. Ignored when "
                                    "pretrained is an lmseg checkpoint (it holds the whole network).", "random", path="weights")
+    max_aggregated_labels: int = setting("head aggregation: most labels refined per frame; with more, those "
+                                         "of highest peak raw cosine are refined and the others get logit -100 "
+                                         "(CAT-Seg's own top-k, 256 in its code). Bounds the cost of large label "
+                                         "sets; 0 = 256.", 0, bounds=Range(0, 4096, note="(0 = 256)"))
     clip_mode: str = setting("head cosine: how dense CLIP features are read from the last block (dense_clip "
                              "machinery): maskclip (value path, residual and FFN kept) | sclip | clearclip | "
                              "naclip. The aggregation head reads CAT-Seg's (dense_clip mode catseg).",

@@ -116,6 +116,24 @@ def test_logits_of_a_label_depend_on_the_other_labels():
 
 
 @torch.no_grad()
+def test_max_aggregated_labels_refines_the_labels_of_highest_peak_cosine_only():
+    """lmseg.max_aggregated_labels 2 of 4 labels: the two of highest peak raw cosine get the
+    logits the aggregation gives them alone, the other two -100 (CAT-Seg's top-k, smaller)."""
+    torch.manual_seed(0)
+    backend = randomized(build_backend(config_for("catseg_tiny", lmseg=LMSegConfig(max_aggregated_labels=2))))
+    assert backend.aggregator.top_k == 2
+    features, text = backend(images(1)), label_embeddings(4)
+    logits = backend.label_logits(features, text)
+    fused = F.normalize(backend.pixel_embeddings(features), dim=1)
+    peak = torch.einsum("bdhw,nd->bnhw", fused, text).flatten(2).max(-1).values[0]  # [4]
+    kept = sorted(peak.topk(2).indices.tolist())
+    left_out = [i for i in range(4) if i not in kept]
+    assert bool((logits[:, left_out] == -100).all())
+    backend.aggregator.top_k = 256
+    torch.testing.assert_close(logits[:, kept], backend.label_logits(features, text[kept]), rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
 def test_fusion_weight_one_is_catseg_and_zero_the_sam_path():
     torch.manual_seed(0)
     backend = randomized(build_backend(config_for()))

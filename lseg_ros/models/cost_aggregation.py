@@ -16,8 +16,8 @@ with CAT-Seg's own code (``scripts/compare_catseg.py``):
                     the text guidance; classes padded to ``pad_len`` with learned tokens)
       -> decode:                two x2 guided up-convolutions, 3x3 conv -> logits [B, T, 4H, 4W]
 
-:meth:`CostAggregator.forward` chains them; with more than ``pad_len`` classes it keeps the
-``pad_len`` classes of highest peak cosine and gives the others logit -100, as CAT-Seg does.
+:meth:`CostAggregator.forward` chains them; with more than ``top_k`` (= ``pad_len``, as CAT-Seg)
+classes it keeps the ``top_k`` classes of highest peak cosine and gives the others logit -100.
 """
 from __future__ import annotations
 
@@ -298,6 +298,9 @@ class CostAggregator(nn.Module):
                  window_size: int = 12, prompt_channel: int = 1, pad_len: int = 256):
         super().__init__()
         self.hidden_dim, self.pad_len = hidden_dim, pad_len
+        #: most classes aggregated per input: with more, the ones of highest peak cosine (CAT-Seg's
+        #: top-k, at pad_len in its code; a smaller value bounds the cost of large label sets)
+        self.top_k = pad_len
         self.feature_resolution = tuple(feature_resolution)
         self.layers = nn.ModuleList([
             AggregatorLayer(hidden_dim, text_guidance_proj_dim, appearance_guidance_proj_dim, nheads,
@@ -357,10 +360,10 @@ class CostAggregator(nn.Module):
         return y.view(b, t, *y.shape[-2:])
 
     def select_classes(self, corr: torch.Tensor) -> torch.Tensor:
-        """The ``pad_len`` classes of highest peak cosine: corr [B, P, T, H, W] -> indices [B, pad_len]
+        """The ``top_k`` classes of highest peak cosine: corr [B, P, T, H, W] -> indices [B, top_k]
         (in ``topk``'s unsorted order, as CAT-Seg)."""
         peak = corr.transpose(1, 2).flatten(-3).max(dim=-1)[0]  # [B, T]
-        return peak.topk(self.pad_len, dim=-1, sorted=False)[1]
+        return peak.topk(self.top_k, dim=-1, sorted=False)[1]
 
     def check_inputs(self, img_feats: torch.Tensor, text_feats: torch.Tensor,
                      appearance_guidance: Sequence[torch.Tensor]) -> None:
@@ -392,12 +395,13 @@ class CostAggregator(nn.Module):
     def forward(self, img_feats: torch.Tensor, text_feats: torch.Tensor,
                 appearance_guidance: Sequence[torch.Tensor]) -> torch.Tensor:
         """img_feats [B, C, H, W], text_feats [B, T, P, C], appearance_guidance as in
-        :meth:`project_guidance` -> logits [B, T, 4H, 4W] (-100 for classes left out). Raises
+        :meth:`project_guidance` -> logits [B, T, 4H, 4W] (-100 for classes left out: beyond
+        ``top_k``, those of lowest peak cosine). Raises
         ValueError naming an input of the wrong shape (:meth:`check_inputs`)."""
         self.check_inputs(img_feats, text_feats, appearance_guidance)
         corr = self.correlation(img_feats, text_feats)
         num_classes, classes = text_feats.shape[1], None
-        if 0 < self.pad_len < num_classes:
+        if 0 < self.top_k < num_classes:
             classes = self.select_classes(corr)
             index = classes[..., None, None].expand(-1, -1, *text_feats.shape[-2:])
             text_feats = torch.gather(F.normalize(text_feats, dim=-1), 1, index)  # [B, pad_len, P, C]

@@ -395,6 +395,8 @@ def build_lmseg_aggregation(config: SegmenterConfig, preset: LMSegPreset) -> Seg
     backend = LMSegCostBackend(clip, clip_model, sam, preset.aggregator, preset.guidance_layers, preset.input_size,
                                fusion_init=options.fusion_init, freeze_clip=options.freeze_clip,
                                freeze_sam=options.freeze_sam, name=preset.name)
+    if options.max_aggregated_labels:
+        backend.aggregator.top_k = options.max_aggregated_labels
     sam_weights = "random"
     if sam is not None and options.sam_checkpoint and (state_dict is None or catseg):
         backend.load_sam(options.sam_checkpoint)
