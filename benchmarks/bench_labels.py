@@ -10,6 +10,7 @@ Models (random weights: the speed is the weights'), each at its own input size f
 * ``lmseg_sam_b``: lmseg head aggregation, ``lmseg_vitb16_sam_b`` (CLIP ViT-B/16 + SAM ViT-B at
   384x384, CAT-Seg B's aggregator)
 * ``catseg_b``: ``catseg_vitb16_384`` (CAT-Seg B: the same without SAM)
+* ``catseg_b_top32``: the same with ``lmseg.max_aggregated_labels: 32``
 * ``lmseg_cosine``: lmseg head cosine, ``lmseg_vitb16_sam_b`` (the earlier decoder)
 * ``lseg_vitl``: ``lseg_vitl16_384`` (LSeg's released model, short side 384)
 * ``lseg_vitb``: ``lseg_vitb16_384``
@@ -35,6 +36,8 @@ from lseg_ros.segmenter import Segmenter
 MODELS = {
     "lmseg_sam_b": dict(backend="lmseg", model="lmseg_vitb16_sam_b"),
     "catseg_b": dict(backend="lmseg", model="catseg_vitb16_384"),
+    "catseg_b_top32": dict(backend="lmseg", model="catseg_vitb16_384",
+                           lmseg=LMSegConfig(max_aggregated_labels=32)),
     "lmseg_cosine": dict(backend="lmseg", model="lmseg_vitb16_sam_b", lmseg=LMSegConfig(head="cosine"),
                          short_side=384),
     "lseg_vitl": dict(backend="lseg", model="lseg_vitl16_384", short_side=384),
