@@ -145,6 +145,27 @@ def test_shipped_lseg_demo_model_export_gives_the_torch_masks(tmp_path):
     assert remaining + exported.released_parameters == sum(p.numel() for p in reference.backend.parameters())
 
 
+@pytest.mark.slow
+def test_lmseg_aggregation_exports_its_image_side_and_keeps_the_label_head_in_torch(tmp_path):
+    """lmseg head aggregation: the graph is encoders + fusion ([F | guidance blocks] at the
+    fixed 128x128 input); the aggregation takes the labels, so it stays in torch after it."""
+    from safetensors.torch import save_file
+
+    from lseg_ros.models.base import build_backend
+
+    torch.manual_seed(0)
+    config = SegmenterConfig(backend="lmseg", model="lmseg_tiny", pretrained="random", device=TEST_DEVICE)
+    weights = tmp_path / "lmseg_tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in build_backend(config).net_state_dict().items()}, str(weights))
+    config.pretrained = str(weights)
+    out = _export(tmp_path, ["--backend", "lmseg", "--model", "lmseg_tiny", "--pretrained", str(weights),
+                             "--device", TEST_DEVICE], 48, 64)
+    assert json.loads(read_metadata(str(out))["output_shape"]) == [32 + 2 * 64, 8, 8]
+    exported = _assert_same_masks(config, out.with_suffix(".yaml"), 48, 64)
+    assert exported.backend.sam is None and exported.backend.clip.visual is None
+    assert sum(p.numel() for p in exported.backend.aggregator.parameters()) > 0
+
+
 # ------------------------------------------------------------------ refusals
 @pytest.fixture(scope="module")
 def exported_clip(tmp_path_factory, clip_weights):
