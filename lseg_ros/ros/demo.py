@@ -278,11 +278,22 @@ def stream(camera, outputs: Outputs, executor, args, node: NodeProcess) -> float
 
 
 def wait_final_diagnostics(outputs: Outputs, executor) -> None:
-    """Spin until a /diagnostics message of the node arrives after its last output (so its
-    counters include every frame), at most FINAL_DIAGNOSTICS_WAIT_S."""
+    """Spin until a /diagnostics message of the node arrives after its last output and counts
+    every overlay received as processed, at most FINAL_DIAGNOSTICS_WAIT_S. (The node counts a
+    frame once its outputs are published: a message composed in between, received after the
+    last overlay, counts one frame less.)"""
     last_ns = time.time_ns()
     deadline = time.monotonic() + FINAL_DIAGNOSTICS_WAIT_S
-    while outputs.diagnostics_at_ns <= last_ns and time.monotonic() < deadline:
+
+    def settled() -> bool:
+        if outputs.diagnostics_at_ns <= last_ns:
+            return False
+        try:
+            return int(outputs.diagnostics.get("processed", "0")) >= outputs.overlays
+        except ValueError:  # not a count: nothing to wait for
+            return True
+
+    while not settled() and time.monotonic() < deadline:
         executor.spin_once(timeout_sec=0.1)
 
 
