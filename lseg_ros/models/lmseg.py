@@ -157,45 +157,29 @@ def build_decoder(width: int, embedding_dim: int) -> nn.Sequential:
                          nn.Conv2d(width, embedding_dim, 1))
 
 
-class LMSegBackend(SegmentationBackend):
-    """CLIP + SAM features, fused by a learned weight, decoded to CLIP-text-space pixel embeddings."""
+def fusion_parameter(fusion_init: float) -> nn.Parameter:
+    """The learned fusion logit a, w = sigmoid(a) starting at ``fusion_init`` in (0, 1)."""
+    if not 0.0 < fusion_init < 1.0:
+        raise ValueError(f"lmseg.fusion_init must lie in (0, 1), got {fusion_init!r}")
+    return nn.Parameter(torch.tensor(math.log(fusion_init / (1.0 - fusion_init))))
+
+
+class ClipSamBackend(SegmentationBackend):
+    """What both lmseg heads share: the CLIP towers (``dense_clip``), an optional SAM image encoder
+    (``sam``, fed CLIP-normalized images re-normalized to SAM's mean and std), the fusion weight,
+    the weights bookkeeping and the training parameter groups of the encoders and text tower.
+    A subclass sets ``dense_clip``, ``sam``, ``fusion_logit`` (None without SAM) and
+    ``freeze_clip``/``freeze_sam``, and calls :meth:`_setup_sam_input`."""
 
     backend_name = "lmseg"
-    default_logit_scale = LMSEG_LOGIT_SCALE
-    default_prompt_templates = "imagenet"
     trainable = True  # lseg-train
 
-    def __init__(self, clip: nn.Module, clip_model: str, sam: nn.Module, decoder_width: int,
-                 clip_mode: str = "maskclip", fusion_init: float = 0.5, freeze_clip: bool = True,
-                 freeze_sam: bool = True, name: str = "lmseg") -> None:
-        super().__init__()
-        if clip_mode not in DENSE_CLIP_MODES:
-            raise ValueError(f"unknown lmseg.clip_mode {clip_mode!r}; accepted: {', '.join(DENSE_CLIP_MODES)}")
-        if not 0.0 < fusion_init < 1.0:
-            raise ValueError(f"lmseg.fusion_init must lie in (0, 1), got {fusion_init!r}")
-        if decoder_width < 1:
-            raise ValueError(f"lmseg.decoder_width must be >= 1, got {decoder_width!r}")
-        self.preset_name = name
-        self.dense_clip = DenseClipBackend(clip, clip_model, mode=clip_mode)
-        self.sam = sam
-        self.image_mean, self.image_std = self.dense_clip.image_mean, self.dense_clip.image_std
-        clip_patch = self.dense_clip.input_multiple
-        sam_patch = int(sam.patch_embed.patch_size[0])
-        self.input_multiple = clip_patch * sam_patch // math.gcd(clip_patch, sam_patch)
-        self.embedding_dim = self.dense_clip.embedding_dim
-        self.clip_proj = nn.Conv2d(self.embedding_dim, decoder_width, 1)
-        self.sam_proj = nn.Conv2d(int(sam.num_features), decoder_width, 1)
-        #: the fusion weight w = sigmoid(fusion_logit)
-        self.fusion_logit = nn.Parameter(torch.tensor(math.log(fusion_init / (1.0 - fusion_init))))
-        self.decoder = build_decoder(decoder_width, self.embedding_dim)
-        self.freeze_clip, self.freeze_sam = bool(freeze_clip), bool(freeze_sam)
-        # SAM sees its own normalization: x_sam = x * scale + shift, per channel, from CLIP's
+    def _setup_sam_input(self) -> None:
+        """x_sam = x * sam_scale + sam_shift, per channel, from CLIP's normalization to SAM's."""
         clip_mean, clip_std = torch.tensor(self.image_mean), torch.tensor(self.image_std)
         sam_mean, sam_std = torch.tensor(SAM_MEAN), torch.tensor(SAM_STD)
         self.register_buffer("sam_scale", (clip_std / sam_std).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("sam_shift", ((clip_mean - sam_mean) / sam_std).view(1, 3, 1, 1), persistent=False)
-        self.description = name
-        self.text_model_id = f"lmseg/{name}/random#{id(self):x}"
 
     # ------------------------------------------------------------------ text
     @property
@@ -215,18 +199,97 @@ class LMSegBackend(SegmentationBackend):
 
     # ----------------------------------------------------------------- image
     @property
-    def fusion_weight(self) -> torch.Tensor:
-        """w in F = w * F_clip + (1 - w) * F_sam (a 0-d tensor)."""
-        return torch.sigmoid(self.fusion_logit)
-
-    def clip_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Dense CLIP patch embeddings [B, D, H/p, W/p] (the dense_clip backend's)."""
-        return self.dense_clip.dense_embeddings(images)
+    def fusion_weight(self) -> Optional[torch.Tensor]:
+        """w in F = w * F_clip + (1 - w) * F_sam (a 0-d tensor); None without SAM."""
+        return None if self.fusion_logit is None else torch.sigmoid(self.fusion_logit)
 
     def sam_features(self, images: torch.Tensor) -> torch.Tensor:
         """SAM image-encoder features [B, C_sam, H/16, W/16] of CLIP-normalized images."""
         sam_input = images * self.sam_scale.to(images.dtype) + self.sam_shift.to(images.dtype)
         return self.sam.forward_features(sam_input)
+
+    def train(self, mode: bool = True) -> "ClipSamBackend":
+        # the CLIP branch's per-grid positional tables were resized from the weights of then
+        self.dense_clip._positional_cache.clear()
+        return super().train(mode)
+
+    # -------------------------------------------------------------- weights
+    def _named_after(self, path: Path, weights: str, note: str = "") -> None:
+        """Description and label-cache id of weights read from ``path`` (``weights`` names them,
+        ``note`` ends the description)."""
+        stat = path.stat()
+        self.description = f"{self.preset_name} ({weights}, CLIP {self.clip_activation}{note})"
+        self.text_model_id = f"lmseg/{self.preset_name}/{path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
+
+    def load_sam(self, path: str | os.PathLike) -> "ClipSamBackend":
+        """Load SAM image-encoder weights (official segment-anything layout or timm's) strictly."""
+        if self.sam is None:
+            raise WeightsError(f"preset {self.preset_name!r} has no SAM encoder; lmseg.sam_checkpoint is not used")
+        path = Path(path).expanduser()
+        state_dict = sam_state_dict(read_checkpoint(path), self.sam)
+        load_strict(self.sam, state_dict, source=f"{path} (SAM image encoder, timm key names)")
+        return self
+
+    # -------------------------------------------------------------- training
+    def image_parameters(self) -> Iterator[nn.Parameter]:
+        """The encoders that are not frozen (lmseg.freeze_clip / lmseg.freeze_sam)."""
+        if not self.freeze_clip:
+            yield from self.clip.visual.parameters()
+        if not self.freeze_sam and self.sam is not None:
+            yield from self.sam.parameters()
+
+    def text_parameters(self) -> Iterator[nn.Parameter]:
+        """The CLIP text tower (every CLIP parameter outside ``visual``), frozen in training."""
+        visual = {id(parameter) for parameter in self.clip.visual.parameters()}
+        return (parameter for parameter in self.clip.parameters() if id(parameter) not in visual)
+
+    def freeze_text(self) -> "ClipSamBackend":
+        for parameter in self.text_parameters():
+            parameter.requires_grad_(False)
+        return self
+
+    def net_state_dict(self) -> Dict[str, torch.Tensor]:
+        """The whole network's weights, as the backend's ``load_weights`` accepts them."""
+        return self.state_dict()
+
+
+class LMSegBackend(ClipSamBackend):
+    """CLIP + SAM features, fused by a learned weight, decoded to CLIP-text-space pixel embeddings."""
+
+    default_logit_scale = LMSEG_LOGIT_SCALE
+    default_prompt_templates = "imagenet"
+
+    def __init__(self, clip: nn.Module, clip_model: str, sam: nn.Module, decoder_width: int,
+                 clip_mode: str = "maskclip", fusion_init: float = 0.5, freeze_clip: bool = True,
+                 freeze_sam: bool = True, name: str = "lmseg") -> None:
+        super().__init__()
+        if clip_mode not in DENSE_CLIP_MODES:
+            raise ValueError(f"unknown lmseg.clip_mode {clip_mode!r}; accepted: {', '.join(DENSE_CLIP_MODES)}")
+        fusion = fusion_parameter(fusion_init)
+        if decoder_width < 1:
+            raise ValueError(f"lmseg.decoder_width must be >= 1, got {decoder_width!r}")
+        self.preset_name = name
+        self.dense_clip = DenseClipBackend(clip, clip_model, mode=clip_mode)
+        self.sam = sam
+        self.image_mean, self.image_std = self.dense_clip.image_mean, self.dense_clip.image_std
+        clip_patch = self.dense_clip.input_multiple
+        sam_patch = int(sam.patch_embed.patch_size[0])
+        self.input_multiple = clip_patch * sam_patch // math.gcd(clip_patch, sam_patch)
+        self.embedding_dim = self.dense_clip.embedding_dim
+        self.clip_proj = nn.Conv2d(self.embedding_dim, decoder_width, 1)
+        self.sam_proj = nn.Conv2d(int(sam.num_features), decoder_width, 1)
+        #: the fusion weight w = sigmoid(fusion_logit)
+        self.fusion_logit = fusion
+        self.decoder = build_decoder(decoder_width, self.embedding_dim)
+        self.freeze_clip, self.freeze_sam = bool(freeze_clip), bool(freeze_sam)
+        self._setup_sam_input()
+        self.description = name
+        self.text_model_id = f"lmseg/{name}/random#{id(self):x}"
+
+    # ----------------------------------------------------------------- image
+    def clip_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Dense CLIP patch embeddings [B, D, H/p, W/p] (the dense_clip backend's)."""
+        return self.dense_clip.dense_embeddings(images)
 
     def fuse(self, clip_features: torch.Tensor, sam_features: torch.Tensor) -> torch.Tensor:
         """Projected and fused features [B, C, h, w] on the CLIP grid."""
@@ -246,11 +309,6 @@ class LMSegBackend(SegmentationBackend):
         images = images.to(self.dtype)
         return self.decoder(self.fuse(self.clip_features(images), self.sam_features(images)))
 
-    def train(self, mode: bool = True) -> "LMSegBackend":
-        # the CLIP branch's per-grid positional tables were resized from the weights of then
-        self.dense_clip._positional_cache.clear()
-        return super().train(mode)
-
     def image_side_modules(self) -> List[nn.Module]:
         return [self.clip.visual, self.sam, self.clip_proj, self.sam_proj, self.decoder]
 
@@ -263,56 +321,23 @@ class LMSegBackend(SegmentationBackend):
 
     # -------------------------------------------------------------- weights
     def load_weights(self, path: str | os.PathLike,
-                     checkpoint: Optional[Mapping[str, object]] = None) -> "LMSegBackend":
-        """Load a whole-network lmseg checkpoint (as ``lseg-train`` writes it) strictly;
+                     state_dict: Optional[Mapping[str, torch.Tensor]] = None) -> "LMSegBackend":
+        """Load a whole-network lmseg checkpoint (as ``lseg-train`` writes it; read with
+        :func:`whole_checkpoint` unless its ``state_dict`` is given) strictly;
         :class:`WeightsError` names any missing or unexpected key."""
         path = Path(path).expanduser()
-        checkpoint = read_checkpoint(path) if checkpoint is None else checkpoint
-        state_dict = extract_state_dict(checkpoint)
-        if any(key.startswith("image_encoder.") for key in state_dict):
-            raise WeightsError(f"{str(path)!r} is a segment-anything checkpoint, not an lmseg one: pass it as "
-                               f"lmseg.sam_checkpoint with pretrained:=random (and lmseg.clip_pretrained)")
+        state_dict = whole_checkpoint(path) if state_dict is None else state_dict
         load_strict(self, state_dict, source=str(path))
-        stat = path.stat()
-        self.description = f"{self.preset_name} ({path.name}, CLIP {self.clip_activation})"
-        self.text_model_id = f"lmseg/{self.preset_name}/{path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
-        return self
-
-    def load_sam(self, path: str | os.PathLike) -> "LMSegBackend":
-        """Load SAM image-encoder weights (official segment-anything layout or timm's) strictly."""
-        path = Path(path).expanduser()
-        state_dict = sam_state_dict(read_checkpoint(path), self.sam)
-        load_strict(self.sam, state_dict, source=f"{path} (SAM image encoder, timm key names)")
+        self._named_after(path, path.name)
         return self
 
     # -------------------------------------------------------------- training
-    def image_parameters(self) -> Iterator[nn.Parameter]:
-        """The encoders that are not frozen (lmseg.freeze_clip / lmseg.freeze_sam)."""
-        if not self.freeze_clip:
-            yield from self.clip.visual.parameters()
-        if not self.freeze_sam:
-            yield from self.sam.parameters()
-
     def decoder_parameters(self) -> Iterator[nn.Parameter]:
         """Projections, fusion weight and decoder."""
         yield from self.clip_proj.parameters()
         yield from self.sam_proj.parameters()
         yield self.fusion_logit
         yield from self.decoder.parameters()
-
-    def text_parameters(self) -> Iterator[nn.Parameter]:
-        """The CLIP text tower (every CLIP parameter outside ``visual``), frozen in training."""
-        visual = {id(parameter) for parameter in self.clip.visual.parameters()}
-        return (parameter for parameter in self.clip.parameters() if id(parameter) not in visual)
-
-    def freeze_text(self) -> "LMSegBackend":
-        for parameter in self.text_parameters():
-            parameter.requires_grad_(False)
-        return self
-
-    def net_state_dict(self) -> Dict[str, torch.Tensor]:
-        """The whole network's weights, as :meth:`load_weights` accepts them."""
-        return self.state_dict()
 
 
 def random_clip(model_name: str, clip_pretrained: str, force_quick: bool = False) -> nn.Module:
@@ -354,7 +379,7 @@ def build_lmseg(config: SegmenterConfig) -> SegmentationBackend:
     return build_lmseg_aggregation(config, preset)
 
 
-def whole_checkpoint(path: str) -> Dict[str, torch.Tensor]:
+def whole_checkpoint(path: str | os.PathLike) -> Dict[str, torch.Tensor]:
     """The tensors of an lmseg or CAT-Seg checkpoint file (a detectron2 file keeps them under
     ``model``); a segment-anything file is refused, naming the setting it belongs to."""
     checkpoint = read_checkpoint(path)
@@ -419,7 +444,7 @@ def build_lmseg_cosine(config: SegmenterConfig, preset: LMSegPreset) -> LMSegBac
     options = config.lmseg
     pretrained = config.pretrained
     whole = pretrained != "random"
-    checkpoint = read_checkpoint(pretrained) if whole else None  # a missing file fails before any build
+    state_dict = whole_checkpoint(pretrained) if whole else None  # a missing file fails before any build
     clip_model = options.clip_model or preset.clip_model
     sam_model = options.sam_model or preset.sam_model
     sam_kwargs = dict(preset.sam_kwargs) if sam_model == preset.sam_model else {}
@@ -432,7 +457,7 @@ def build_lmseg_cosine(config: SegmenterConfig, preset: LMSegPreset) -> LMSegBac
                            clip_mode=options.clip_mode, fusion_init=options.fusion_init,
                            freeze_clip=options.freeze_clip, freeze_sam=options.freeze_sam, name=preset.name)
     if whole:
-        backend.load_weights(pretrained, checkpoint)
+        backend.load_weights(pretrained, state_dict)
     else:
         sam_weights = "random"
         if options.sam_checkpoint:

@@ -36,17 +36,17 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..weights import WeightsError, load_strict
-from .base import SegmentationBackend
 from .cost_aggregation import (CATSEG_PREFIXES, CostAggregator, GuidanceUpsampler, catseg_clip_to_openai,
                                split_catseg_state_dict)
 from .dense_clip import DenseClipBackend
+from .lmseg import ClipSamBackend, fusion_parameter
 
 #: CAT-Seg's prompt (configs vitb_384 / vitl_336: PROMPT_ENSEMBLE_TYPE single)
 CATSEG_TEMPLATES = "catseg"
@@ -57,14 +57,12 @@ def is_catseg_checkpoint(state: Mapping[str, Any]) -> bool:
     return any(key.startswith(CATSEG_PREFIXES["aggregator"]) for key in state)
 
 
-class LMSegCostBackend(SegmentationBackend):
+class LMSegCostBackend(ClipSamBackend):
     """CLIP (+ SAM) features fused, a cost volume against the labels, CAT-Seg's aggregation."""
 
-    backend_name = "lmseg"
     #: the aggregator's logits are used as they are (CAT-Seg: sigmoid of them)
     default_logit_scale = 1.0
     default_prompt_templates = CATSEG_TEMPLATES
-    trainable = True
     #: forward returns features that label_logits classifies (not cosine-matched embeddings)
     label_head = True
 
@@ -72,8 +70,7 @@ class LMSegCostBackend(SegmentationBackend):
                  guidance_layers: Sequence[int], input_size: int, fusion_init: float = 0.5,
                  freeze_clip: bool = True, freeze_sam: bool = True, name: str = "lmseg") -> None:
         super().__init__()
-        if not 0.0 < fusion_init < 1.0:
-            raise ValueError(f"lmseg.fusion_init must lie in (0, 1), got {fusion_init!r}")
+        fusion = fusion_parameter(fusion_init)
         self.preset_name = name
         self.dense_clip = DenseClipBackend(clip, clip_model, mode="catseg")
         patch = self.dense_clip.input_multiple
@@ -97,17 +94,12 @@ class LMSegCostBackend(SegmentationBackend):
         self.sam = sam
         multiple = patch
         if sam is not None:
-            from .lmseg import SAM_MEAN, SAM_STD
-
             sam_patch = int(sam.patch_embed.patch_size[0])
             multiple = patch * sam_patch // math.gcd(patch, sam_patch)
             self.sam_proj = nn.Conv2d(int(sam.num_features), self.embedding_dim, 1)
             #: the fusion weight w = sigmoid(fusion_logit)
-            self.fusion_logit = nn.Parameter(torch.tensor(math.log(fusion_init / (1.0 - fusion_init))))
-            clip_mean, clip_std = torch.tensor(self.image_mean), torch.tensor(self.image_std)
-            sam_mean, sam_std = torch.tensor(SAM_MEAN), torch.tensor(SAM_STD)
-            self.register_buffer("sam_scale", (clip_std / sam_std).view(1, 3, 1, 1), persistent=False)
-            self.register_buffer("sam_shift", ((clip_mean - sam_mean) / sam_std).view(1, 3, 1, 1), persistent=False)
+            self.fusion_logit = fusion
+            self._setup_sam_input()
         else:
             self.sam_proj = None
             self.fusion_logit = None
@@ -116,32 +108,7 @@ class LMSegCostBackend(SegmentationBackend):
         self.description = name
         self.text_model_id = f"lmseg/{name}/random#{id(self):x}"
 
-    # ------------------------------------------------------------------ text
-    @property
-    def clip(self) -> nn.Module:
-        return self.dense_clip.clip
-
-    @property
-    def clip_activation(self) -> str:
-        return type(self.clip.transformer.resblocks[0].mlp.gelu).__name__
-
-    def tokenize(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.dense_clip.tokenize(texts)
-
-    def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
-        return self.dense_clip.encode_text(token_ids)
-
     # ----------------------------------------------------------------- image
-    @property
-    def fusion_weight(self) -> Optional[torch.Tensor]:
-        """w in F = w * F_clip + (1 - w) * F_sam (a 0-d tensor), None without SAM."""
-        return None if self.fusion_logit is None else torch.sigmoid(self.fusion_logit)
-
-    def sam_features(self, images: torch.Tensor) -> torch.Tensor:
-        """SAM image-encoder features [B, C_sam, H/16, W/16] of CLIP-normalized images."""
-        sam_input = images * self.sam_scale.to(images.dtype) + self.sam_shift.to(images.dtype)
-        return self.sam.forward_features(sam_input)
-
     def fuse(self, clip_features: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
         """F = w * F_clip + (1 - w) * sam_proj(F_sam) on the CLIP grid (F_clip without SAM)."""
         if self.sam is None:
@@ -180,10 +147,6 @@ class LMSegCostBackend(SegmentationBackend):
         text = label_embeddings.to(dtype)[None, :, None, :].expand(fused.shape[0], -1, -1, -1)
         return self.aggregator(fused, text, [fused, *decoder_guidance]).float()
 
-    def train(self, mode: bool = True) -> "LMSegCostBackend":
-        self.dense_clip._positional_cache.clear()
-        return super().train(mode)
-
     def image_side_modules(self) -> List[nn.Module]:
         return [self.clip.visual] + ([self.sam, self.sam_proj] if self.sam is not None else [])
 
@@ -200,9 +163,7 @@ class LMSegCostBackend(SegmentationBackend):
         """Load a whole-network checkpoint (as ``lseg-train`` writes it) strictly."""
         path = Path(path).expanduser()
         load_strict(self, state_dict, source=str(path))
-        stat = path.stat()
-        self.description = f"{self.preset_name} ({path.name}, CLIP {self.clip_activation})"
-        self.text_model_id = f"lmseg/{self.preset_name}/{path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
+        self._named_after(path, path.name)
         return self
 
     def load_catseg(self, path: str | os.PathLike, state_dict: Mapping[str, torch.Tensor]) -> "LMSegCostBackend":
@@ -219,32 +180,11 @@ class LMSegCostBackend(SegmentationBackend):
         load_strict(self.guidance, parts["guidance"], source=f"{path} (upsample1/2.*)")
         load_strict(self.clip, clip_state, source=f"{path} ({CATSEG_PREFIXES['clip']}*, OpenAI CLIP layout)",
                     ignore_missing={"attn_mask"})
-        stat = path.stat()
         fusion = "" if self.sam is None else ", SAM fusion untrained: train it with lseg-train"
-        self.description = f"{self.preset_name} (CAT-Seg {path.name}, CLIP {self.clip_activation}{fusion})"
-        self.text_model_id = f"lmseg/{self.preset_name}/{path.resolve()}@{stat.st_size}:{stat.st_mtime_ns}"
-        return self
-
-    def load_sam(self, path: str | os.PathLike) -> "LMSegCostBackend":
-        """Load SAM image-encoder weights (official segment-anything layout or timm's) strictly."""
-        from .lmseg import sam_state_dict
-        from ..weights import read_checkpoint
-
-        if self.sam is None:
-            raise WeightsError(f"preset {self.preset_name!r} has no SAM encoder; lmseg.sam_checkpoint is not used")
-        path = Path(path).expanduser()
-        load_strict(self.sam, sam_state_dict(read_checkpoint(path), self.sam),
-                    source=f"{path} (SAM image encoder, timm key names)")
+        self._named_after(path, f"CAT-Seg {path.name}", fusion)
         return self
 
     # -------------------------------------------------------------- training
-    def image_parameters(self) -> Iterator[nn.Parameter]:
-        """The encoders that are not frozen (lmseg.freeze_clip / lmseg.freeze_sam)."""
-        if not self.freeze_clip:
-            yield from self.clip.visual.parameters()
-        if not self.freeze_sam and self.sam is not None:
-            yield from self.sam.parameters()
-
     def decoder_parameters(self) -> Iterator[nn.Parameter]:
         """Aggregator, guidance upsamplers, SAM projection and fusion weight."""
         yield from self.aggregator.parameters()
@@ -252,15 +192,3 @@ class LMSegCostBackend(SegmentationBackend):
         if self.sam is not None:
             yield from self.sam_proj.parameters()
             yield self.fusion_logit
-
-    def text_parameters(self) -> Iterator[nn.Parameter]:
-        visual = {id(parameter) for parameter in self.clip.visual.parameters()}
-        return (parameter for parameter in self.clip.parameters() if id(parameter) not in visual)
-
-    def freeze_text(self) -> "LMSegCostBackend":
-        for parameter in self.text_parameters():
-            parameter.requires_grad_(False)
-        return self
-
-    def net_state_dict(self) -> Dict[str, torch.Tensor]:
-        return self.state_dict()
