@@ -36,6 +36,17 @@ def pytest_report_header(config):
     return "lseg_ros test device: cpu (LSEG_TEST_DEVICE=cuda for a GPU)"
 
 
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread for tiny models (on a busy 2-core machine two threads made lmseg's
+    training test 15x slower); the previous setting is restored after the test. A module uses
+    it for every test with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 @pytest.fixture(scope="module")
 def train_scenes(tmp_path_factory):
     """16 generated scenes of 48x64: 12 for training (3 steps of 4 per epoch), 4 for validation."""

@@ -22,16 +22,7 @@ from helpers import TEST_DEVICE, domain_id, fixed_batch
 from helpers import tiny_train_config as tiny_config
 
 TINY = PRESETS["lmseg_tiny"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread for these tiny models (on a busy 2-core machine two threads made the
-    training test 15x slower); the previous setting is restored after each test."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: lmseg's heads: LMSeg's cost aggregation (test_lmseg_cost.py has its own tests) and the cosine decoder

@@ -24,14 +24,7 @@ from lseg_ros.weights import WeightsError
 from helpers import TEST_DEVICE
 
 LABELS = ["floor", "wall", "red disk", "door"]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def config_for(model="lmseg_tiny", **fields) -> SegmenterConfig:
